@@ -59,3 +59,13 @@ def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return out
+
+
+@pytest.fixture
+def studio(mistudio_home: Path):
+    """A Studio (home, database, runner) in the test's temporary home; closed (jobs cancelled) afterwards."""
+    from mistudio_tui.studio import Studio
+
+    s = Studio(mistudio_home, max_parallel=3)
+    yield s
+    s.close()

@@ -1,0 +1,1 @@
+"""Database: Peewee models over SQLite, migrations, and the queries the screens and CLI need."""

@@ -1,0 +1,1 @@
+"""Worker-side entry points, one module per job kind: `run(params, ctx) -> dict`."""

@@ -1,0 +1,78 @@
+"""Run a job from the CLI: submit through the shared runner, draw a progress bar on stderr, wait."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from mistudio_tui.cli.output import CliError
+from mistudio_tui.db.models import Job
+from mistudio_tui.jobs import protocol as p
+from mistudio_tui.jobs.runner import TERMINAL_STATES, JobRunner
+from mistudio_tui.studio import Studio
+
+
+def run_job(
+    studio: Studio,
+    kind: str,
+    params: dict[str, Any],
+    title: str = "",
+    resource: Any = None,
+    quiet: bool = False,
+) -> Job:
+    """Submit, show progress (unless quiet or stderr is not a terminal), wait; CliError if it did not complete."""
+    runner = studio.runner
+    job = runner.submit(kind, params, title=title, resource=resource)
+    try:
+        job = _wait_with_bar(runner, job.id, title or kind, quiet)
+    except KeyboardInterrupt:
+        print("\nmistudio: cancelling (press Ctrl-C again to stop waiting)…", file=sys.stderr)
+        runner.cancel(job.id)
+        try:
+            job = runner.wait(job.id)
+        except KeyboardInterrupt:
+            raise CliError("interrupted", code=130) from None
+    if job.status != "completed":
+        detail = job.error or job.status
+        raise CliError(f"{title or kind} {job.status}: {detail} (log: {job.log_path})")
+    return job
+
+
+def _wait_with_bar(runner: JobRunner, job_id: int, title: str, quiet: bool) -> Job:
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if quiet or not console.is_terminal:
+        return runner.wait(job_id)
+
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    latest: dict[str, p.Progress] = {}
+
+    def listener(event: Any) -> None:
+        if event.job_id == job_id and event.type == "progress":
+            latest["progress"] = event.data
+        elif event.job_id == job_id and event.type == "log":
+            console.log(event.data)
+
+    runner.add_listener(listener)
+    try:
+        with Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=console,
+            transient=True,
+        ) as bar:
+            task = bar.add_task(title, total=None, status="")
+            while True:
+                job = runner.wait(job_id, timeout=0.2)
+                prog = latest.get("progress")
+                if prog is not None:
+                    bar.update(task, completed=prog.done, total=prog.total, status=prog.text)
+                if job.status in TERMINAL_STATES:
+                    return job
+    finally:
+        runner.remove_listener(listener)

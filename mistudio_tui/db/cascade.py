@@ -1,0 +1,99 @@
+"""What a delete takes with it: count cascading rows (to show the user first), then delete rows and files."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from peewee import Model
+
+from mistudio_tui.db.models import database
+
+NOUNS = {
+    "dataset": ("dataset", "datasets"),
+    "language_model": ("model", "models"),
+    "tokenization": ("tokenization", "tokenizations"),
+    "activation_set": ("activation set", "activation sets"),
+    "training": ("training", "trainings"),
+    "training_metric": ("metric point", "metric points"),
+    "feature_set": ("feature set", "feature sets"),
+    "feature": ("feature", "features"),
+    "feature_label": ("label", "labels"),
+    "labeling_job": ("labeling run", "labeling runs"),
+    "steering_preset": ("steering preset", "steering presets"),
+}
+
+
+def noun(table: str, count: int) -> str:
+    """'3 trainings', '1 feature set'."""
+    one, many = NOUNS.get(table, (table.replace("_", " "), table.replace("_", " ") + "s"))
+    return f"{count:,} {one if count == 1 else many}"
+
+
+@dataclass
+class CascadePlan:
+    """The rows (by table) and folders a delete removes."""
+
+    root: Model
+    counts: dict[str, int] = field(default_factory=dict)
+    paths: list[Path] = field(default_factory=list)
+
+    def describe(self) -> str:
+        """A one-paragraph statement for a confirmation dialog."""
+        name = getattr(self.root, "name", None) or f"#{self.root.id}"
+        what = NOUNS.get(self.root._meta.table_name, ("item", "items"))[0]
+        if not self.counts:
+            return f"Delete {what} '{name}'? Nothing else depends on it."
+        parts = ", ".join(noun(t, n) for t, n in self.counts.items())
+        return f"Delete {what} '{name}'? This also deletes {parts}."
+
+
+def _cascading_backrefs(model: type[Model]) -> list[tuple]:
+    return [
+        (fk, rel) for fk, rel in model._meta.backrefs.items() if (fk.on_delete or "").upper() == "CASCADE"
+    ]
+
+
+def plan_delete(instance: Model, home: Path | None = None) -> CascadePlan:
+    """Walk ON DELETE CASCADE foreign keys from `instance`; collect counts and owned folders under `home`."""
+    plan = CascadePlan(instance)
+    _collect_paths(instance, plan, home)
+    frontier: list[tuple[type[Model], list[int]]] = [(type(instance), [instance.id])]
+    while frontier:
+        model, ids = frontier.pop(0)
+        for fk, rel in _cascading_backrefs(model):
+            query = rel.select().where(fk.in_(ids))
+            child_ids = [row.id for row in query.select(rel.id)]
+            if not child_ids:
+                continue
+            table = rel._meta.table_name
+            plan.counts[table] = plan.counts.get(table, 0) + len(child_ids)
+            if "path" in rel._meta.fields:
+                for row in rel.select(rel.id, rel.path).where(rel.id.in_(child_ids)):
+                    _collect_paths(row, plan, home)
+            frontier.append((rel, child_ids))
+    return plan
+
+
+def _collect_paths(row: Model, plan: CascadePlan, home: Path | None) -> None:
+    raw = getattr(row, "path", "") or ""
+    if not raw or home is None:
+        return
+    path = Path(raw).resolve()
+    try:
+        path.relative_to(Path(home).resolve())
+    except ValueError:
+        return  # never delete files the user registered in place outside the home
+    plan.paths.append(path)
+
+
+def execute_delete(plan: CascadePlan) -> None:
+    """Delete the root row (the database cascades) in one transaction, then its folders."""
+    with database.atomic():
+        plan.root.delete_instance()
+    for path in plan.paths:
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        elif path.exists():
+            path.unlink(missing_ok=True)

@@ -1,0 +1,67 @@
+"""Open the SQLite database (WAL, foreign keys, busy timeout) and apply numbered migrations."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from peewee import SqliteDatabase
+from playhouse.migrations import Migration, Runner
+
+from mistudio_tui.db.models import database
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+PRAGMAS = {
+    "journal_mode": "wal",
+    "foreign_keys": 1,
+    "busy_timeout": 15000,
+    "synchronous": "normal",
+    "cache_size": -32000,
+}
+_lock = threading.Lock()
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was written by a newer miStudio than this one."""
+
+
+def latest_schema_version() -> int:
+    """The highest migration number this code knows."""
+    return max((m.idx for m in Migration.load_directory(str(MIGRATIONS_DIR))), default=0)
+
+
+def schema_version(db: SqliteDatabase) -> int:
+    """The highest migration number applied to `db` (0 for an empty database)."""
+    runner = Runner(db, str(MIGRATIONS_DIR))
+    return max((m.idx for m in runner.status() if m.applied), default=0)
+
+
+def migrate(db: SqliteDatabase, target: str | None = None) -> list[str]:
+    """Apply pending migrations (up to `target`, a migration name); returns the names applied."""
+    runner = Runner(db, str(MIGRATIONS_DIR))
+    unknown = [m.name for m in runner.status() if m.path is None]
+    if unknown:
+        raise SchemaTooNew(
+            f"the database has migrations this version of miStudio does not know ({', '.join(unknown)}); "
+            "upgrade miStudio"
+        )
+    return runner.up(target)
+
+
+def open_database(path: Path | str, run_migrations: bool = True) -> SqliteDatabase:
+    """Open (creating if needed) the database at `path`, bind the models to it and migrate it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = SqliteDatabase(str(path), pragmas=PRAGMAS, check_same_thread=False, timeout=15)
+    with _lock:
+        database.initialize(db)
+        db.connect(reuse_if_open=True)
+        if run_migrations:
+            migrate(db)
+    return db
+
+
+def close_database() -> None:
+    """Close this thread's connection, if any."""
+    if database.obj is not None and not database.is_closed():
+        database.close()

@@ -1,0 +1,157 @@
+"""Job rows: creation, progress, state transitions, and start-up recovery of interrupted jobs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from peewee import Model
+
+from mistudio_tui.db.models import ALL_MODELS, Job, database, utcnow
+
+ACTIVE_STATES = ("queued", "running")
+RESOURCE_STATUS = {
+    "running": "running",
+    "completed": "ready",
+    "failed": "failed",
+    "cancelled": "cancelled",
+    "interrupted": "interrupted",
+}
+_MODELS_BY_TABLE = {m._meta.table_name: m for m in ALL_MODELS}
+
+
+def resource_of(job: Job) -> Model | None:
+    """The row a job creates or updates, if any."""
+    if not job.resource_type or job.resource_id is None:
+        return None
+    model = _MODELS_BY_TABLE.get(job.resource_type)
+    return model.get_or_none(model.id == job.resource_id) if model else None
+
+
+def create_job(
+    kind: str,
+    title: str,
+    params: dict[str, Any],
+    resource: Model | None,
+    runner_pid: int,
+    log_dir: Path,
+) -> Job:
+    """Insert a queued job and point its resource's `job` at it."""
+    with database.atomic():
+        job = Job.create(
+            kind=kind,
+            title=title,
+            params=params,
+            status="queued",
+            runner_pid=runner_pid,
+            resource_type=resource._meta.table_name if resource is not None else None,
+            resource_id=resource.id if resource is not None else None,
+        )
+        job.log_path = str(Path(log_dir) / f"job-{job.id}.log")
+        job.save(only=[Job.log_path])
+        if resource is not None and "job" in resource._meta.fields:
+            type(resource).update(job=job.id).where(type(resource).id == resource.id).execute()
+    return job
+
+
+def _set_resource_status(job: Job, status: str, error: str | None = None) -> None:
+    resource = resource_of(job)
+    if resource is None or "status" not in resource._meta.fields:
+        return
+    model = type(resource)
+    values: dict[str, Any] = {model.status: RESOURCE_STATUS.get(status, status)}
+    if "error" in model._meta.fields:
+        values[model.error] = error
+    model.update(values).where(model.id == resource.id).execute()
+
+
+def mark_running(job_id: int, pid: int) -> None:
+    now = utcnow()
+    with database.atomic():
+        Job.update(status="running", pid=pid, started_at=now, updated_at=now).where(
+            Job.id == job_id
+        ).execute()
+        _set_resource_status(Job.get_by_id(job_id), "running")
+
+
+def set_device(job_id: int, device: str) -> None:
+    Job.update(device=device, updated_at=utcnow()).where(Job.id == job_id).execute()
+    job = Job.get_by_id(job_id)
+    resource = resource_of(job)
+    if resource is not None and "device" in resource._meta.fields:
+        type(resource).update(device=device).where(type(resource).id == resource.id).execute()
+
+
+def set_progress(job_id: int, done: float, total: float | None, text: str, unit: str) -> None:
+    Job.update(
+        progress_done=done,
+        progress_total=total,
+        progress_text=text[:200],
+        progress_unit=unit,
+        updated_at=utcnow(),
+    ).where(Job.id == job_id).execute()
+
+
+def set_progress_text(job_id: int, text: str) -> None:
+    Job.update(progress_text=text[:200], updated_at=utcnow()).where(Job.id == job_id).execute()
+
+
+def finish_job(
+    job_id: int,
+    status: str,
+    result: dict[str, Any] | None = None,
+    error: str | None = None,
+    traceback: str | None = None,
+    code: int | None = None,
+) -> None:
+    """Move a job to a terminal state (and its resource's status with it)."""
+    now = utcnow()
+    with database.atomic():
+        Job.update(
+            status=status,
+            result=result,
+            error=error,
+            traceback=traceback,
+            exit_code=code,
+            finished_at=now,
+            updated_at=now,
+        ).where(Job.id == job_id).execute()
+        _set_resource_status(Job.get_by_id(job_id), status, error)
+
+
+def process_alive(pid: int | None, started_at: dt.datetime | None) -> bool:
+    """True if `pid` runs and was created no later than the job started (guards against pid reuse)."""
+    if not pid:
+        return False
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        created = dt.datetime.fromtimestamp(proc.create_time(), dt.UTC).replace(tzinfo=None)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+    return started_at is None or created <= started_at + dt.timedelta(seconds=5)
+
+
+def recover_interrupted() -> list[int]:
+    """Mark jobs whose worker (or, for queued jobs, whose runner) is gone as `interrupted`; return their ids."""
+    lost: list[int] = []
+    for job in Job.select().where(Job.status.in_(ACTIVE_STATES)):
+        if job.status == "running":
+            alive = process_alive(job.pid, job.started_at)
+        else:
+            alive = process_alive(job.runner_pid, job.created_at)
+        if not alive:
+            lost.append(job.id)
+            finish_job(job.id, "interrupted", error="the process running this job vanished (crash or reboot)")
+    return lost
+
+
+def recent_jobs(limit: int = 200) -> list[Job]:
+    """Active jobs first, then the most recent ones."""
+    active = list(Job.select().where(Job.status.in_(ACTIVE_STATES)).order_by(Job.id.desc()))
+    rest = list(Job.select().where(Job.status.not_in(ACTIVE_STATES)).order_by(Job.id.desc()).limit(limit))
+    return active + rest

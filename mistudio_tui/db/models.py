@@ -1,0 +1,341 @@
+"""Peewee models: metadata, metrics, labels and job state. Big arrays live in files, never in rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from peewee import (
+    BooleanField,
+    CharField,
+    DatabaseProxy,
+    DateTimeField,
+    FloatField,
+    ForeignKeyField,
+    IntegerField,
+    JSONField,
+    Model,
+    TextField,
+)
+
+database = DatabaseProxy()
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC now (SQLite stores no zone)."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Job(BaseModel):
+    """One unit of background work run by a worker process."""
+
+    kind = CharField(index=True)
+    title = CharField(default="")
+    status = CharField(default="queued", index=True)
+    params = JSONField(default=dict)
+    result = JSONField(null=True)
+    progress_done = FloatField(default=0.0)
+    progress_total = FloatField(null=True)
+    progress_text = CharField(default="")
+    progress_unit = CharField(default="")
+    pid = IntegerField(null=True)
+    runner_pid = IntegerField(null=True)
+    device = CharField(null=True)
+    log_path = CharField(null=True)
+    exit_code = IntegerField(null=True)
+    error = TextField(null=True)
+    traceback = TextField(null=True)
+    resource_type = CharField(null=True)
+    resource_id = IntegerField(null=True)
+    created_at = DateTimeField(default=utcnow)
+    started_at = DateTimeField(null=True)
+    finished_at = DateTimeField(null=True)
+    updated_at = DateTimeField(default=utcnow)
+
+
+class Dataset(BaseModel):
+    """A text corpus ingested under MISTUDIO_HOME/datasets."""
+
+    name = CharField(unique=True)
+    source_type = CharField(default="local")  # local | hub | sample
+    source = TextField(default="")
+    hub_config = CharField(null=True)
+    hub_split = CharField(null=True)
+    text_field = CharField(null=True)
+    cleaning = JSONField(default=dict)
+    path = TextField(default="")
+    status = CharField(default="pending", index=True)
+    n_documents = IntegerField(default=0)
+    n_chars = IntegerField(default=0)
+    stats = JSONField(null=True)
+    error = TextField(null=True)
+    job = ForeignKeyField(Job, null=True, on_delete="SET NULL")
+    created_at = DateTimeField(default=utcnow)
+
+
+class LanguageModel(BaseModel):
+    """A transformer model registered from the hub or a local folder."""
+
+    name = CharField(unique=True)
+    source_type = CharField(default="local")  # local | hub | sample
+    source = TextField(default="")
+    revision = CharField(null=True)
+    path = TextField(default="")
+    dtype = CharField(default="float32")
+    quantization = CharField(null=True)
+    trust_remote_code = BooleanField(default=False)
+    model_type = CharField(null=True)
+    family = CharField(null=True)
+    d_model = IntegerField(null=True)
+    n_layers = IntegerField(null=True)
+    n_params = IntegerField(null=True)
+    vocab_size = IntegerField(null=True)
+    is_causal_lm = BooleanField(default=True)
+    architecture = JSONField(null=True)
+    status = CharField(default="pending", index=True)
+    error = TextField(null=True)
+    job = ForeignKeyField(Job, null=True, on_delete="SET NULL")
+    created_at = DateTimeField(default=utcnow)
+
+
+class Tokenization(BaseModel):
+    """One tokenization of a dataset (several per dataset): tokenizer, context size, packing."""
+
+    dataset = ForeignKeyField(Dataset, backref="tokenizations", on_delete="CASCADE")
+    model = ForeignKeyField(LanguageModel, null=True, backref="tokenizations", on_delete="SET NULL")
+    name = CharField(unique=True)
+    tokenizer = TextField(default="")
+    context_size = IntegerField(default=128)
+    prepend_bos = BooleanField(default=True)
+    packing = BooleanField(default=True)
+    separator = CharField(default="eos")
+    max_tokens = IntegerField(null=True)
+    n_tokens = IntegerField(default=0)
+    n_sequences = IntegerField(default=0)
+    path = TextField(default="")
+    status = CharField(default="pending", index=True)
+    stats = JSONField(null=True)
+    error = TextField(null=True)
+    job = ForeignKeyField(Job, null=True, on_delete="SET NULL")
+    created_at = DateTimeField(default=utcnow)
+
+
+class ExtractionTemplate(BaseModel):
+    """A reusable activation-extraction configuration."""
+
+    name = CharField(unique=True)
+    description = TextField(default="")
+    config = JSONField(default=dict)
+    favourite = BooleanField(default=False)
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+
+class ActivationSet(BaseModel):
+    """Activations of one or more hook points, stored as safetensors shards."""
+
+    name = CharField(unique=True)
+    model = ForeignKeyField(LanguageModel, null=True, backref="activation_sets", on_delete="CASCADE")
+    tokenization = ForeignKeyField(Tokenization, null=True, backref="activation_sets", on_delete="CASCADE")
+    hooks = JSONField(default=list)
+    d_in = IntegerField(null=True)
+    dtype = CharField(default="float32")
+    n_tokens = IntegerField(default=0)
+    context_size = IntegerField(null=True)
+    path = TextField(default="")
+    manifest = JSONField(null=True)
+    origin = CharField(default="extracted")  # extracted | imported
+    status = CharField(default="pending", index=True)
+    error = TextField(null=True)
+    job = ForeignKeyField(Job, null=True, on_delete="SET NULL")
+    created_at = DateTimeField(default=utcnow)
+
+
+class TrainingTemplate(BaseModel):
+    """A reusable SAE training configuration."""
+
+    name = CharField(unique=True)
+    description = TextField(default="")
+    config = JSONField(default=dict)
+    favourite = BooleanField(default=False)
+    created_at = DateTimeField(default=utcnow)
+    updated_at = DateTimeField(default=utcnow)
+
+
+class Sweep(BaseModel):
+    """A hyperparameter sweep: a family of trainings."""
+
+    name = CharField(unique=True)
+    method = CharField(default="grid")
+    space = JSONField(default=dict)
+    base_config = JSONField(default=dict)
+    status = CharField(default="pending")
+    created_at = DateTimeField(default=utcnow)
+
+
+class Training(BaseModel):
+    """An SAE: trained here (with its run state and metrics) or imported from another tool."""
+
+    name = CharField(unique=True)
+    activation_set = ForeignKeyField(ActivationSet, null=True, backref="trainings", on_delete="CASCADE")
+    model = ForeignKeyField(LanguageModel, null=True, backref="trainings", on_delete="CASCADE")
+    tokenization = ForeignKeyField(Tokenization, null=True, on_delete="SET NULL")
+    sweep = ForeignKeyField(Sweep, null=True, backref="trainings", on_delete="SET NULL")
+    origin = CharField(default="trained")  # trained | imported
+    architecture = CharField(default="topk")
+    hook_name = CharField(null=True)
+    d_in = IntegerField(null=True)
+    d_sae = IntegerField(null=True)
+    config = JSONField(default=dict)
+    status = CharField(default="pending", index=True)
+    steps = IntegerField(default=0)
+    tokens = IntegerField(default=0)
+    total_tokens = IntegerField(null=True)
+    loss = FloatField(null=True)
+    l0 = FloatField(null=True)
+    explained_variance = FloatField(null=True)
+    dead_fraction = FloatField(null=True)
+    tokens_per_s = FloatField(null=True)
+    device = CharField(null=True)
+    path = TextField(default="")
+    group_name = CharField(null=True)
+    tags = CharField(default="")
+    evaluation = JSONField(null=True)
+    error = TextField(null=True)
+    job = ForeignKeyField(Job, null=True, on_delete="SET NULL")
+    created_at = DateTimeField(default=utcnow)
+    finished_at = DateTimeField(null=True)
+
+
+class TrainingMetric(BaseModel):
+    """One (possibly downsampled) point of a training curve; `span` raw points merged into it."""
+
+    training = ForeignKeyField(Training, backref="metrics", on_delete="CASCADE")
+    step = IntegerField()
+    tokens = IntegerField(null=True)
+    loss = FloatField(null=True)
+    mse = FloatField(null=True)
+    nmse = FloatField(null=True)
+    explained_variance = FloatField(null=True)
+    l0 = FloatField(null=True)
+    l1 = FloatField(null=True)
+    dead_fraction = FloatField(null=True)
+    dense_fraction = FloatField(null=True)
+    lr = FloatField(null=True)
+    tokens_per_s = FloatField(null=True)
+    aux_loss = FloatField(null=True)
+    sparsity_loss = FloatField(null=True)
+    span = IntegerField(default=1)
+    envelope = JSONField(null=True)  # {metric: [min, max]} over the merged raw points
+
+    class Meta:
+        indexes = ((("training", "step"), True),)
+
+
+class FeatureSet(BaseModel):
+    """Per-feature statistics and examples of an SAE over some tokens (arrays in files)."""
+
+    name = CharField(unique=True)
+    training = ForeignKeyField(Training, backref="feature_sets", on_delete="CASCADE")
+    tokenization = ForeignKeyField(Tokenization, null=True, on_delete="SET NULL")
+    d_sae = IntegerField(default=0)
+    n_tokens = IntegerField(default=0)
+    n_alive = IntegerField(default=0)
+    path = TextField(default="")
+    config = JSONField(default=dict)
+    status = CharField(default="pending", index=True)
+    error = TextField(null=True)
+    job = ForeignKeyField(Job, null=True, on_delete="SET NULL")
+    created_at = DateTimeField(default=utcnow)
+
+
+class Feature(BaseModel):
+    """One latent of a feature set: the columns the browser sorts and filters on."""
+
+    feature_set = ForeignKeyField(FeatureSet, backref="features", on_delete="CASCADE")
+    index = IntegerField()
+    density = FloatField(default=0.0, index=True)
+    mean_activation = FloatField(default=0.0)
+    max_activation = FloatField(default=0.0, index=True)
+    top_tokens = TextField(default="")
+    technical_label = TextField(default="")
+    semantic_label = TextField(default="")
+    label_score = FloatField(null=True, index=True)
+    dead = BooleanField(default=False)
+    bookmarked = BooleanField(default=False)
+
+    class Meta:
+        indexes = ((("feature_set", "index"), True),)
+
+
+class LabelingJob(BaseModel):
+    """One auto-labeling run over a feature set (settings without the API key)."""
+
+    feature_set = ForeignKeyField(FeatureSet, backref="labeling_jobs", on_delete="CASCADE")
+    endpoint = TextField(default="")
+    model = CharField(default="")
+    settings = JSONField(default=dict)
+    status = CharField(default="pending", index=True)
+    features_total = IntegerField(default=0)
+    features_done = IntegerField(default=0)
+    features_failed = IntegerField(default=0)
+    prompt_tokens = IntegerField(default=0)
+    completion_tokens = IntegerField(default=0)
+    cost = FloatField(null=True)
+    error = TextField(null=True)
+    job = ForeignKeyField(Job, null=True, on_delete="SET NULL")
+    created_at = DateTimeField(default=utcnow)
+
+
+class FeatureLabel(BaseModel):
+    """A label of an SAE latent; keyed by SAE and index so re-extraction never loses it."""
+
+    training = ForeignKeyField(Training, backref="labels", on_delete="CASCADE")
+    feature_index = IntegerField()
+    technical = TextField(default="")
+    semantic = TextField(default="")
+    method = CharField(default="manual")  # manual | tokens | llm
+    model = CharField(null=True)
+    prompt_version = CharField(null=True)
+    labeling_job = ForeignKeyField(LabelingJob, null=True, backref="labels", on_delete="SET NULL")
+    score = FloatField(null=True)
+    score_details = JSONField(null=True)
+    is_current = BooleanField(default=False)
+    author = CharField(default="")
+    created_at = DateTimeField(default=utcnow)
+
+    class Meta:
+        indexes = ((("training", "feature_index"), False),)
+
+
+class SteeringPreset(BaseModel):
+    """A saved steering configuration (features, strengths, method, sampling)."""
+
+    name = CharField(unique=True)
+    training = ForeignKeyField(Training, null=True, on_delete="CASCADE")
+    config = JSONField(default=dict)
+    created_at = DateTimeField(default=utcnow)
+
+
+ALL_MODELS: list[type[BaseModel]] = [
+    Job,
+    Dataset,
+    LanguageModel,
+    Tokenization,
+    ExtractionTemplate,
+    ActivationSet,
+    TrainingTemplate,
+    Sweep,
+    Training,
+    TrainingMetric,
+    FeatureSet,
+    Feature,
+    LabelingJob,
+    FeatureLabel,
+    SteeringPreset,
+]

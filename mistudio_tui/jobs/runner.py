@@ -1,0 +1,424 @@
+"""The job runner shared by the TUI and the CLI: one spawned worker process per job, one pipe each.
+
+A single pump thread waits on every worker's pipe and process sentinel, turns messages into database
+writes (it is the only writer of job progress) and into `JobEvent`s for listeners (the UI, the CLI's bar).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+from typing import Any
+
+from mistudio_tui.config import Paths
+from mistudio_tui.db import jobs as job_queries
+from mistudio_tui.db.models import Job, database
+from mistudio_tui.jobs import protocol as p
+from mistudio_tui.jobs.registry import JobKind, get_kind
+
+TERMINAL_STATES = ("completed", "failed", "cancelled", "interrupted")
+PROGRESS_DB_INTERVAL = 0.3
+
+
+@dataclass(slots=True)
+class JobEvent:
+    """Something happened to a job: `type` is state | progress | metrics | log | artifact."""
+
+    job_id: int
+    type: str
+    status: str = ""
+    data: Any = None
+
+
+Listener = Callable[[JobEvent], None]
+
+
+@dataclass
+class _Running:
+    job_id: int
+    kind: JobKind
+    process: Any
+    conn: Connection
+    cancel_event: Any
+    started: float = field(default_factory=time.monotonic)
+    outcome: p.Message | None = None
+    cancel_requested: bool = False
+    terminate_at: float | None = None
+    kill_at: float | None = None
+    last_db_progress: float = 0.0
+    pending_progress: p.Progress | None = None
+    eof: bool = False
+
+
+class JobRunner:
+    """Starts, tracks and cancels jobs; `max_parallel` run at once, the rest wait in `queued`."""
+
+    def __init__(self, paths: Paths, max_parallel: int | None = None, grace_s: float | None = None) -> None:
+        self.paths = paths
+        self.max_parallel = max_parallel or int(os.environ.get("MISTUDIO_MAX_JOBS", "2"))
+        self.grace_s = grace_s
+        self._ctx = mp.get_context("spawn")
+        self._running: dict[int, _Running] = {}
+        self._queue: list[int] = []
+        self._commands: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
+        self._listeners: list[Listener] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._idle = threading.Condition()
+        self._thread = threading.Thread(target=self._pump, name="mistudio-job-runner", daemon=True)
+        self._thread.start()
+
+    # --- public API ------------------------------------------------------------------------------
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def submit(
+        self,
+        kind: str,
+        params: dict[str, Any],
+        title: str = "",
+        resource: Any = None,
+    ) -> Job:
+        """Create a queued job (linked to `resource`, a model row it creates or updates) and schedule it."""
+        spec = get_kind(kind)
+        job = job_queries.create_job(
+            kind=spec.name,
+            title=title or spec.title,
+            params=params,
+            resource=resource,
+            runner_pid=os.getpid(),
+            log_dir=self.paths.dir("logs"),
+        )
+        self._commands.put(("start", job.id))
+        return job
+
+    def cancel(self, job_id: int) -> None:
+        """Ask a job to stop: queued jobs end at once; running ones get the cancel event, then a terminate."""
+        self._commands.put(("cancel", job_id))
+
+    def running_ids(self) -> list[int]:
+        with self._lock:
+            return list(self._running)
+
+    def busy(self) -> bool:
+        """True while any job of this runner is queued or running."""
+        with self._lock:
+            return bool(self._running or self._queue) or not self._commands.empty()
+
+    def wait(self, job_id: int, timeout: float | None = None) -> Job:
+        """Block until `job_id` reaches a terminal state (or the timeout passes); return its row."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = Job.get_by_id(job_id)
+            if job.status in TERMINAL_STATES:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                return job
+            with self._idle:
+                self._idle.wait(0.1)
+
+    def shutdown(self, cancel: bool = True, timeout: float = 30.0) -> None:
+        """Cancel (or wait for) this runner's jobs, then stop the pump thread."""
+        if cancel:
+            with self._lock:
+                ids = list(self._running) + list(self._queue)
+            for job_id in ids:
+                self.cancel(job_id)
+        deadline = time.monotonic() + timeout
+        while self.busy() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    # --- the pump thread -------------------------------------------------------------------------
+    def _pump(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._handle_commands()
+                self._start_queued()
+                self._wait_once(0.1)
+                self._enforce_cancel_deadlines()
+            except Exception as exc:  # never let the pump die: record and continue
+                print(f"mistudio job runner: {type(exc).__name__}: {exc}", file=sys.stderr)
+                time.sleep(0.2)
+        database.close()
+
+    def _handle_commands(self) -> None:
+        while True:
+            try:
+                command, job_id = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if command == "start":
+                with self._lock:
+                    self._queue.append(job_id)
+            elif command == "cancel":
+                self._cancel(job_id)
+
+    def _cancel(self, job_id: int) -> None:
+        with self._lock:
+            if job_id in self._queue:
+                self._queue.remove(job_id)
+                queued = True
+            else:
+                queued = False
+            run = self._running.get(job_id)
+        if queued:
+            self._finish(
+                job_id, get_kind(Job.get_by_id(job_id).kind), "cancelled", error="cancelled before start"
+            )
+            return
+        if run is None:
+            job = Job.get_or_none(Job.id == job_id)
+            if job is not None and job.status in ("queued", "running") and job.runner_pid != os.getpid():
+                _signal_foreign_job(job)
+            return
+        if not run.cancel_requested:
+            run.cancel_requested = True
+            run.cancel_event.set()
+            grace = self.grace_s if self.grace_s is not None else run.kind.cancel_grace_s
+            run.terminate_at = time.monotonic() + grace
+            job_queries.set_progress_text(job_id, "cancelling…")
+            self._emit(JobEvent(job_id, "state", "cancelling"))
+
+    def _start_queued(self) -> None:
+        while True:
+            with self._lock:
+                if not self._queue or len(self._running) >= self.max_parallel:
+                    return
+                job_id = self._queue.pop(0)
+            self._spawn(job_id)
+
+    def _spawn(self, job_id: int) -> None:
+        job = Job.get_by_id(job_id)
+        kind = get_kind(job.kind)
+        recv_conn, send_conn = self._ctx.Pipe(duplex=False)
+        cancel_event = self._ctx.Event()
+        env = {"MISTUDIO_HOME": str(self.paths.home)}
+        process = self._ctx.Process(
+            target=_worker_entry,
+            args=(job_id, kind.entry, job.params, job.log_path, send_conn, cancel_event, os.getpid(), env),
+            name=f"mistudio-job-{job_id}",
+        )
+        try:
+            kind.before_start(job)
+            process.start()
+        except Exception as exc:
+            recv_conn.close()
+            send_conn.close()
+            self._finish(job_id, kind, "failed", error=f"could not start the worker: {exc}")
+            return
+        send_conn.close()  # the parent keeps only the receiving end, so EOF means the worker is gone
+        job_queries.mark_running(job_id, process.pid)
+        with self._lock:
+            self._running[job_id] = _Running(job_id, kind, process, recv_conn, cancel_event)
+        self._emit(JobEvent(job_id, "state", "running", {"pid": process.pid}))
+
+    def _wait_once(self, timeout: float) -> None:
+        with self._lock:
+            runs = list(self._running.values())
+        if not runs:
+            time.sleep(timeout)
+            return
+        handles: dict[Any, _Running] = {}
+        for run in runs:
+            if not run.eof:
+                handles[run.conn] = run
+            handles[run.process.sentinel] = run
+        ready = wait(list(handles), timeout=timeout)
+        ended: list[_Running] = []
+        for handle in ready:
+            run = handles[handle]
+            if handle is run.conn:
+                self._drain(run)
+            elif run not in ended:
+                ended.append(run)
+        for run in runs:
+            self._flush_progress(run, force=False)
+        for run in ended:
+            self._drain(run)
+            run.process.join(timeout=1)
+            self._complete(run)
+
+    def _drain(self, run: _Running) -> None:
+        """Read every message already in the pipe."""
+        metric_rows: list[dict[str, Any]] = []
+        try:
+            while not run.eof and run.conn.poll():
+                message = run.conn.recv()
+                if isinstance(message, p.MetricRows):
+                    metric_rows.extend(message.rows)
+                else:
+                    self._handle_message(run, message)
+        except (EOFError, OSError):
+            run.eof = True
+        except Exception as exc:  # an unpicklable or garbled message: record it, keep the job
+            run.eof = True
+            run.outcome = run.outcome or p.Error(f"garbled message from the worker: {exc}")
+        if metric_rows:
+            run.kind.on_metrics(Job.get_by_id(run.job_id), metric_rows)
+            self._emit(JobEvent(run.job_id, "metrics", "running", metric_rows))
+
+    def _handle_message(self, run: _Running, message: p.Message) -> None:
+        if isinstance(message, p.Progress):
+            run.pending_progress = message
+            self._flush_progress(run, force=False)
+        elif isinstance(message, p.Started):
+            job_queries.set_device(run.job_id, message.device)
+            self._emit(JobEvent(run.job_id, "state", "running", {"device": message.device}))
+        elif isinstance(message, p.LogLine):
+            self._emit(JobEvent(run.job_id, "log", "running", message.text))
+        elif isinstance(message, p.Artifact):
+            run.kind.on_artifact(Job.get_by_id(run.job_id), message)
+            self._emit(JobEvent(run.job_id, "artifact", "running", message))
+        elif isinstance(message, (p.Result, p.Error, p.Cancelled)):
+            run.outcome = message
+
+    def _flush_progress(self, run: _Running, force: bool) -> None:
+        prog = run.pending_progress
+        if prog is None:
+            return
+        now = time.monotonic()
+        if not force and now - run.last_db_progress < PROGRESS_DB_INTERVAL:
+            return
+        run.pending_progress = None
+        run.last_db_progress = now
+        job_queries.set_progress(run.job_id, prog.done, prog.total, prog.text, prog.unit)
+        self._emit(JobEvent(run.job_id, "progress", "running", prog))
+
+    def _enforce_cancel_deadlines(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            runs = list(self._running.values())
+        for run in runs:
+            if run.terminate_at is not None and now >= run.terminate_at and run.process.is_alive():
+                run.process.terminate()
+                run.terminate_at = None
+                run.kill_at = now + 5.0
+            elif run.kill_at is not None and now >= run.kill_at and run.process.is_alive():
+                run.process.kill()
+                run.kill_at = None
+
+    def _complete(self, run: _Running) -> None:
+        """The worker process ended: decide the final state from its last message and exit code."""
+        self._flush_progress(run, force=True)
+        code = run.process.exitcode
+        outcome = run.outcome
+        error = traceback = None
+        result: dict[str, Any] | None = None
+        if isinstance(outcome, p.Result):
+            status, result = "completed", outcome.data
+        elif isinstance(outcome, p.Cancelled):
+            status, result = "cancelled", outcome.data
+        elif isinstance(outcome, p.Error):
+            status, error, traceback = "failed", outcome.message, outcome.traceback
+        elif run.cancel_requested:
+            status, error = "cancelled", "cancelled (the worker was stopped)"
+        else:
+            status, error = "failed", describe_exit(code, Job.get_by_id(run.job_id).log_path)
+        with self._lock:
+            self._running.pop(run.job_id, None)
+        try:
+            run.conn.close()
+        except OSError:
+            pass
+        self._finish(run.job_id, run.kind, status, result=result, error=error, traceback=traceback, code=code)
+
+    def _finish(
+        self,
+        job_id: int,
+        kind: JobKind,
+        status: str,
+        result: dict[str, Any] | None = None,
+        error: str | None = None,
+        traceback: str | None = None,
+        code: int | None = None,
+    ) -> None:
+        try:
+            job_queries.finish_job(job_id, status, result=result, error=error, traceback=traceback, code=code)
+            job = Job.get_by_id(job_id)
+            with database.atomic():
+                kind.on_finish(job, status, result or {})
+        except Exception as exc:  # a failing finisher must not leave the job running
+            job_queries.finish_job(job_id, "failed", error=f"saving the result failed: {exc}", code=code)
+            status = "failed"
+        self._emit(JobEvent(job_id, "state", status, {"error": error}))
+        with self._idle:
+            self._idle.notify_all()
+
+    def _emit(self, event: JobEvent) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception as exc:
+                print(f"mistudio job listener failed: {exc}", file=sys.stderr)
+
+
+def _worker_entry(*args: Any) -> None:
+    # Imported lazily so the child imports only the worker module (never the UI).
+    from mistudio_tui.jobs.worker import worker_main
+
+    worker_main(*args)
+
+
+def _signal_foreign_job(job: Job) -> None:
+    """Cancel a job run by another miStudio process (e.g. a CLI run) by signalling its worker."""
+    if job.pid:
+        try:
+            os.kill(job.pid, signal.SIGTERM)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def describe_exit(code: int | None, log_path: str | None) -> str:
+    """A one-line reason for a worker that ended without reporting a result."""
+    if code is None:
+        reason = "the worker vanished"
+    elif code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (out of memory?)" if name == "SIGKILL" else ""
+        reason = f"the worker was killed by {name}{hint}"
+    elif code == 0:
+        reason = "the worker exited without reporting a result"
+    else:
+        reason = f"the worker exited with code {code}"
+    tail = last_log_line(log_path)
+    return f"{reason}; last log line: {tail}" if tail else reason
+
+
+def last_log_line(log_path: str | None) -> str:
+    """The last non-empty line of a log file, or ''."""
+    if not log_path or not Path(log_path).exists():
+        return ""
+    lines = tail_file(Path(log_path), 5)
+    return lines[-1][:200] if lines else ""
+
+
+def tail_file(path: Path, n: int = 20, max_bytes: int = 64_000) -> list[str]:
+    """The last `n` non-empty lines of a text file, reading at most `max_bytes` from its end."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - max_bytes))
+            data = fh.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    lines = [line for line in data.replace("\r", "\n").splitlines() if line.strip()]
+    return lines[-n:]

@@ -1,0 +1,51 @@
+"""Diagnostic jobs: exercise the runner end to end (`mistudio jobs selftest`, tests, benchmarks)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from typing import Any
+
+from mistudio_tui.jobs import protocol as p
+from mistudio_tui.jobs.context import JobContext
+
+
+def count(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Count to `steps`, sleeping `delay` s per step, sending a metric row per step."""
+    steps = int(params.get("steps", 10))
+    delay = float(params.get("delay", 0.01))
+    tag = float(params.get("tag", 0))
+    ctx.started(str(params.get("device", "cpu")))
+    for step in range(steps):
+        ctx.check_cancelled()
+        ctx.metric(step, loss=tag + step, tokens=step)
+        ctx.progress(step + 1, steps, text=f"step {step + 1}/{steps}", unit="steps")
+        time.sleep(delay)
+        if params.get("fail_at") == step:
+            raise ValueError(f"diagnostic failure at step {step}")
+        if params.get("crash_at") == step:
+            ctx.flush()
+            os.kill(os.getpid(), signal.SIGKILL)
+    print("counted", steps, flush=True)
+    return {"steps": steps, "tag": tag}
+
+
+def hang(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Ignore cancellation (to test terminate/kill after the grace period)."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN) if params.get("ignore_term") else None
+    ctx.progress(0, None, text="hanging")
+    deadline = time.monotonic() + float(params.get("seconds", 60))
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+    return {}
+
+
+def flood(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Send `messages` raw progress messages as fast as possible (pipe throughput benchmark)."""
+    n = int(params.get("messages", 10_000))
+    send = ctx._send  # bypass throttling: measure the protocol itself
+    start = time.perf_counter()
+    for i in range(n):
+        send(p.LogLine(str(i)))
+    return {"messages": n, "send_s": time.perf_counter() - start}

@@ -1,0 +1,44 @@
+"""Studio: the home folder, the database and the job runner, opened once by the TUI or a CLI command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from peewee import SqliteDatabase
+
+from mistudio_tui.config import Paths, paths
+from mistudio_tui.db.connection import close_database, open_database, schema_version
+from mistudio_tui.db.jobs import recover_interrupted
+
+
+class Studio:
+    """What every front end needs: `paths`, `db`, and a lazily started `runner`."""
+
+    def __init__(self, home: Path | str | None = None, max_parallel: int | None = None) -> None:
+        self.paths: Paths = paths(home).ensure()
+        self.db: SqliteDatabase = open_database(self.paths.db)
+        self.interrupted: list[int] = recover_interrupted()
+        self._max_parallel = max_parallel
+        self._runner = None
+
+    @property
+    def runner(self):  # -> JobRunner (imported lazily: the runner starts a thread)
+        if self._runner is None:
+            from mistudio_tui.jobs.runner import JobRunner
+
+            self._runner = JobRunner(self.paths, max_parallel=self._max_parallel)
+        return self._runner
+
+    @property
+    def has_runner(self) -> bool:
+        return self._runner is not None
+
+    def schema_version(self) -> int:
+        return schema_version(self.db)
+
+    def close(self, cancel_jobs: bool = True) -> None:
+        """Stop the runner (cancelling its jobs unless told otherwise) and close the database."""
+        if self._runner is not None:
+            self._runner.shutdown(cancel=cancel_jobs)
+            self._runner = None
+        close_database()
