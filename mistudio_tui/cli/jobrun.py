@@ -20,7 +20,7 @@ def run_job(
     resource: Any = None,
     quiet: bool = False,
 ) -> Job:
-    """Submit, show progress (unless quiet or stderr is not a terminal), wait; CliError if it did not complete."""
+    """Submit, show progress (unless quiet or not a terminal), wait; CliError unless it completed."""
     runner = studio.runner
     job = runner.submit(kind, params, title=title, resource=resource)
     try:

@@ -1,4 +1,4 @@
-"""Argument parsing and dispatch. Heavy modules (textual, torch) are imported only by the command needing them."""
+"""Argument parsing and dispatch; heavy modules (textual, torch) load only for the commands needing them."""
 
 from __future__ import annotations
 

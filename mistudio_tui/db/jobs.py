@@ -137,7 +137,7 @@ def process_alive(pid: int | None, started_at: dt.datetime | None) -> bool:
 
 
 def recover_interrupted() -> list[int]:
-    """Mark jobs whose worker (or, for queued jobs, whose runner) is gone as `interrupted`; return their ids."""
+    """Mark jobs whose worker (for queued jobs: runner) is gone as `interrupted`; return their ids."""
     lost: list[int] = []
     for job in Job.select().where(Job.status.in_(ACTIVE_STATES)):
         if job.status == "running":

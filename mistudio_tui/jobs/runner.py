@@ -6,6 +6,7 @@ writes (it is the only writer of job progress) and into `JobEvent`s for listener
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import queue
@@ -331,10 +332,8 @@ class JobRunner:
             status, error = "failed", describe_exit(code, Job.get_by_id(run.job_id).log_path)
         with self._lock:
             self._running.pop(run.job_id, None)
-        try:
+        with contextlib.suppress(OSError):
             run.conn.close()
-        except OSError:
-            pass
         self._finish(run.job_id, run.kind, status, result=result, error=error, traceback=traceback, code=code)
 
     def _finish(
@@ -377,10 +376,8 @@ def _worker_entry(*args: Any) -> None:
 def _signal_foreign_job(job: Job) -> None:
     """Cancel a job run by another miStudio process (e.g. a CLI run) by signalling its worker."""
     if job.pid:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(job.pid, signal.SIGTERM)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 def describe_exit(code: int | None, log_path: str | None) -> str:

@@ -5,6 +5,7 @@ Imported in the spawned child, so it must stay light: no textual, and torch only
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
@@ -105,17 +106,13 @@ def worker_main(
         message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         if isinstance(exc, (ValueError, FileNotFoundError, PermissionError)):
             message = str(exc) or message
-        try:
+        with contextlib.suppress(Exception):
             ctx.flush()
-        except Exception:
-            pass
         ctx._send(p.Error(message=message.splitlines()[0] if message else "error", traceback=tb))
         code = 1
     finally:
-        try:
+        with contextlib.suppress(OSError):
             conn.close()
-        except OSError:
-            pass
         sys.stdout.flush()
         sys.stderr.flush()
     if code:

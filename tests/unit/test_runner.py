@@ -41,7 +41,8 @@ def test_worker_output_goes_to_the_log_file_not_the_terminal(studio, capfd):
     done = studio.runner.wait(job.id, timeout=60)
     out, err = capfd.readouterr()
     assert "counted 2" not in out + err
-    assert "counted 2" in open(done.log_path).read()
+    with open(done.log_path) as fh:
+        assert "counted 2" in fh.read()
 
 
 def test_worker_raising_is_failed_with_message_and_traceback(studio):
@@ -163,5 +164,5 @@ def test_running_job_whose_process_vanished_becomes_interrupted(studio):
 
 @pytest.mark.parametrize("kind", ["diag.nope"])
 def test_unknown_kind_is_a_clear_error(studio, kind):
-    with pytest.raises(ValueError, match="unknown job kind 'diag.nope'"):
+    with pytest.raises(ValueError, match=r"unknown job kind 'diag\.nope'"):
         studio.runner.submit(kind, {})
