@@ -12,6 +12,9 @@ from mistudio_tui.cli.output import CliError, emit, fail
 
 # Modules that add a noun: each has add_parser(subparsers, common_parent).
 COMMAND_MODULES = [
+    "mistudio_tui.cli.data_cmd",
+    "mistudio_tui.cli.model_cmd",
+    "mistudio_tui.cli.train_cmd",
     "mistudio_tui.cli.jobs_cmd",
     "mistudio_tui.cli.misc_cmd",
 ]

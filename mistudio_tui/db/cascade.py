@@ -48,6 +48,13 @@ class CascadePlan:
         parts = ", ".join(noun(t, n) for t, n in self.counts.items())
         return f"Delete {what} '{name}'? This also deletes {parts}."
 
+    def done(self) -> str:
+        """What was deleted, after the fact."""
+        name = getattr(self.root, "name", None) or f"#{self.root.id}"
+        what = NOUNS.get(self.root._meta.table_name, ("item", "items"))[0]
+        parts = ", ".join(noun(t, n) for t, n in self.counts.items())
+        return f"deleted {what} '{name}'" + (f" and {parts}" if parts else "")
+
 
 def _cascading_backrefs(model: type[Model]) -> list[tuple]:
     return [

@@ -1,7 +1,8 @@
-"""The built-in job kinds and their parent-side hooks."""
+"""The built-in job kinds: worker entry points and their parent-side hooks."""
 
 from __future__ import annotations
 
+from mistudio_tui.jobs import finishers as f
 from mistudio_tui.jobs.registry import JobKind, register
 
 TASKS = "mistudio_tui.jobs.tasks"
@@ -9,3 +10,45 @@ TASKS = "mistudio_tui.jobs.tasks"
 register(JobKind("diag.count", f"{TASKS}.diagnostics:count", title="Diagnostic count", cancel_grace_s=3.0))
 register(JobKind("diag.hang", f"{TASKS}.diagnostics:hang", title="Diagnostic hang", cancel_grace_s=1.0))
 register(JobKind("diag.flood", f"{TASKS}.diagnostics:flood", title="Diagnostic flood"))
+
+register(JobKind("sample", f"{TASKS}.sample:run", title="Build offline sample", finish=f.finish_sample))
+register(
+    JobKind("ingest", f"{TASKS}.datasets:ingest", title="Ingest dataset", finish=f.apply_resource_fields)
+)
+register(JobKind("tokenize", f"{TASKS}.datasets:tokenize", title="Tokenize", finish=f.apply_resource_fields))
+register(JobKind("model.add", f"{TASKS}.models:add", title="Add model", finish=f.apply_resource_fields))
+register(
+    JobKind(
+        "activations.extract",
+        f"{TASKS}.activations:extract",
+        title="Extract activations",
+        finish=f.apply_resource_fields,
+    )
+)
+register(
+    JobKind(
+        "activations.import",
+        f"{TASKS}.activations:import_set",
+        title="Import activations",
+        finish=f.apply_resource_fields,
+    )
+)
+register(
+    JobKind(
+        "train",
+        f"{TASKS}.train:run",
+        title="Train SAE",
+        cancel_grace_s=60.0,
+        finish=f.finish_train,
+        metrics=f.train_metrics,
+        start=f.train_start,
+    )
+)
+register(
+    JobKind(
+        "features.extract",
+        f"{TASKS}.features:extract",
+        title="Extract features",
+        finish=f.finish_features,
+    )
+)

@@ -1,0 +1,103 @@
+"""Parent-side job hooks: turn a worker's results, metric rows and artifacts into database rows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mistudio_tui.db import features as feature_queries
+from mistudio_tui.db import metrics as metric_queries
+from mistudio_tui.db.jobs import resource_of
+from mistudio_tui.db.models import Dataset, FeatureSet, Job, LanguageModel, Training, utcnow
+from mistudio_tui.jobs import protocol as p
+
+
+def apply_resource_fields(job: Job, status: str, result: dict[str, Any]) -> None:
+    """Copy `result['resource']` onto the job's resource row (only fields the row has)."""
+    resource = resource_of(job)
+    fields = result.get("resource") if status in ("completed", "cancelled") else None
+    if resource is None or not fields:
+        return
+    model = type(resource)
+    values = {model._meta.fields[k]: v for k, v in fields.items() if k in model._meta.fields and k != "id"}
+    if values:
+        model.update(values).where(model.id == resource.id).execute()
+
+
+def finish_sample(job: Job, status: str, result: dict[str, Any]) -> None:
+    """Register the sample corpus and model built by the job."""
+    if status != "completed":
+        return
+    ds, lm = result["dataset"], result["model"]
+    dataset = Dataset.get_or_none(Dataset.name == ds["name"]) or Dataset(name=ds["name"])
+    dataset.source_type = "sample"
+    dataset.source = ds.get("source", "Python standard library docstrings")
+    dataset.text_field = "text"
+    dataset.job = job.id
+    for key in ("path", "n_documents", "n_chars", "stats", "cleaning"):
+        if key in ds:
+            setattr(dataset, key, ds[key])
+    dataset.status = "ready"
+    dataset.save()
+    model = LanguageModel.get_or_none(LanguageModel.name == lm["name"]) or LanguageModel(name=lm["name"])
+    model.source_type = "sample"
+    model.source = lm["path"]
+    model.job = job.id
+    for key, value in lm.items():
+        if key in LanguageModel._meta.fields and key not in ("id", "name"):
+            setattr(model, key, value)
+    model.status = "ready"
+    model.save()
+
+
+def train_metrics(job: Job, rows: list[dict[str, Any]]) -> None:
+    if job.resource_type == "training" and job.resource_id is not None:
+        metric_queries.record_metrics(job.resource_id, rows)
+
+
+def train_start(job: Job) -> None:
+    """A resumed run replays from its checkpoint: drop curve points after it."""
+    if job.params.get("resume") and job.resource_id is not None:
+        from pathlib import Path
+
+        from mistudio_tui.ml_paths import latest_checkpoint_step
+
+        step = latest_checkpoint_step(Path(job.params["out_dir"]))
+        if step is not None:
+            metric_queries.drop_after(job.resource_id, step)
+
+
+def finish_train(job: Job, status: str, result: dict[str, Any]) -> None:
+    apply_resource_fields(job, status, result)
+    training = Training.get_or_none(Training.id == job.resource_id)
+    if training is None:
+        return
+    if status == "completed":
+        training.status = "completed"
+        training.finished_at = utcnow()
+    elif status == "cancelled":
+        training.status = "paused" if result.get("checkpoint") else "cancelled"
+    training.save()
+
+
+def finish_features(job: Job, status: str, result: dict[str, Any]) -> None:
+    """Insert one row per feature (carrying over the SAE's labels) from the table the worker wrote."""
+    apply_resource_fields(job, status, result)
+    if status != "completed":
+        return
+    fset = FeatureSet.get_by_id(job.resource_id)
+    from mistudio_tui.ml.features.table import read_feature_table
+
+    rows = read_feature_table(fset.path)
+    from mistudio_tui.db.models import Feature
+
+    Feature.delete().where(Feature.feature_set == fset.id).execute()
+    feature_queries.bulk_insert_features(fset, rows)
+
+
+def label_artifact(job: Job, artifact: p.Artifact) -> None:
+    """A labeling job reports each finished label as an artifact: store it at once (resumable)."""
+    if artifact.kind != "label":
+        return
+    from mistudio_tui.jobs.labeling_store import store_label
+
+    store_label(job, artifact.meta)

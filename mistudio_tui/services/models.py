@@ -1,0 +1,196 @@
+"""Models and activation sets: register a model (hub or folder), extract or import activations."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mistudio_tui.db.lookup import resolve, unique_name
+from mistudio_tui.db.models import ActivationSet, ExtractionTemplate, LanguageModel, Tokenization, database
+from mistudio_tui.services.spec import JobSpec, slug
+from mistudio_tui.studio import Studio
+
+DTYPES = ("float32", "float16", "bfloat16")
+QUANTIZATIONS = (None, "8bit", "4bit")
+EXTRACTION_DEFAULTS: dict[str, Any] = {
+    "hooks": [],
+    "n_tokens": 200_000,
+    "batch_size": 8,
+    "shard_tokens": 65_536,
+    "store_dtype": "float32",
+    "exclude_bos": True,
+    "exclude_special": True,
+    "device": "auto",
+}
+
+
+def add_model(
+    studio: Studio,
+    source: str,
+    name: str | None = None,
+    revision: str | None = None,
+    dtype: str = "float32",
+    quantization: str | None = None,
+    trust_remote_code: bool = False,
+    hub: bool | None = None,
+) -> JobSpec:
+    """Create the LanguageModel row and describe the job that downloads (hub) and inspects it."""
+    source = source.strip()
+    if not source:
+        raise ValueError(
+            "model source: give a local folder or a hub id like 'gpt2' or 'EleutherAI/pythia-70m'"
+        )
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization {quantization!r} must be 8bit, 4bit or none")
+    path = Path(source).expanduser()
+    is_hub = hub if hub is not None else not path.exists()
+    if not is_hub:
+        if not path.is_dir():
+            raise FileNotFoundError(f"model folder not found: {path}")
+        if not (path / "config.json").exists():
+            raise FileNotFoundError(f"{path} has no config.json: not a transformers model folder")
+        source = str(path.resolve())
+    elif source.startswith(("/", ".", "~")):
+        raise FileNotFoundError(f"model folder not found: {path}")
+    base = name or source.rstrip("/").split("/")[-1]
+    with database.atomic():
+        model = LanguageModel.create(
+            name=_new_name(LanguageModel, name, base),
+            source_type="hub" if is_hub else "local",
+            source=source,
+            revision=revision,
+            dtype=dtype,
+            quantization=quantization,
+            trust_remote_code=trust_remote_code,
+            status="pending",
+        )
+        model.path = str(studio.paths.dir("models") / f"{model.id}-{slug(model.name)}") if is_hub else source
+        model.save()
+    params = {
+        "source": source,
+        "source_type": model.source_type,
+        "revision": revision,
+        "path": model.path,
+        "dtype": dtype,
+        "quantization": quantization,
+        "trust_remote_code": trust_remote_code,
+    }
+    title = f"Download {model.name}" if is_hub else f"Inspect {model.name}"
+    return JobSpec("model.add", params, title, model)
+
+
+def _new_name(model: Any, name: str | None, base: str) -> str:
+    if name:
+        if model.get_or_none(model.name == name) is not None:
+            raise ValueError(f"the name {name!r} is taken; choose another with --name")
+        return name
+    return unique_name(model, slug(base))
+
+
+def load_template(ref: str | int | None) -> dict[str, Any]:
+    """The config of an extraction template (empty without one)."""
+    if ref is None:
+        return {}
+    return dict(resolve(ExtractionTemplate, ref).config)
+
+
+def extract_activations(
+    studio: Studio,
+    model_ref: str | int,
+    tokenization_ref: str | int,
+    hooks: list[str] | None = None,
+    n_tokens: int | None = None,
+    name: str | None = None,
+    template: str | int | None = None,
+    **overrides: Any,
+) -> JobSpec:
+    """Create the ActivationSet row and describe the extraction job (template values, then overrides)."""
+    model = resolve(LanguageModel, model_ref)
+    tokenization = resolve(Tokenization, tokenization_ref)
+    for row, what in ((model, "model"), (tokenization, "tokenization")):
+        if row.status != "ready":
+            raise ValueError(f"{what} '{row.name}' is {row.status}; it must be ready")
+    config = dict(EXTRACTION_DEFAULTS)
+    config.update(load_template(template))
+    config.update({k: v for k, v in overrides.items() if v is not None})
+    if hooks:
+        config["hooks"] = list(hooks)
+    if n_tokens is not None:
+        config["n_tokens"] = n_tokens
+    if not config["hooks"]:
+        raise ValueError(
+            "give at least one hook point, e.g. blocks.0.hook_resid_post (see `mistudio models hooks`)"
+        )
+    _check_hooks(model, config["hooks"])
+    if int(config["n_tokens"]) <= 0:
+        raise ValueError("the number of tokens must be positive")
+    hook_label = config["hooks"][0].replace("blocks.", "L").replace(".hook_", "-")
+    default = f"{model.name}-{hook_label}-{_short(int(config['n_tokens']))}"
+    with database.atomic():
+        aset = ActivationSet.create(
+            name=_new_name(ActivationSet, name, default),
+            model=model,
+            tokenization=tokenization,
+            hooks=config["hooks"],
+            d_in=model.d_model,
+            dtype=config["store_dtype"],
+            context_size=tokenization.context_size,
+            status="pending",
+        )
+        aset.path = str(studio.paths.dir("activations") / f"{aset.id}-{slug(aset.name)}")
+        aset.save()
+    params = dict(config)
+    params.update(
+        model_path=model.path,
+        model_dtype=model.dtype,
+        quantization=model.quantization,
+        trust_remote_code=model.trust_remote_code,
+        tokenization_dir=tokenization.path,
+        out_dir=aset.path,
+    )
+    return JobSpec("activations.extract", params, f"Extract {aset.name}", aset)
+
+
+def _check_hooks(model: LanguageModel, hooks: list[str]) -> None:
+    """Refuse TransformerLens-style names the model lacks (module paths are checked by the worker)."""
+    known = [h["name"] for h in (model.architecture or {}).get("hook_points", [])]
+    if not known:
+        return
+    for hook in hooks:
+        if hook not in known and hook.startswith("blocks."):
+            layers = sorted(
+                {h.get("layer") for h in model.architecture["hook_points"] if h.get("layer") is not None}
+            )
+            span = f"{{{layers[0]}..{layers[-1]}}}" if layers else "{L}"
+            raise ValueError(
+                f"model '{model.name}' has no hook point {hook!r}; valid: blocks.{span}."
+                "hook_resid_pre|hook_resid_post|hook_mlp_out|hook_attn_out, or a module path "
+                "(see `mistudio models hooks`)"
+            )
+
+
+def _short(n: int) -> str:
+    for unit, scale in (("M", 1_000_000), ("k", 1_000)):
+        if n >= scale and n % (scale // 10 or 1) == 0:
+            return f"{n / scale:g}{unit}"
+    return str(n)
+
+
+def import_activations(studio: Studio, path: str, key: str | None = None, name: str | None = None) -> JobSpec:
+    """Register activations computed elsewhere (a safetensors file or a folder of shards)."""
+    src = Path(path).expanduser()
+    if not src.exists():
+        raise FileNotFoundError(f"activations not found: {src}")
+    with database.atomic():
+        aset = ActivationSet.create(
+            name=_new_name(ActivationSet, name, f"imported-{src.stem}"),
+            origin="imported",
+            hooks=[key] if key else [],
+            status="pending",
+        )
+        aset.path = str(studio.paths.dir("activations") / f"{aset.id}-{slug(aset.name)}")
+        aset.save()
+    params = {"path": str(src.resolve()), "key": key, "out_dir": aset.path}
+    return JobSpec("activations.import", params, f"Import {aset.name}", aset)

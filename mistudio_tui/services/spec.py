@@ -1,0 +1,31 @@
+"""JobSpec: a job ready to submit (the CLI waits on it, the TUI watches it)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from peewee import Model
+
+from mistudio_tui.db.models import Job
+
+
+@dataclass
+class JobSpec:
+    """What to run (`kind` with `params`) and the row it fills (`resource`)."""
+
+    kind: str
+    params: dict[str, Any]
+    title: str
+    resource: Model | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def submit(self, runner: Any) -> Job:
+        return runner.submit(self.kind, self.params, title=self.title, resource=self.resource)
+
+
+def slug(text: str, fallback: str = "item") -> str:
+    """A filesystem- and CLI-friendly name: lowercase letters, digits, dots, dashes."""
+    out = re.sub(r"[^a-zA-Z0-9._-]+", "-", text.strip()).strip("-.").lower()
+    return out[:60] or fallback

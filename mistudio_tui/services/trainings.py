@@ -1,0 +1,203 @@
+"""SAE trainings: configure a run on an activation set, resume it, clone it, evaluate it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mistudio_tui.db.lookup import resolve, unique_name
+from mistudio_tui.db.models import ActivationSet, Training, TrainingTemplate, database
+from mistudio_tui.services.spec import JobSpec, slug
+from mistudio_tui.studio import Studio
+
+ARCHITECTURES = ("relu", "topk", "batchtopk", "jumprelu")
+SAE_KEYS = (
+    "architecture",
+    "d_sae",
+    "k",
+    "l1_coefficient",
+    "jumprelu_bandwidth",
+    "jumprelu_init_threshold",
+    "l0_coefficient",
+    "aux_k",
+    "aux_k_coefficient",
+    "dead_tokens_threshold",
+    "apply_b_dec_to_input",
+)
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "total_tokens": 2_000_000,
+    "batch_size": 4096,
+    "lr": None,
+    "device": "auto",
+    "dtype": "fp32",
+    "seed": 0,
+    "checkpoint_every": 500,
+    "metrics_every": 10,
+}
+
+
+def training_config(
+    d_in: int,
+    architecture: str = "topk",
+    k: int | None = None,
+    l1_coefficient: float | None = None,
+    expansion: int | None = None,
+    d_sae: int | None = None,
+    template: dict[str, Any] | None = None,
+    **train: Any,
+) -> dict[str, Any]:
+    """The {'sae': ..., 'train': ...} config of a run: template first, then explicit values."""
+    base = template or {}
+    sae: dict[str, Any] = dict(base.get("sae", {}))
+    train_cfg: dict[str, Any] = dict(TRAIN_DEFAULTS)
+    train_cfg.update(base.get("train", {}))
+    if architecture:
+        sae["architecture"] = architecture
+    sae.setdefault("architecture", "topk")
+    if sae["architecture"] not in ARCHITECTURES:
+        raise ValueError(f"architecture {sae['architecture']!r} is not one of {', '.join(ARCHITECTURES)}")
+    if d_sae is not None and expansion is not None:
+        raise ValueError("give either --expansion or --d-sae, not both")
+    if d_sae is None:
+        factor = expansion if expansion is not None else sae.pop("expansion", None) or 8
+        d_sae = int(d_in * factor)
+    sae.pop("expansion", None)
+    sae["d_in"] = int(d_in)
+    sae["d_sae"] = int(d_sae)
+    if d_sae <= 0:
+        raise ValueError("the SAE width must be positive")
+    if k is not None:
+        sae["k"] = int(k)
+    if l1_coefficient is not None:
+        sae["l1_coefficient"] = float(l1_coefficient)
+    if sae["architecture"] in ("topk", "batchtopk"):
+        sae.setdefault("k", 32)
+        if not 0 < sae["k"] <= d_sae:
+            raise ValueError(f"k={sae['k']} must be between 1 and the SAE width {d_sae}")
+    train_cfg.update({key: value for key, value in train.items() if value is not None})
+    if int(train_cfg["total_tokens"]) <= 0:
+        raise ValueError("the token budget must be positive")
+    if int(train_cfg["batch_size"]) <= 0:
+        raise ValueError("the batch size must be positive")
+    return {"sae": sae, "train": train_cfg}
+
+
+def new_training(
+    studio: Studio,
+    activations_ref: str | int,
+    name: str | None = None,
+    hook: str | None = None,
+    template: str | int | None = None,
+    tags: str = "",
+    template_config: dict[str, Any] | None = None,
+    **options: Any,
+) -> JobSpec:
+    """Create the Training row on an activation set and describe the training job."""
+    aset = resolve(ActivationSet, activations_ref)
+    if aset.status != "ready":
+        raise ValueError(f"activation set '{aset.name}' is {aset.status}; it must be ready")
+    hooks = list(aset.hooks or [])
+    hook = hook or (hooks[0] if hooks else None)
+    if hooks and hook not in hooks:
+        raise ValueError(f"activation set '{aset.name}' has no hook {hook!r}; it has {', '.join(hooks)}")
+    if not aset.d_in:
+        raise ValueError(f"activation set '{aset.name}' does not record its width (d_in)")
+    tpl = template_config
+    if template is not None:
+        tpl = dict(resolve(TrainingTemplate, template).config)
+    config = training_config(aset.d_in, template=tpl, **options)
+    sae = config["sae"]
+    default = f"{sae['architecture']}-{slug(hook or 'acts')}-{sae['d_sae']}"
+    with database.atomic():
+        training = Training.create(
+            name=_name(name, default),
+            activation_set=aset,
+            model=aset.model,
+            tokenization=aset.tokenization,
+            architecture=sae["architecture"],
+            hook_name=hook,
+            d_in=sae["d_in"],
+            d_sae=sae["d_sae"],
+            config=config,
+            total_tokens=int(config["train"]["total_tokens"]),
+            tags=tags,
+            status="pending",
+        )
+        training.path = str(studio.paths.dir("saes") / f"{training.id}-{slug(training.name)}")
+        training.save()
+    return train_spec(training, resume=False)
+
+
+def _name(name: str | None, default: str) -> str:
+    if name:
+        if Training.get_or_none(Training.name == name) is not None:
+            raise ValueError(f"the name {name!r} is taken; choose another with --name")
+        return name
+    return unique_name(Training, default)
+
+
+def train_spec(training: Training, resume: bool) -> JobSpec:
+    """The job that trains (or resumes) `training`."""
+    aset = training.activation_set
+    model = training.model
+    tok = training.tokenization
+    metadata = {
+        "model_name": model.source if model else None,
+        "hook_name": training.hook_name,
+        "context_size": aset.context_size if aset else None,
+        "prepend_bos": tok.prepend_bos if tok else True,
+        "dataset_path": tok.dataset.source if tok else None,
+    }
+    params = {
+        "sae": training.config["sae"],
+        "train": training.config["train"],
+        "source": {"type": "activations", "dir": aset.path if aset else None, "hook": training.hook_name},
+        "out_dir": training.path,
+        "resume": resume,
+        "metadata": metadata,
+        "eval": {
+            "model_path": model.path if model else None,
+            "model_dtype": model.dtype if model else None,
+            "tokenization_dir": tok.path if tok else None,
+            "is_causal_lm": bool(model.is_causal_lm) if model else False,
+        },
+    }
+    verb = "Resume" if resume else "Train"
+    return JobSpec("train", params, f"{verb} {training.name}", training)
+
+
+def resume_training(ref: str | int) -> JobSpec:
+    """Continue a cancelled, paused, interrupted or failed training from its last checkpoint."""
+    training = resolve(Training, ref)
+    if training.status in ("running",):
+        raise ValueError(f"training '{training.name}' is already running")
+    if training.status in ("ready", "completed"):
+        raise ValueError(f"training '{training.name}' has finished; clone it to train further")
+    if training.origin != "trained":
+        raise ValueError(f"'{training.name}' is an imported SAE, not a training run")
+    return train_spec(training, resume=True)
+
+
+def clone_training(studio: Studio, ref: str | int, name: str | None = None, **changes: Any) -> JobSpec:
+    """A new run with the same configuration (optionally changed)."""
+    training = resolve(Training, ref)
+    if training.activation_set is None:
+        raise ValueError(f"'{training.name}' has no activation set to train on")
+    config = training.config
+    sae = dict(config["sae"])
+    options: dict[str, Any] = {
+        "architecture": changes.pop("architecture", sae.get("architecture")),
+        "k": changes.pop("k", sae.get("k")),
+        "l1_coefficient": changes.pop("l1_coefficient", sae.get("l1_coefficient")),
+        "d_sae": changes.pop("d_sae", sae.get("d_sae")),
+    }
+    template = {"sae": {k: v for k, v in sae.items() if k in SAE_KEYS}, "train": dict(config["train"])}
+    return new_training(
+        studio,
+        training.activation_set.id,
+        name=name,
+        hook=training.hook_name,
+        template_config=template,
+        tags=training.tags,
+        **options,
+        **changes,
+    )
