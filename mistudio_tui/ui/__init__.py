@@ -1,0 +1,1 @@
+"""Textual front end: screens, widgets and modals. Never imports torch."""

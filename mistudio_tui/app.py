@@ -1,0 +1,177 @@
+"""The Textual app: modes (datasets, models, trainings, features, steering, monitor, jobs), keys, palette.
+
+The UI process never imports torch: compute runs in worker processes started by the job runner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import partial
+from pathlib import Path
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from mistudio_tui.jobs.runner import JobEvent
+from mistudio_tui.studio import Studio
+from mistudio_tui.ui.messages import DataChanged, JobUpdate
+from mistudio_tui.ui.screens.datasets import DatasetsScreen
+from mistudio_tui.ui.screens.features import FeaturesScreen
+from mistudio_tui.ui.screens.jobs import JobsScreen
+from mistudio_tui.ui.screens.models import ModelsScreen
+from mistudio_tui.ui.screens.monitor import MonitorScreen
+from mistudio_tui.ui.screens.steering import SteeringScreen
+from mistudio_tui.ui.screens.trainings import TrainingsScreen
+
+STYLES = Path(__file__).resolve().parent.parent / "styles"
+
+MODE_KEYS = [
+    ("1", "datasets", "Datasets"),
+    ("2", "models", "Models"),
+    ("3", "trainings", "Trainings"),
+    ("4", "features", "Features"),
+    ("5", "steering", "Steering"),
+    ("6", "monitor", "Monitor"),
+    ("j", "jobs", "Jobs"),
+]
+
+
+class MiStudioApp(App):
+    """miStudio's terminal UI."""
+
+    TITLE = "miStudio"
+    CSS_PATH = str(STYLES / "app.tcss")
+    MODES = {
+        "datasets": DatasetsScreen,
+        "models": ModelsScreen,
+        "trainings": TrainingsScreen,
+        "features": FeaturesScreen,
+        "steering": SteeringScreen,
+        "monitor": MonitorScreen,
+        "jobs": JobsScreen,
+    }
+    DEFAULT_MODE = "datasets"
+    BINDINGS = [
+        *[
+            Binding(key, f"switch_mode('{mode}')", label, id=f"mode.{mode}", show=key in "1234567j")
+            for key, mode, label in MODE_KEYS
+        ],
+        Binding("question_mark", "toggle_keys", "Keys", id="app.keys"),
+        Binding("q", "request_quit", "Quit", id="app.quit"),
+    ]
+
+    def __init__(self, studio: Studio | None = None, offer_sample: bool = True) -> None:
+        super().__init__()
+        self.studio = studio or Studio()
+        self.offer_sample = offer_sample
+        self._owns_studio = studio is None
+
+    # --- life cycle ------------------------------------------------------------------------------
+    def on_mount(self) -> None:
+        self.studio.runner.add_listener(self._on_runner_event)
+        if self.studio.interrupted:
+            n = len(self.studio.interrupted)
+            self.notify(
+                f"{n} job(s) were interrupted (their process vanished); see the Jobs panel (j)",
+                severity="warning",
+            )
+        self.set_interval(10.0, self._recover_foreign_jobs)
+        if self.offer_sample:
+            from mistudio_tui.services.sample import home_is_empty
+
+            if home_is_empty():
+                self.call_after_refresh(self.offer_to_build_sample)
+
+    def on_unmount(self) -> None:
+        self.studio.runner.remove_listener(self._on_runner_event)
+        if self._owns_studio:
+            self.studio.close(cancel_jobs=True)
+
+    def _on_runner_event(self, event: JobEvent) -> None:
+        # Called on the runner's thread: hand over to the UI thread as a message.
+        self.post_message(JobUpdate(event))
+
+    def on_job_update(self, message: JobUpdate) -> None:
+        event = message.event
+        if event.type == "state" and event.status in ("completed", "failed", "cancelled"):
+            from mistudio_tui.db.models import Job
+
+            job = Job.get_or_none(Job.id == event.job_id)
+            title = (job.title or job.kind) if job else f"job {event.job_id}"
+            if event.status == "completed":
+                self.notify(f"✓ {title} completed")
+            elif event.status == "failed":
+                err = (job.error if job else "") or "failed"
+                self.notify(f"✗ {title} failed: {err}", severity="error", timeout=10)
+            else:
+                self.notify(f"{title} cancelled", severity="warning")
+        self.screen.post_message(JobUpdate(event))
+
+    def _recover_foreign_jobs(self) -> None:
+        from mistudio_tui.db.jobs import recover_interrupted
+
+        mine = set(self.studio.runner.running_ids()) if self.studio.has_runner else set()
+        lost = [j for j in recover_interrupted() if j not in mine]
+        if lost:
+            self.screen.post_message(DataChanged("job"))
+
+    # --- actions ---------------------------------------------------------------------------------
+    def action_toggle_keys(self) -> None:
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
+
+    def action_request_quit(self) -> None:
+        running = self.studio.runner.running_ids() if self.studio.has_runner else []
+        if not running:
+            self.exit()
+            return
+        from mistudio_tui.ui.modals.confirm import ConfirmModal
+
+        def decided(ok: bool | None) -> None:
+            if ok:
+                self.exit()
+
+        self.push_screen(
+            ConfirmModal(
+                "Quit miStudio?",
+                f"{len(running)} job(s) are running. Quitting cancels them; trainings save a checkpoint "
+                "and can be resumed later.",
+                confirm_label="Quit",
+            ),
+            decided,
+        )
+
+    def offer_to_build_sample(self) -> None:
+        from mistudio_tui.ui.modals.welcome import WelcomeModal
+
+        def chosen(choice: str | None) -> None:
+            if choice:
+                from mistudio_tui.services.sample import start_sample
+
+                start_sample(self.studio, pipeline=(choice == "pipeline"))
+                self.notify("Building the offline sample… (j shows the jobs)")
+
+        self.push_screen(WelcomeModal(), chosen)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for _key, mode, label in MODE_KEYS:
+            yield SystemCommand(
+                f"Go to {label}", f"Switch to the {label} screen", partial(self.switch_mode, mode)
+            )
+        yield SystemCommand(
+            "Build the offline sample", "Corpus + tiny GPT-2 trained here", self.offer_to_build_sample
+        )
+        extra = getattr(screen, "palette_commands", None)
+        if extra is not None:
+            yield from extra()
+
+
+def run_app() -> int:
+    """Launch the TUI (the `mistudio` command with no arguments)."""
+    app = MiStudioApp()
+    app.run()
+    return 0

@@ -1,0 +1,23 @@
+"""Messages the app posts to screens."""
+
+from __future__ import annotations
+
+from textual.message import Message
+
+from mistudio_tui.jobs.runner import JobEvent
+
+
+class JobUpdate(Message):
+    """A job of this app's runner changed (state, progress, metrics, log, artifact)."""
+
+    def __init__(self, event: JobEvent) -> None:
+        super().__init__()
+        self.event = event
+
+
+class DataChanged(Message):
+    """Rows were added, changed or deleted: screens showing them should reload."""
+
+    def __init__(self, table: str = "") -> None:
+        super().__init__()
+        self.table = table

@@ -1,0 +1,154 @@
+"""The jobs panel: every job with live progress, elapsed and ETA; cancel; the selected job's log tail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import DataTable, Static
+
+from mistudio_tui.db.jobs import recent_jobs
+from mistudio_tui.db.models import Job
+from mistudio_tui.jobs.runner import tail_file
+from mistudio_tui.ui import format as fmt
+from mistudio_tui.ui.jobview import JobView
+from mistudio_tui.ui.messages import JobUpdate
+from mistudio_tui.ui.screens.base import StudioScreen
+
+STATUS_STYLE = {
+    "running": "bold green",
+    "queued": "yellow",
+    "completed": "dim",
+    "failed": "bold red",
+    "cancelled": "magenta",
+    "interrupted": "red",
+}
+
+
+def status_text(status: str) -> Text:
+    return Text(status, style=STATUS_STYLE.get(status, ""))
+
+
+class JobsScreen(StudioScreen):
+    """All jobs, newest first (running ones on top)."""
+
+    TITLE_TEXT = "Jobs"
+    BINDINGS = [
+        Binding("c", "cancel_job", "Cancel job", id="jobs.cancel"),
+        Binding("r", "reload", "Refresh", id="jobs.refresh"),
+    ]
+
+    def compose_body(self) -> ComposeResult:
+        with Vertical(id="jobs-layout"):
+            table = DataTable(id="jobs-table", cursor_type="row", zebra_stripes=True)
+            table.add_column("ID", key="id", width=4)
+            table.add_column("Job", key="job", width=26)
+            table.add_column("Status", key="status", width=11)
+            table.add_column("Progress", key="progress", width=18)
+            table.add_column("Elapsed", key="elapsed", width=8)
+            table.add_column("ETA", key="eta", width=7)
+            table.add_column("Device", key="device", width=7)
+            yield table
+            yield Static("", id="job-detail", classes="detail")
+            yield Static("", id="job-log", classes="log-tail")
+
+    def on_mount(self) -> None:
+        super().on_mount()
+        self.set_interval(1.0, self.tick)
+
+    def tick(self) -> None:
+        if self.is_current:
+            self.reload()
+
+    def reload(self) -> None:
+        table = self.query_one(DataTable)
+        selected = self.selected_id()
+        jobs = recent_jobs(200)
+        keys = [str(j.id) for j in jobs]
+        existing = [str(r.value) for r in table.rows]
+        if keys != existing:
+            table.clear()
+            for job in jobs:
+                table.add_row(*self._cells(job), key=str(job.id))
+            if selected is not None and str(selected) in keys:
+                table.move_cursor(row=keys.index(str(selected)))
+        else:
+            for job in jobs:
+                for column, value in zip(
+                    ("id", "job", "status", "progress", "elapsed", "eta", "device"),
+                    self._cells(job),
+                    strict=True,
+                ):
+                    table.update_cell(str(job.id), column, value)
+        self.show_detail()
+
+    def _cells(self, job: Job) -> tuple:
+        view = JobView(job)
+        title = job.title or job.kind
+        return (
+            str(job.id),
+            title[:26],
+            status_text(job.status),
+            view.progress_cell(10),
+            fmt.duration(view.elapsed),
+            fmt.duration(view.eta),
+            job.device or "-",
+        )
+
+    def selected_id(self) -> int | None:
+        table = self.query_one(DataTable)
+        if table.row_count == 0:
+            return None
+        try:
+            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
+        except Exception:
+            return None
+        return int(key.value) if key and key.value else None
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.show_detail()
+
+    def show_detail(self) -> None:
+        job_id = self.selected_id()
+        detail = self.query_one("#job-detail", Static)
+        log = self.query_one("#job-log", Static)
+        if job_id is None:
+            detail.update(
+                "No jobs yet. Jobs appear here when you build the sample, tokenize, extract or train."
+            )
+            log.update("")
+            return
+        job = Job.get_or_none(Job.id == job_id)
+        if job is None:
+            return
+        lines = [f"[b]#{job.id} {job.title or job.kind}[/b]  {job.kind}  pid {job.pid or '-'}"]
+        if job.progress_text:
+            lines.append(f"progress: {job.progress_text}")
+        if job.error:
+            lines.append(f"[red]error: {job.error}[/red]")
+        lines.append(f"log: {job.log_path}")
+        detail.update("\n".join(lines))
+        tail = tail_file(Path(job.log_path), 12) if job.log_path else []
+        log.update(Text("\n".join(tail) if tail else "(log is empty)", no_wrap=False))
+
+    def action_cancel_job(self) -> None:
+        job_id = self.selected_id()
+        if job_id is None:
+            return
+        job = Job.get_by_id(job_id)
+        if job.status not in ("queued", "running"):
+            self.notify(f"job {job_id} is {job.status}; nothing to cancel", severity="warning")
+            return
+        self.studio.runner.cancel(job_id)
+        self.notify(f"cancelling job {job_id}…")
+
+    def action_reload(self) -> None:
+        self.reload()
+
+    def on_job_update(self, message: JobUpdate) -> None:
+        super().on_job_update(message)
+        if message.event.type == "progress":
+            self.reload()

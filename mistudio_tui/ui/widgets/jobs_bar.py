@@ -1,0 +1,35 @@
+"""A one-line strip on every screen: what is running now (press j for the jobs panel)."""
+
+from __future__ import annotations
+
+from textual.widgets import Static
+
+from mistudio_tui.db.jobs import ACTIVE_STATES
+from mistudio_tui.db.models import Job
+from mistudio_tui.ui.jobview import JobView
+
+
+class JobsBar(Static):
+    """Summarises running and queued jobs; refreshed by the app on job events and once a second."""
+
+    DEFAULT_CSS = """
+    JobsBar { height: 1; padding: 0 1; background: $boost; color: $text-muted; }
+    JobsBar.-busy { color: $text; }
+    """
+
+    def on_mount(self) -> None:
+        self.refresh_jobs()
+        self.set_interval(1.0, self.refresh_jobs)
+
+    def refresh_jobs(self) -> None:
+        jobs = list(Job.select().where(Job.status.in_(ACTIVE_STATES)).order_by(Job.id))
+        running = [j for j in jobs if j.status == "running"]
+        queued = len(jobs) - len(running)
+        self.set_class(bool(jobs), "-busy")
+        if not jobs:
+            self.update("no jobs running · j: jobs")
+            return
+        parts = " · ".join(JobView(j).short() for j in running[:3])
+        more = f" +{len(running) - 3}" if len(running) > 3 else ""
+        waiting = f" · {queued} queued" if queued else ""
+        self.update(f"▶ {len(running)} running: {parts}{more}{waiting} · j: jobs")

@@ -1,0 +1,87 @@
+"""Plotext plots sized to their region: line curves (optionally log-y, with a min/max band) and bars."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from textual_plotext import PlotextPlot
+
+
+class CurvePlot(PlotextPlot):
+    """One or more named series on shared axes; `set_series` replaces them and redraws."""
+
+    def __init__(self, title: str = "", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.title = title
+        self.series: list[tuple[str, Sequence[float], Sequence[float]]] = []
+        self.band: tuple[Sequence[float], Sequence[float], Sequence[float]] | None = None
+        self.log_y = False
+        self.x_label = "step"
+
+    def set_series(
+        self,
+        series: list[tuple[str, Sequence[float], Sequence[float]]],
+        title: str | None = None,
+        log_y: bool | None = None,
+        band: tuple[Sequence[float], Sequence[float], Sequence[float]] | None = None,
+    ) -> None:
+        self.series = series
+        self.band = band
+        if title is not None:
+            self.title = title
+        if log_y is not None:
+            self.log_y = log_y
+        self.replot()
+
+    def replot(self) -> None:
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title(self.title)
+        plt.xlabel(self.x_label)
+        drawn = False
+        if self.band is not None and self.band[0]:
+            xs, lows, highs = self.band
+            plt.plot(list(xs), self._y(highs), color="gray", marker="dot")
+            plt.plot(list(xs), self._y(lows), color="gray", marker="dot")
+        for label, xs, ys in self.series:
+            if xs:
+                plt.plot(
+                    list(xs), self._y(ys), label=label if len(self.series) > 1 else None, marker="braille"
+                )
+                drawn = True
+        if self.log_y and drawn:
+            plt.ylabel("log10")
+        if not drawn:
+            plt.text("no data yet", x=0.5, y=0.5, alignment="center")
+            plt.xlim(0, 1)
+            plt.ylim(0, 1)
+        self.refresh()
+
+    def _y(self, ys: Sequence[float]) -> list[float]:
+        if not self.log_y:
+            return list(ys)
+        return [math.log10(y) if y and y > 0 else float("nan") for y in ys]
+
+
+class BarPlot(PlotextPlot):
+    """A histogram drawn from bin edges and counts."""
+
+    def __init__(self, title: str = "", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.title = title
+
+    def set_histogram(self, edges: Sequence[float], counts: Sequence[int], xlabel: str = "") -> None:
+        plt = self.plt
+        plt.clear_data()
+        plt.clear_figure()
+        plt.title(self.title)
+        if counts:
+            centers = [(edges[i] + edges[i + 1]) / 2 for i in range(len(counts))]
+            plt.bar(centers, list(counts), width=0.9 * (edges[1] - edges[0]) if len(edges) > 1 else 1)
+            if xlabel:
+                plt.xlabel(xlabel)
+        else:
+            plt.text("no data", x=0.5, y=0.5, alignment="center")
+        self.refresh()
