@@ -57,24 +57,24 @@ class CascadePlan:
 
 
 def _cascading_backrefs(model: type[Model]) -> list[tuple]:
-    return [
-        (fk, rel) for fk, rel in model._meta.backrefs.items() if (fk.on_delete or "").upper() == "CASCADE"
-    ]
+    return [(fk, rel) for fk, rel in model._meta.backrefs.items() if (fk.on_delete or "").upper() == "CASCADE"]
 
 
 def plan_delete(instance: Model, home: Path | None = None) -> CascadePlan:
     """Walk ON DELETE CASCADE foreign keys from `instance`; collect counts and owned folders under `home`."""
     plan = CascadePlan(instance)
     _collect_paths(instance, plan, home)
+    seen: dict[str, set[int]] = {}
     frontier: list[tuple[type[Model], list[int]]] = [(type(instance), [instance.id])]
     while frontier:
         model, ids = frontier.pop(0)
         for fk, rel in _cascading_backrefs(model):
-            query = rel.select().where(fk.in_(ids))
-            child_ids = [row.id for row in query.select(rel.id)]
+            table = rel._meta.table_name
+            known = seen.setdefault(table, set())
+            child_ids = [row.id for row in rel.select(rel.id).where(fk.in_(ids)) if row.id not in known]
             if not child_ids:
                 continue
-            table = rel._meta.table_name
+            known.update(child_ids)
             plan.counts[table] = plan.counts.get(table, 0) + len(child_ids)
             if "path" in rel._meta.fields:
                 for row in rel.select(rel.id, rel.path).where(rel.id.in_(child_ids)):

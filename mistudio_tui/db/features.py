@@ -94,9 +94,7 @@ def feature_count(feature_set_id: int, flt: FeatureFilter | None = None) -> int:
     return feature_query(feature_set_id, flt).count()
 
 
-def position_of(
-    feature_set_id: int, index: int, sort: str, descending: bool, flt: FeatureFilter | None
-) -> int:
+def position_of(feature_set_id: int, index: int, sort: str, descending: bool, flt: FeatureFilter | None) -> int:
     """The row number of feature `index` in the current order (for 'jump to feature'); -1 if filtered out."""
     row = Feature.get_or_none((Feature.feature_set == feature_set_id) & (Feature.index == index))
     if row is None or not feature_query(feature_set_id, flt).where(Feature.id == row.id).exists():
@@ -200,9 +198,7 @@ def set_current(label: FeatureLabel) -> None:
         if label.technical:
             values[Feature.technical_label] = label.technical
         values[Feature.semantic_label] = label.semantic
-        Feature.update(values).where(
-            Feature.feature_set.in_(sets) & (Feature.index == label.feature_index)
-        ).execute()
+        Feature.update(values).where(Feature.feature_set.in_(sets) & (Feature.index == label.feature_index)).execute()
 
 
 def labels_of(training_id: int, feature_index: int) -> list[FeatureLabel]:
@@ -228,9 +224,7 @@ def density_histogram(feature_set_id: int, bins: int = 30) -> tuple[list[float],
     width = max((hi_l - lo_l) / bins, 1e-9)
     counts = [0] * bins
     for (density,) in (
-        Feature.select(Feature.density)
-        .where((Feature.feature_set == feature_set_id) & (Feature.density > 0))
-        .tuples()
+        Feature.select(Feature.density).where((Feature.feature_set == feature_set_id) & (Feature.density > 0)).tuples()
     ):
         i = min(int((math.log10(density) - lo_l) / width), bins - 1)
         counts[i] += 1

@@ -69,9 +69,7 @@ def _set_resource_status(job: Job, status: str, error: str | None = None) -> Non
 def mark_running(job_id: int, pid: int) -> None:
     now = utcnow()
     with database.atomic():
-        Job.update(status="running", pid=pid, started_at=now, updated_at=now).where(
-            Job.id == job_id
-        ).execute()
+        Job.update(status="running", pid=pid, started_at=now, updated_at=now).where(Job.id == job_id).execute()
         _set_resource_status(Job.get_by_id(job_id), "running")
 
 

@@ -89,9 +89,7 @@ def record_metrics(training_id: int, rows: Sequence[dict[str, Any]], max_points:
         return
     clean = [clean_row(r) for r in rows]
     with database.atomic():
-        TrainingMetric.insert_many(
-            [{**r, "training": training_id} for r in clean]
-        ).on_conflict_replace().execute()
+        TrainingMetric.insert_many([{**r, "training": training_id} for r in clean]).on_conflict_replace().execute()
         last = clean[-1]
         latest: dict[Any, Any] = {Training.steps: last["step"]}
         if last["tokens"] is not None:
@@ -108,14 +106,9 @@ def record_metrics(training_id: int, rows: Sequence[dict[str, Any]], max_points:
 
 def _compact_stored(training_id: int, max_points: int) -> None:
     stored = list(
-        TrainingMetric.select()
-        .where(TrainingMetric.training == training_id)
-        .order_by(TrainingMetric.step)
-        .dicts()
+        TrainingMetric.select().where(TrainingMetric.training == training_id).order_by(TrainingMetric.step).dicts()
     )
-    target = (
-        max_points * 3 // 4
-    )  # compact with headroom so this runs every few hundred inserts, not every one
+    target = max_points * 3 // 4  # compact with headroom so this runs every few hundred inserts, not every one
     compacted = compact(stored, target)
     TrainingMetric.delete().where(TrainingMetric.training == training_id).execute()
     for row in compacted:
@@ -130,17 +123,13 @@ def bulk_load(training_id: int, rows: Sequence[dict[str, Any]], max_points: int 
     compacted = compact([clean_row(r) for r in rows], max_points)
     with database.atomic():
         for i in range(0, len(compacted), 500):
-            TrainingMetric.insert_many(
-                [{**r, "training": training_id} for r in compacted[i : i + 500]]
-            ).execute()
+            TrainingMetric.insert_many([{**r, "training": training_id} for r in compacted[i : i + 500]]).execute()
     return len(compacted)
 
 
 def drop_after(training_id: int, step: int) -> None:
     """Forget points after `step` (a resumed run replays from its checkpoint)."""
-    TrainingMetric.delete().where(
-        (TrainingMetric.training == training_id) & (TrainingMetric.step > step)
-    ).execute()
+    TrainingMetric.delete().where((TrainingMetric.training == training_id) & (TrainingMetric.step > step)).execute()
 
 
 @dataclass

@@ -36,9 +36,7 @@ def extract_features(
     training = resolve(Training, training_ref)
     if training.status not in ("ready", "completed"):
         raise ValueError(f"training '{training.name}' is {training.status}; features need a finished SAE")
-    tokenization = (
-        resolve(Tokenization, tokenization_ref) if tokenization_ref is not None else training.tokenization
-    )
+    tokenization = resolve(Tokenization, tokenization_ref) if tokenization_ref is not None else training.tokenization
     if tokenization is None:
         raise ValueError(
             f"'{training.name}' has no tokenization to run on (e.g. trained on imported activations); "

@@ -37,9 +37,7 @@ def add_model(
     """Create the LanguageModel row and describe the job that downloads (hub) and inspects it."""
     source = source.strip()
     if not source:
-        raise ValueError(
-            "model source: give a local folder or a hub id like 'gpt2' or 'EleutherAI/pythia-70m'"
-        )
+        raise ValueError("model source: give a local folder or a hub id like 'gpt2' or 'EleutherAI/pythia-70m'")
     if dtype not in DTYPES:
         raise ValueError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
     if quantization not in QUANTIZATIONS:
@@ -120,9 +118,7 @@ def extract_activations(
     if n_tokens is not None:
         config["n_tokens"] = n_tokens
     if not config["hooks"]:
-        raise ValueError(
-            "give at least one hook point, e.g. blocks.0.hook_resid_post (see `mistudio models hooks`)"
-        )
+        raise ValueError("give at least one hook point, e.g. blocks.0.hook_resid_post (see `mistudio models hooks`)")
     _check_hooks(model, config["hooks"])
     if int(config["n_tokens"]) <= 0:
         raise ValueError("the number of tokens must be positive")
@@ -160,9 +156,7 @@ def _check_hooks(model: LanguageModel, hooks: list[str]) -> None:
         return
     for hook in hooks:
         if hook not in known and hook.startswith("blocks."):
-            layers = sorted(
-                {h.get("layer") for h in model.architecture["hook_points"] if h.get("layer") is not None}
-            )
+            layers = sorted({h.get("layer") for h in model.architecture["hook_points"] if h.get("layer") is not None})
             span = f"{{{layers[0]}..{layers[-1]}}}" if layers else "{L}"
             raise ValueError(
                 f"model '{model.name}' has no hook point {hook!r}; valid: blocks.{span}."
