@@ -33,9 +33,7 @@ TOKENIZATION_COLUMNS = [
 
 
 def dataset_summary(d: Dataset) -> dict[str, Any]:
-    data = basic(
-        d, ["id", "name", "source_type", "source", "status", "n_documents", "n_chars", "path", "error"]
-    )
+    data = basic(d, ["id", "name", "source_type", "source", "status", "n_documents", "n_chars", "path", "error"])
     data["tokenizations"] = d.tokenizations.count()
     return data
 
@@ -76,9 +74,7 @@ def tokenization_detail(t: Tokenization) -> dict[str, Any]:
 
 
 def model_summary(m: LanguageModel) -> dict[str, Any]:
-    return basic(
-        m, ["id", "name", "source", "status", "model_type", "d_model", "n_layers", "n_params", "path"]
-    )
+    return basic(m, ["id", "name", "source", "status", "model_type", "d_model", "n_layers", "n_params", "path"])
 
 
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
@@ -97,9 +93,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("source", help="a file, a folder, or a hub dataset id")
     p.add_argument("--name")
     p.add_argument("--hub", action="store_true", default=None, help="treat SOURCE as a hub dataset id")
-    p.add_argument(
-        "--text-field", help="the column holding the text (default: 'text' or the only text column)"
-    )
+    p.add_argument("--text-field", help="the column holding the text (default: 'text' or the only text column)")
     p.add_argument(
         "--txt-mode",
         choices=["lines", "file"],
@@ -112,13 +106,11 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--min-chars", type=int, default=0, help="drop documents shorter than this")
     p.add_argument("--strip-html", action="store_true")
     p.add_argument("--dedupe", action="store_true", help="drop exact duplicate documents")
-    p.add_argument("--unicode", choices=["NFC", "NFKC", "none"], default="NFC")
-    p.add_argument("--keep-whitespace", action="store_true", help="do not normalise whitespace")
+    p.add_argument("--unicode", choices=["NFC", "NFKC", "none"], default="NFC", help="unicode normalisation")
+    p.add_argument("--normalize-whitespace", action="store_true", help="collapse runs of whitespace")
     p.add_argument("--skip-bad-rows", action="store_true", help="skip malformed rows instead of failing")
     p.set_defaults(func=cmd_add)
-    p = verbs.add_parser(
-        "tokenize", help="tokenize a dataset (several tokenizations per dataset)", parents=[common]
-    )
+    p = verbs.add_parser("tokenize", help="tokenize a dataset (several tokenizations per dataset)", parents=[common])
     p.add_argument("dataset", help="dataset id or name")
     p.add_argument("--model", help="use this registered model's tokenizer")
     p.add_argument("--tokenizer", help="or a tokenizer folder / hub name")
@@ -174,8 +166,8 @@ def cmd_sample(args: argparse.Namespace, studio: Studio) -> None:
 
 def cmd_add(args: argparse.Namespace, studio: Studio) -> None:
     cleaning = {
-        "unicode": args.unicode,
-        "whitespace": not args.keep_whitespace,
+        "unicode_form": args.unicode,
+        "normalize_whitespace": args.normalize_whitespace,
         "strip_html": args.strip_html,
         "min_chars": args.min_chars,
         "dedupe": args.dedupe,

@@ -24,9 +24,7 @@ COLUMNS = [
 
 
 def job_summary(job: Job) -> dict:
-    data = row_dict(
-        job, ["id", "kind", "title", "status", "device", "pid", "error", "created_at", "finished_at"]
-    )
+    data = row_dict(job, ["id", "kind", "title", "status", "device", "pid", "error", "created_at", "finished_at"])
     if job.progress_total:
         data["progress"] = f"{100 * job.progress_done / job.progress_total:.0f}%"
     else:
@@ -50,9 +48,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p = verbs.add_parser("cancel", help="cancel a job", parents=[common])
     p.add_argument("job", type=int)
     p.set_defaults(func=cmd_cancel)
-    p = verbs.add_parser(
-        "selftest", help="run a diagnostic job through a real worker process", parents=[common]
-    )
+    p = verbs.add_parser("selftest", help="run a diagnostic job through a real worker process", parents=[common])
     p.add_argument("--steps", type=int, default=20)
     p.set_defaults(func=cmd_selftest)
 

@@ -65,9 +65,7 @@ def model_detail(m: LanguageModel) -> dict[str, Any]:
 
 
 def activation_summary(a: ActivationSet) -> dict[str, Any]:
-    data = basic(
-        a, ["id", "name", "origin", "d_in", "dtype", "n_tokens", "context_size", "status", "path", "error"]
-    )
+    data = basic(a, ["id", "name", "origin", "d_in", "dtype", "n_tokens", "context_size", "status", "path", "error"])
     data["model"] = a.model.name if a.model else None
     data["tokenization"] = a.tokenization.name if a.tokenization else None
     data["hooks"] = ",".join(a.hooks or [])
@@ -83,17 +81,13 @@ def activation_detail(a: ActivationSet) -> dict[str, Any]:
 def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
     md = sub.add_parser("models", help="transformer models", parents=[common])
     verbs = md.add_subparsers(dest="verb", required=True, metavar="VERB")
-    p = verbs.add_parser(
-        "add", help="register a local model folder or download a hub model", parents=[common]
-    )
+    p = verbs.add_parser("add", help="register a local model folder or download a hub model", parents=[common])
     p.add_argument("source", help="a folder with config.json, or a hub id (e.g. EleutherAI/pythia-70m)")
     p.add_argument("--name")
     p.add_argument("--revision", help="hub revision (branch, tag or commit)")
     p.add_argument("--dtype", choices=list(svc.DTYPES), default="float32")
     p.add_argument("--quantization", choices=["8bit", "4bit"], help="bitsandbytes quantization (CUDA only)")
-    p.add_argument(
-        "--trust-remote-code", action="store_true", help="run code shipped with the model (unsafe)"
-    )
+    p.add_argument("--trust-remote-code", action="store_true", help="run code shipped with the model (unsafe)")
     p.add_argument("--hub", action="store_true", default=None, help="treat SOURCE as a hub id")
     p.set_defaults(func=cmd_add)
     p = verbs.add_parser("hooks", help="the hook points a model offers", parents=[common])
@@ -103,9 +97,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 
     ac = sub.add_parser("activations", help="activation sets", parents=[common])
     verbs = ac.add_subparsers(dest="verb", required=True, metavar="VERB")
-    p = verbs.add_parser(
-        "extract", help="run a model over a tokenization and store hook activations", parents=[common]
-    )
+    p = verbs.add_parser("extract", help="run a model over a tokenization and store hook activations", parents=[common])
     p.add_argument("--model", required=True)
     p.add_argument("--tokenization", required=True)
     p.add_argument("--hook", action="append", dest="hooks", help="hook point (repeat for several)")
@@ -118,9 +110,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--template", help="extraction template id or name")
     p.add_argument("--name")
     p.set_defaults(func=cmd_extract)
-    p = verbs.add_parser(
-        "import", help="register activations computed elsewhere (safetensors)", parents=[common]
-    )
+    p = verbs.add_parser("import", help="register activations computed elsewhere (safetensors)", parents=[common])
     p.add_argument("path", help="a .safetensors file holding a [tokens, d_in] tensor, or a folder of shards")
     p.add_argument("--key", help="tensor name inside the file(s)")
     p.add_argument("--name")

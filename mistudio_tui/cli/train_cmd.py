@@ -114,9 +114,7 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 
     tr = sub.add_parser("trainings", help="SAE training runs", parents=[common])
     verbs = tr.add_subparsers(dest="verb", required=True, metavar="VERB")
-    add_list_show_delete(
-        verbs, common, Training, "training", TRAINING_COLUMNS, training_summary, training_detail
-    )
+    add_list_show_delete(verbs, common, Training, "training", TRAINING_COLUMNS, training_summary, training_detail)
 
     ft = sub.add_parser("features", help="feature extraction and browsing", parents=[common])
     verbs = ft.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -208,7 +206,5 @@ def cmd_features_list(args: argparse.Namespace, studio: Studio) -> None:
     fset = resolve(FeatureSet, args.featureset)
     descending = not args.asc and args.sort != "index"
     flt = fq.FeatureFilter(search=args.search, dead=False if args.alive else None)
-    rows = [
-        feature_row(f) for f in fq.feature_page(fset.id, args.sort, descending, flt, args.offset, args.limit)
-    ]
+    rows = [feature_row(f) for f in fq.feature_page(fset.id, args.sort, descending, flt, args.offset, args.limit)]
     emit(args.json, rows, lambda: format_table(rows, FEATURE_COLUMNS))

@@ -12,9 +12,7 @@ register(JobKind("diag.hang", f"{TASKS}.diagnostics:hang", title="Diagnostic han
 register(JobKind("diag.flood", f"{TASKS}.diagnostics:flood", title="Diagnostic flood"))
 
 register(JobKind("sample", f"{TASKS}.sample:run", title="Build offline sample", finish=f.finish_sample))
-register(
-    JobKind("ingest", f"{TASKS}.datasets:ingest", title="Ingest dataset", finish=f.apply_resource_fields)
-)
+register(JobKind("ingest", f"{TASKS}.datasets:ingest", title="Ingest dataset", finish=f.apply_resource_fields))
 register(JobKind("tokenize", f"{TASKS}.datasets:tokenize", title="Tokenize", finish=f.apply_resource_fields))
 register(JobKind("model.add", f"{TASKS}.models:add", title="Add model", finish=f.apply_resource_fields))
 register(

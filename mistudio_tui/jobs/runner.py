@@ -178,9 +178,7 @@ class JobRunner:
                 queued = False
             run = self._running.get(job_id)
         if queued:
-            self._finish(
-                job_id, get_kind(Job.get_by_id(job_id).kind), "cancelled", error="cancelled before start"
-            )
+            self._finish(job_id, get_kind(Job.get_by_id(job_id).kind), "cancelled", error="cancelled before start")
             return
         if run is None:
             job = Job.get_or_none(Job.id == job_id)

@@ -12,8 +12,8 @@ from mistudio_tui.studio import Studio
 
 LOCAL_SUFFIXES = (".txt", ".jsonl", ".json", ".csv", ".parquet")
 CLEANING_DEFAULTS: dict[str, Any] = {
-    "unicode": "NFC",
-    "whitespace": True,
+    "unicode_form": "NFC",
+    "normalize_whitespace": False,
     "strip_html": False,
     "strip_control": True,
     "drop_empty": True,

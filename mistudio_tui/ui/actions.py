@@ -33,9 +33,7 @@ def confirm_delete(screen: Screen, row: Model) -> None:
     from mistudio_tui.ui.modals.confirm import ConfirmModal
 
     if getattr(row, "status", "") in ("running", "queued"):
-        screen.notify(
-            f"'{getattr(row, 'name', row.id)}' is {row.status}; cancel its job first", severity="warning"
-        )
+        screen.notify(f"'{getattr(row, 'name', row.id)}' is {row.status}; cancel its job first", severity="warning")
         return
     plan = plan_delete(row, screen.app.studio.paths.home)
 

@@ -29,9 +29,7 @@ class ConfirmModal(ModalScreen[bool]):
             yield Static(self.title_text, classes="dialog-title")
             yield Static(self.message, classes="dialog-body")
             with Horizontal(classes="dialog-buttons"):
-                yield Button(
-                    f"{self.confirm_label} (y)", variant="error" if self.danger else "primary", id="yes"
-                )
+                yield Button(f"{self.confirm_label} (y)", variant="error" if self.danger else "primary", id="yes")
                 yield Button("Cancel (n)", id="no")
 
     def on_mount(self) -> None:

@@ -109,9 +109,7 @@ class FormModal(ModalScreen[dict[str, Any] | None]):
             yield Label(spec.label + (" *" if spec.required else ""), classes="field-label")
             options = [(label, value) for label, value in spec.choices]
             default = spec.default if any(v == spec.default for _, v in options) else Select.NULL
-            yield Select(
-                options, value=default, id=wid, allow_blank=not spec.required or default is Select.NULL
-            )
+            yield Select(options, value=default, id=wid, allow_blank=not spec.required or default is Select.NULL)
         else:
             yield Label(spec.label + (" *" if spec.required else ""), classes="field-label")
             value = "" if spec.default is None else str(spec.default)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from rich.text import Text
@@ -66,10 +67,7 @@ class DatasetsScreen(StudioScreen):
         datasets = list(Dataset.select().order_by(Dataset.id))
         table = self.query_one("#datasets-table", RecordTable)
         table.set_records(
-            [
-                (d.id, (d.name, fmt.count(d.n_documents), fmt.count(d.n_chars), status_text(d.status)))
-                for d in datasets
-            ]
+            [(d.id, (d.name, fmt.count(d.n_documents), fmt.count(d.n_chars), status_text(d.status))) for d in datasets]
         )
         self.show_selected()
 
@@ -94,9 +92,7 @@ class DatasetsScreen(StudioScreen):
         hist = self.query_one("#length-hist", BarPlot)
         samples = self.query_one("#dataset-samples", Static)
         if dataset is None:
-            detail.update(
-                "No datasets yet.\n\na: add a file, folder or hub dataset · s: build the offline sample"
-            )
+            detail.update("No datasets yet.\n\na: add a file, folder or hub dataset · s: build the offline sample")
             toks.set_records([])
             hist.set_histogram([], [])
             samples.update("")
@@ -104,9 +100,7 @@ class DatasetsScreen(StudioScreen):
         rows = []
         for t in dataset.tokenizations.order_by(Tokenization.id):
             tokenizer = t.model.name if t.model else t.tokenizer.split("/")[-1]
-            rows.append(
-                (t.id, (t.name, tokenizer, str(t.context_size), fmt.count(t.n_tokens), status_text(t.status)))
-            )
+            rows.append((t.id, (t.name, tokenizer, str(t.context_size), fmt.count(t.n_tokens), status_text(t.status))))
         toks.set_records(rows)
         stats: dict[str, Any] = dataset.stats or {}
         lines = [
@@ -116,10 +110,10 @@ class DatasetsScreen(StudioScreen):
         ]
         if stats.get("words") is not None:
             lines.append(f"words: {stats['words']:,}")
-        if stats.get("median_length") is not None:
+        lengths = stats.get("length_chars") or {}
+        if lengths:
             lines.append(
-                f"length min/median/max: {stats.get('min_length')}/{stats.get('median_length')}/"
-                f"{stats.get('max_length')} chars"
+                f"length min/median/max: {lengths.get('min')}/{lengths.get('median'):.0f}/{lengths.get('max')} chars"
             )
         if dataset.cleaning:
             on = [k for k, v in dataset.cleaning.items() if v not in (False, 0, None, "none")]
@@ -129,9 +123,8 @@ class DatasetsScreen(StudioScreen):
         lines.append(f"[dim]{dataset.path}[/dim]")
         detail.update("\n".join(lines))
         histogram = stats.get("length_histogram") or {}
-        hist.set_histogram(
-            histogram.get("log10_edges") or histogram.get("edges") or [], histogram.get("counts") or []
-        )
+        edges = [math.log10(e) for e in histogram.get("edges") or [] if e > 0]
+        hist.set_histogram(edges, (histogram.get("counts") or []) if edges else [])
         rows_text = Text()
         for sample in (stats.get("samples") or [])[:3]:
             rows_text.append("• " + str(sample)[:300].replace("\n", " ") + "\n", style="italic")

@@ -116,9 +116,7 @@ class JobsScreen(StudioScreen):
         detail = self.query_one("#job-detail", Static)
         log = self.query_one("#job-log", Static)
         if job_id is None:
-            detail.update(
-                "No jobs yet. Jobs appear here when you build the sample, tokenize, extract or train."
-            )
+            detail.update("No jobs yet. Jobs appear here when you build the sample, tokenize, extract or train.")
             log.update("")
             return
         job = Job.get_or_none(Job.id == job_id)

@@ -116,9 +116,7 @@ class ModelsScreen(StudioScreen):
         detail = self.query_one("#model-detail", Static)
         tree = self.query_one("#module-tree", Tree)
         if model is None:
-            detail.update(
-                "No models yet.\n\na: add a local folder or a hub model · s on Datasets: build the sample"
-            )
+            detail.update("No models yet.\n\na: add a local folder or a hub model · s on Datasets: build the sample")
             tree.clear()
             return
         arch: dict[str, Any] = model.architecture or {}
@@ -130,9 +128,7 @@ class ModelsScreen(StudioScreen):
             f"params {fmt.count(model.n_params)}",
             f"dtype {model.dtype}"
             + (f" · {model.quantization}" if model.quantization else "")
-            + (
-                f" · est. memory {fmt.count(arch['memory_estimate'])}B" if arch.get("memory_estimate") else ""
-            ),
+            + (f" · est. memory {fmt.count(arch['memory_estimate'])}B" if arch.get("memory_estimate") else ""),
         ]
         if hooks:
             layers = sorted({h.get("layer") for h in hooks if h.get("layer") is not None})
@@ -220,17 +216,13 @@ class ModelsScreen(StudioScreen):
             return
         same = [
             t.id
-            for t in Tokenization.select().where(
-                (Tokenization.status == "ready") & (Tokenization.model == model.id)
-            )
+            for t in Tokenization.select().where((Tokenization.status == "ready") & (Tokenization.model == model.id))
         ]
         hooks = [(h["name"], h["name"]) for h in (model.architecture or {}).get("hook_points", [])]
         middle = f"blocks.{max((model.n_layers or 1) // 2, 0)}.hook_resid_post"
         templates = [
             (t.name + (" ★" if t.favourite else ""), t.id)
-            for t in ExtractionTemplate.select().order_by(
-                ExtractionTemplate.favourite.desc(), ExtractionTemplate.name
-            )
+            for t in ExtractionTemplate.select().order_by(ExtractionTemplate.favourite.desc(), ExtractionTemplate.name)
         ]
         fields = [
             Field(
@@ -282,9 +274,7 @@ class ModelsScreen(StudioScreen):
             if values:
                 start_spec(
                     self,
-                    lambda: svc.import_activations(
-                        self.studio, values["path"], key=values["key"], name=values["name"]
-                    ),
+                    lambda: svc.import_activations(self.studio, values["path"], key=values["key"], name=values["name"]),
                 )
 
         self.app.push_screen(FormModal("Import activations", fields, "Import"), done)

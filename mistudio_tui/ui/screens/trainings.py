@@ -107,9 +107,7 @@ class TrainingsScreen(StudioScreen):
         plot = self.query_one("#curve", CurvePlot)
         log = self.query_one("#training-log", Static)
         if training is None:
-            detail.update(
-                "No trainings yet.\n\nn: train an SAE on an activation set (Models screen, e: extract)"
-            )
+            detail.update("No trainings yet.\n\nn: train an SAE on an activation set (Models screen, e: extract)")
             plot.set_series([], title=self.metric)
             log.update("")
             return
@@ -178,9 +176,7 @@ class TrainingsScreen(StudioScreen):
             return
         templates = [
             (t.name + (" ★" if t.favourite else ""), t.id)
-            for t in TrainingTemplate.select().order_by(
-                TrainingTemplate.favourite.desc(), TrainingTemplate.name
-            )
+            for t in TrainingTemplate.select().order_by(TrainingTemplate.favourite.desc(), TrainingTemplate.name)
         ]
         fields = [
             Field(

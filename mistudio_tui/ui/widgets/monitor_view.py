@@ -66,9 +66,7 @@ def gpu_text(gpu: GpuSnapshot, jobs: dict[int, str], pid_jobs: dict[int, int], w
     text.append(f"{gpu.name or 'N/A'}\n")
     text.append_text(meter("util", gpu.util_gpu, "", width))
     text.append("\n")
-    text.append_text(
-        meter("mem", gpu.memory_percent, f"{gib(gpu.memory_used)}/{gib(gpu.memory_total)} GiB", width)
-    )
+    text.append_text(meter("mem", gpu.memory_percent, f"{gib(gpu.memory_used)}/{gib(gpu.memory_total)} GiB", width))
     power = "N/A" if gpu.power_w is None else f"{gpu.power_w:.0f}"
     limit = "" if gpu.power_limit_w is None else f"/{gpu.power_limit_w:.0f}"
     text.append(
@@ -109,9 +107,7 @@ class GpuCard(Vertical):
         yield Static("", classes="gpu-text")
         yield Sparkline([], summary_function=max, classes="gpu-spark")
 
-    def show(
-        self, gpu: GpuSnapshot, history: History, jobs: dict[int, str], pid_jobs: dict[int, int]
-    ) -> None:
+    def show(self, gpu: GpuSnapshot, history: History, jobs: dict[int, str], pid_jobs: dict[int, int]) -> None:
         width = self.size.width or 60
         self.query_one(".gpu-text", Static).update(gpu_text(gpu, jobs, pid_jobs, width))
         self.query_one(Sparkline).data = history.series(f"gpu{self.index}.util") or [0]

@@ -47,9 +47,7 @@ class CurvePlot(PlotextPlot):
             plt.plot(list(xs), self._y(lows), color="gray", marker="dot")
         for label, xs, ys in self.series:
             if xs:
-                plt.plot(
-                    list(xs), self._y(ys), label=label if len(self.series) > 1 else None, marker="braille"
-                )
+                plt.plot(list(xs), self._y(ys), label=label if len(self.series) > 1 else None, marker="braille")
                 drawn = True
         if self.log_y and drawn:
             plt.ylabel("log10")
