@@ -1,0 +1,155 @@
+"""The feature-extraction driver: encode model activations with the SAE in chunks and accumulate stats."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from mistudio_tui.jobs.context import JobContext
+from mistudio_tui.ml.device import pick_device
+from mistudio_tui.ml.features.accumulate import FeatureAccumulator, FeatureStats
+from mistudio_tui.ml.features.cooccurrence import CooccurrenceAccumulator
+
+
+@dataclass
+class SequenceBatch:
+    """B whole sequences of T tokens with the model's activations at the SAE's hook point."""
+
+    token_ids: Tensor  # [B, T] int
+    sequence_index: Tensor  # [B] int: which sequence of the tokenization each row is
+    valid_mask: Tensor  # [B, T] bool: tokens that count (not BOS, padding or special tokens)
+    activations: Tensor  # [B, T, d_in]
+
+
+@dataclass
+class ExtractionOptions:
+    """What to record per feature and how much data to read."""
+
+    n_tokens: int | None = None  # stop after this many valid tokens (None: every batch)
+    context: tuple[int, int] = (10, 5)  # tokens shown before and after the marked token
+    top_k: int = 20
+    n_quantiles: int = 5
+    per_quantile: int = 5
+    hist_bins: int = 64
+    dead_density: float = 0.0  # features firing on fewer than this fraction of tokens are marked dead
+    special_ids: tuple[int, ...] = ()  # token ids never counted, on top of each batch's valid_mask
+    encode_chunk_tokens: int = 4096  # tokens encoded at once (bounds the dense [tokens, d_sae] codes)
+    pad_id: int = 0
+    seed: int = 0
+    device: str | None = None  # None: the device the activations arrive on
+
+
+def valid_token_mask(token_ids: Tensor, special_ids: Iterable[int], lengths: Tensor | None = None) -> Tensor:
+    """True where a token counts: not one of `special_ids` and, when `lengths` [B] is given, not padding."""
+    ids = torch.as_tensor(sorted({int(i) for i in special_ids}), dtype=token_ids.dtype, device=token_ids.device)
+    mask = ~torch.isin(token_ids, ids)
+    if lengths is not None:
+        positions = torch.arange(token_ids.shape[-1], device=token_ids.device)
+        mask &= positions[None, :] < lengths.to(token_ids.device)[:, None]
+    return mask
+
+
+def _limit_tokens(valid: Tensor, remaining: int) -> Tensor:
+    """The valid mask with every valid token past the first `remaining` (row-major) switched off."""
+    order = valid.reshape(-1).long().cumsum(0).reshape(valid.shape)
+    return valid & (order <= remaining)
+
+
+def _check_batch(batch: SequenceBatch, d_in: int | None) -> None:
+    acts = batch.activations
+    if acts.ndim != 3:
+        raise ValueError(f"activations must have shape [B, T, d_in], got {tuple(acts.shape)}")
+    if d_in is not None and acts.shape[2] != d_in:
+        raise ValueError(f"activations have d_in {acts.shape[2]}, but earlier batches had {d_in}")
+    if tuple(batch.token_ids.shape) != tuple(acts.shape[:2]):
+        raise ValueError(
+            f"token_ids shape {tuple(batch.token_ids.shape)} does not match activations {tuple(acts.shape)}"
+        )
+
+
+def extract_feature_stats(
+    batches: Iterable[SequenceBatch],
+    encode: Callable[[Tensor], Tensor],
+    d_sae: int,
+    options: ExtractionOptions,
+    ctx: JobContext,
+    n_tokens: int | None = None,
+    cooccurrence: CooccurrenceAccumulator | None = None,
+) -> FeatureStats:
+    """Run `encode` ([N, d_in] -> [N, d_sae]) over the batches and return per-feature statistics.
+
+    `n_tokens` (default `options.n_tokens`) caps the valid tokens read; progress reports against it.
+    A `cooccurrence` accumulator, when given, sees the same codes.
+    """
+    limit = n_tokens if n_tokens is not None else options.n_tokens
+    if limit is not None and limit < 1:
+        raise ValueError(f"n_tokens must be at least 1, got {limit}")
+    if options.encode_chunk_tokens < 1:
+        raise ValueError(f"encode_chunk_tokens must be at least 1, got {options.encode_chunk_tokens}")
+    special: Sequence[int] = tuple(options.special_ids)
+    accumulator: FeatureAccumulator | None = None
+    device: torch.device | None = pick_device(options.device) if options.device else None
+    d_in: int | None = None
+    ctx.log(f"extracting feature statistics for {d_sae} features" + (f" over {limit} tokens" if limit else ""))
+    with torch.no_grad():
+        for batch in batches:
+            ctx.check_cancelled()
+            _check_batch(batch, d_in)
+            d_in = int(batch.activations.shape[2])
+            if device is None:
+                device = batch.activations.device
+            if accumulator is None:
+                accumulator = FeatureAccumulator(
+                    d_sae,
+                    top_k=options.top_k,
+                    n_quantiles=options.n_quantiles,
+                    per_quantile=options.per_quantile,
+                    context=options.context,
+                    hist_bins=options.hist_bins,
+                    pad_id=options.pad_id,
+                    device=device,
+                    seed=options.seed,
+                )
+            token_ids = batch.token_ids.to(device)
+            valid = batch.valid_mask.to(device, torch.bool)
+            if special:
+                valid = valid & valid_token_mask(token_ids, special)
+            if limit is not None:
+                valid = _limit_tokens(valid, limit - accumulator.tokens_seen)
+            keep = valid.any(dim=1)
+            if not bool(keep.any()):
+                if limit is not None and accumulator.tokens_seen >= limit:
+                    break
+                continue
+            rows = keep.nonzero(as_tuple=True)[0]
+            activations = batch.activations.to(device)
+            sequence_index = batch.sequence_index.to(device)
+            length = token_ids.shape[1]
+            step = max(1, options.encode_chunk_tokens // length)
+            for lo in range(0, len(rows), step):
+                ctx.check_cancelled()
+                chunk = rows[lo : lo + step]
+                codes = encode(activations[chunk].reshape(-1, d_in))
+                if codes.shape[-1] != d_sae:
+                    raise ValueError(f"the SAE encode returned {codes.shape[-1]} features per token, expected {d_sae}")
+                codes = codes.reshape(len(chunk), length, d_sae)
+                chunk_valid = valid[chunk]
+                accumulator.update(codes, token_ids[chunk], sequence_index[chunk], chunk_valid)
+                if cooccurrence is not None:
+                    cooccurrence.update(codes, chunk_valid)
+                ctx.progress(accumulator.tokens_seen, limit, "extracting features", "tokens")
+            if limit is not None and accumulator.tokens_seen >= limit:
+                break
+    if accumulator is None or accumulator.tokens_seen == 0:
+        raise ValueError("the token batches held no valid tokens: nothing to extract feature statistics from")
+    if limit is not None and accumulator.tokens_seen < limit:
+        ctx.log(f"the data ran out after {accumulator.tokens_seen} of the {limit} tokens asked for", "warning")
+    stats = accumulator.finalize(options.dead_density)
+    ctx.progress(stats.tokens_seen, limit or stats.tokens_seen, "extracting features", "tokens")
+    ctx.log(
+        f"extracted statistics over {stats.tokens_seen} tokens; {int(stats.dead.sum())} of {d_sae} features are dead"
+    )
+    return stats
