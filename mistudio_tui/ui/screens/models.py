@@ -138,7 +138,7 @@ class ModelsScreen(StudioScreen):
         if model.error:
             lines.append(f"[red]error: {model.error}[/red]")
         detail.update("\n".join(lines))
-        self._fill_tree(tree, arch.get("module_tree"))
+        self._fill_tree(tree, arch.get("modules"))
 
     def _fill_tree(self, tree: Tree, node: dict[str, Any] | None) -> None:
         tree.clear()
