@@ -73,6 +73,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         _report(args, str(exc))
         return exc.code
+    except BrokenPipeError:  # e.g. `mistudio … | head`: the reader left; not an error worth a message
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (ValueError, FileNotFoundError, LookupError, PermissionError, OSError) as exc:
         _report(args, str(exc) or type(exc).__name__)
         return 1

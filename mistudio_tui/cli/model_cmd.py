@@ -143,7 +143,7 @@ def cmd_add(args: argparse.Namespace, studio: Studio) -> None:
 def cmd_hooks(args: argparse.Namespace, studio: Studio) -> None:
     model = resolve(LanguageModel, args.ref)
     hooks = (model.architecture or {}).get("hook_points", [])
-    rows = [{"name": h["name"], "module": h.get("module"), "kind": h.get("kind")} for h in hooks]
+    rows = [{"name": h["name"], "module": h.get("module_path"), "kind": h.get("kind")} for h in hooks]
     emit(
         args.json,
         rows,

@@ -151,17 +151,18 @@ def extract_activations(
 
 def _check_hooks(model: LanguageModel, hooks: list[str]) -> None:
     """Refuse TransformerLens-style names the model lacks (module paths are checked by the worker)."""
-    known = [h["name"] for h in (model.architecture or {}).get("hook_points", [])]
+    points = (model.architecture or {}).get("hook_points", [])
+    known = {h["name"] for h in points}
     if not known:
         return
     for hook in hooks:
         if hook not in known and hook.startswith("blocks."):
-            layers = sorted({h.get("layer") for h in model.architecture["hook_points"] if h.get("layer") is not None})
+            layers = sorted({h["layer"] for h in points if h.get("layer") is not None})
+            kinds = sorted({h["name"].rsplit(".", 1)[-1] for h in points if h["name"].startswith("blocks.")})
             span = f"{{{layers[0]}..{layers[-1]}}}" if layers else "{L}"
             raise ValueError(
-                f"model '{model.name}' has no hook point {hook!r}; valid: blocks.{span}."
-                "hook_resid_pre|hook_resid_post|hook_mlp_out|hook_attn_out, or a module path "
-                "(see `mistudio models hooks`)"
+                f"model '{model.name}' has no hook point {hook!r}; valid: blocks.{span}.{'|'.join(kinds)}, "
+                "or a module path (see `mistudio models hooks`)"
             )
 
 

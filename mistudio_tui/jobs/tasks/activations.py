@@ -1,0 +1,58 @@
+"""Worker side of activation jobs: extract hook activations into shards, or register imported ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mistudio_tui.jobs.context import JobContext
+
+
+def _resource(manifest: dict[str, Any]) -> dict[str, Any]:
+    hooks = list(manifest.get("hooks") or [])
+    dims = manifest.get("dims") or {}
+    d_in = manifest.get("d_in") or (dims.get(hooks[0]) if hooks else None)
+    slim = {k: v for k, v in manifest.items() if k != "shards"}
+    slim["n_shards"] = len(manifest.get("shards") or [])
+    return {"n_tokens": int(manifest.get("n_tokens") or 0), "d_in": d_in, "hooks": hooks, "manifest": slim}
+
+
+def extract(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Run the model over the tokenization and store activations of the requested hook points."""
+    from mistudio_tui.ml.activations.extract import extract_activations
+    from mistudio_tui.ml.data.token_store import TokenStore
+    from mistudio_tui.ml.models.loading import load_model
+
+    loaded = load_model(
+        params["model_path"],
+        dtype=params.get("model_dtype") or "float32",
+        quantization=params.get("quantization"),
+        device=params.get("device") or "auto",
+        trust_remote_code=bool(params.get("trust_remote_code")),
+    )
+    ctx.started(str(loaded.device))
+    manifest = extract_activations(
+        loaded,
+        TokenStore(Path(params["tokenization_dir"])),
+        list(params["hooks"]),
+        Path(params["out_dir"]),
+        int(params["n_tokens"]),
+        batch_size=int(params.get("batch_size") or 8),
+        shard_tokens=int(params.get("shard_tokens") or 65536),
+        store_dtype=params.get("store_dtype") or "float32",
+        exclude_bos=bool(params.get("exclude_bos", True)),
+        exclude_special=bool(params.get("exclude_special", True)),
+        ctx=ctx,
+    )
+    if int(manifest.get("n_tokens") or 0) == 0:
+        raise ValueError("no activations were extracted: the tokenization has no usable positions")
+    return {"resource": _resource(manifest)}
+
+
+def import_set(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Register activations computed elsewhere (linked, not copied, where possible)."""
+    from mistudio_tui.ml.activations.importing import import_activations
+
+    ctx.progress(0, None, text=f"checking {params['path']}")
+    manifest = import_activations(params["path"], params["out_dir"], key=params.get("key"))
+    return {"resource": _resource(manifest)}
