@@ -159,12 +159,8 @@ class MiStudioApp(App):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for _key, mode, label in MODE_KEYS:
-            yield SystemCommand(
-                f"Go to {label}", f"Switch to the {label} screen", partial(self.switch_mode, mode)
-            )
-        yield SystemCommand(
-            "Build the offline sample", "Corpus + tiny GPT-2 trained here", self.offer_to_build_sample
-        )
+            yield SystemCommand(f"Go to {label}", f"Switch to the {label} screen", partial(self.switch_mode, mode))
+        yield SystemCommand("Build the offline sample", "Corpus + tiny GPT-2 trained here", self.offer_to_build_sample)
         extra = getattr(screen, "palette_commands", None)
         if extra is not None:
             yield from extra()

@@ -56,9 +56,7 @@ class MonitorSampler:
             for gpu in gpus:
                 for proc in gpu.processes or ():
                     if mapping.get(proc.pid) == job.id:
-                        usage.gpu_memory[gpu.index] = (usage.gpu_memory.get(gpu.index) or 0) + (
-                            proc.used_memory or 0
-                        )
+                        usage.gpu_memory[gpu.index] = (usage.gpu_memory.get(gpu.index) or 0) + (proc.used_memory or 0)
             usages.append(usage)
         self.history.append("cpu", host.cpu_percent)
         self.history.append("ram", host.ram_percent)
