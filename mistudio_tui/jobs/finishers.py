@@ -59,7 +59,7 @@ def train_start(job: Job) -> None:
     if job.params.get("resume") and job.resource_id is not None:
         from pathlib import Path
 
-        from mistudio_tui.ml_paths import latest_checkpoint_step
+        from mistudio_tui.jobs.checkpoint_files import latest_checkpoint_step
 
         step = latest_checkpoint_step(Path(job.params["out_dir"]))
         if step is not None:
