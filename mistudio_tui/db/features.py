@@ -171,6 +171,9 @@ def add_label(
         )
         if make_current is None:
             make_current = method == "manual" or current is None or current.method != "manual"
+        if method == "manual" and current is not None:  # a partial edit keeps the other half
+            technical = technical or current.technical
+            semantic = semantic or current.semantic
         label = FeatureLabel.create(
             training=training_id,
             feature_index=feature_index,

@@ -94,6 +94,12 @@ def finish_features(job: Job, status: str, result: dict[str, Any]) -> None:
     feature_queries.bulk_insert_features(fset, rows)
 
 
+def finish_labeling(job: Job, status: str, result: dict[str, Any]) -> None:
+    from mistudio_tui.jobs.labeling_store import finish_labeling as finish
+
+    finish(job, status, result)
+
+
 def label_artifact(job: Job, artifact: p.Artifact) -> None:
     """A labeling job reports each finished label as an artifact: store it at once (resumable)."""
     if artifact.kind != "label":

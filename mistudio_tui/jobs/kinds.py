@@ -50,3 +50,13 @@ register(
         finish=f.finish_features,
     )
 )
+register(
+    JobKind(
+        "label",
+        f"{TASKS}.label:run",
+        title="Auto-label features",
+        cancel_grace_s=10.0,
+        artifact=f.label_artifact,
+        finish=f.finish_labeling,
+    )
+)
