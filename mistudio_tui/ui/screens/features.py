@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
 from textual.widgets import DataTable, Input, Select, Static
 
 from mistudio_tui.db import features as fq
-from mistudio_tui.db.models import Feature, FeatureSet
+from mistudio_tui.db.models import FeatureSet
 from mistudio_tui.ui import format as fmt
 from mistudio_tui.ui.screens.base import StudioScreen
+from mistudio_tui.ui.widgets.feature_view import (
+    example_text,
+    feature_header,
+    histogram_series,
+    logit_text,
+    similar_text,
+)
+from mistudio_tui.ui.widgets.plots import BarPlot
 from mistudio_tui.ui.widgets.record_table import RecordTable
 
 PAGE = 500
+EXAMPLES_SHOWN = 8
 
 
 class FeaturesScreen(StudioScreen):
@@ -28,6 +41,7 @@ class FeaturesScreen(StudioScreen):
     def __init__(self) -> None:
         super().__init__()
         self.search_text = ""
+        self._readers: dict[int, tuple[Any, list[str]]] = {}
 
     def compose_body(self) -> ComposeResult:
         with Vertical(classes="split"):
@@ -46,6 +60,10 @@ class FeaturesScreen(StudioScreen):
                 )
             with VerticalScroll(classes="detail-pane"):
                 yield Static("", id="feature-detail", classes="detail")
+                yield Static("", id="feature-examples", classes="detail")
+                yield BarPlot("activation histogram (non-zero)", id="feature-hist")
+                yield Static("", id="feature-logits", classes="detail")
+                yield Static("", id="feature-similar", classes="detail")
 
     def reload(self) -> None:
         select = self.query_one("#featureset-select", Select)
@@ -93,24 +111,48 @@ class FeaturesScreen(StudioScreen):
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self.show_feature()
 
+    def reader(self, fset: FeatureSet) -> tuple[Any, list[str]] | None:
+        """The torch-free store reader and vocabulary of a feature set (opened once)."""
+        if fset.id not in self._readers:
+            from mistudio_tui.ml.features.store import FeatureSetReader
+            from mistudio_tui.ml.features.table import read_vocab
+
+            try:
+                self._readers[fset.id] = (FeatureSetReader(Path(fset.path)), read_vocab(fset.path))
+            except (FileNotFoundError, ValueError) as exc:
+                self.notify(f"cannot read feature set '{fset.name}': {exc}", severity="error")
+                return None
+        return self._readers[fset.id]
+
     def show_feature(self) -> None:
         fset_id = self.query_one("#featureset-select", Select).value
         index = self.query_one("#features-table", RecordTable).selected_id
-        detail = self.query_one("#feature-detail", Static)
         if not isinstance(fset_id, int) or index is None:
             return
-        feature = Feature.get_or_none((Feature.feature_set == fset_id) & (Feature.index == index))
-        if feature is None:
+        fset = FeatureSet.get_or_none(FeatureSet.id == fset_id)
+        opened = self.reader(fset) if fset is not None else None
+        if opened is None:
             return
-        lines = [
-            f"[b]feature {feature.index}[/b]" + ("  [red]dead[/red]" if feature.dead else ""),
-            f"density {fmt.num(feature.density)} · max {fmt.num(feature.max_activation)} · "
-            f"mean {fmt.num(feature.mean_activation)}",
-            f"technical: {feature.technical_label or '-'}",
-            f"semantic: {feature.semantic_label or '-'}",
-            f"top tokens: {feature.top_tokens}",
-        ]
-        detail.update("\n".join(lines))
+        reader, vocab = opened
+        detail = reader.feature(index)
+        labels = fq.labels_of(fset.training_id, index)
+        self.query_one("#feature-detail", Static).update(feature_header(detail, labels))
+        examples = Text()
+        examples.append("top activations\n", style="bold")
+        for example in detail.top_examples[:EXAMPLES_SHOWN]:
+            examples.append_text(example_text(example, vocab, detail.max))
+            examples.append("\n")
+        for band in reversed(detail.quantile_bands):
+            if band.examples:
+                examples.append(f"band {fmt.num(band.low)}–{fmt.num(band.high)}\n", style="bold")
+                for example in band.examples[:2]:
+                    examples.append_text(example_text(example, vocab, detail.max))
+                    examples.append("\n")
+        self.query_one("#feature-examples", Static).update(examples)
+        edges, counts = histogram_series(detail)
+        self.query_one("#feature-hist", BarPlot).set_histogram(edges, counts, "activation")
+        self.query_one("#feature-logits", Static).update(logit_text(detail, vocab))
+        self.query_one("#feature-similar", Static).update(similar_text(detail))
 
     def action_search(self) -> None:
         self.query_one("#feature-search", Input).focus()

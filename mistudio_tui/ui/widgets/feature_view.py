@@ -1,0 +1,107 @@
+"""Rendering a feature: examples with tokens shaded by activation, histogram, logit lens, similar features."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from rich.style import Style
+from rich.text import Text
+
+from mistudio_tui.ui import format as fmt
+
+SHADES = ["#1f2a1f", "#23402a", "#2a5a33", "#2f753b", "#3a9147", "#4fae55", "#6ccb63", "#93e07a"]
+
+
+def visible(token: str) -> str:
+    """Make whitespace visible but compact: newlines as ⏎, tabs as ⇥."""
+    return token.replace("\n", "⏎").replace("\t", "⇥").replace("\r", "")
+
+
+def shade(value: float, peak: float) -> Style:
+    """Background green in proportion to value / peak (nothing when inactive)."""
+    if value <= 0 or peak <= 0:
+        return Style()
+    level = min(int(value / peak * (len(SHADES) - 1)) + 1, len(SHADES) - 1)
+    return Style(bgcolor=SHADES[level], color="white" if level < 5 else "black")
+
+
+def example_text(example: Any, vocab: list[str], peak: float) -> Text:
+    """One context window: each token shaded by this feature's activation, the example's token underlined.
+
+    Uncounted positions (BOS, separators) inside the window are shown dim; the padding outside the sequence
+    at either end is left out.
+    """
+    mask = np.asarray(example.mask, dtype=bool)
+    inside = np.flatnonzero(mask)
+    lo = min(int(inside[0]), example.marked) if inside.size else example.marked
+    hi = max(int(inside[-1]), example.marked) if inside.size else example.marked
+    text = Text()
+    text.append(f"{example.value:6.2f} ", style="bold")
+    for i in range(lo, hi + 1):
+        token = int(example.token_ids[i])
+        word = visible(vocab[token]) if 0 <= token < len(vocab) else f"<{token}>"
+        if not mask[i] and i != example.marked:
+            text.append(word, style="dim")
+            continue
+        style = shade(float(example.activations[i]), peak)
+        if i == example.marked:
+            style = style + Style(bold=True, underline=True)
+        text.append(word, style=style)
+    return text
+
+
+def feature_header(detail: Any, labels: list[Any]) -> Text:
+    text = Text()
+    text.append(f"feature {detail.index}", style="bold")
+    if detail.dead:
+        text.append("  dead", style="bold red")
+    text.append(
+        f"\ndensity {fmt.num(detail.density)} · fires {detail.count:,}× · max {fmt.num(detail.max)} · "
+        f"mean {fmt.num(detail.mean_nonzero)}"
+    )
+    current = next((lb for lb in labels if lb.is_current), None)
+    if current is not None:
+        text.append(f"\n{current.technical or '-'}", style="bold cyan")
+        if current.semantic:
+            text.append(f"\n{current.semantic}")
+        score = f" · score {current.score:.2f}" if current.score is not None else ""
+        text.append(f"\n[{current.method}{' ' + current.model if current.model else ''}{score}]", style="dim")
+    others = len(labels) - (1 if current is not None else 0)
+    if others > 0:
+        text.append(f"  (+{others} other label{'s' if others > 1 else ''}: L)", style="dim")
+    return text
+
+
+def logit_text(detail: Any, vocab: list[str], top: int = 8) -> Text:
+    text = Text()
+    if detail.promoted_ids is None:
+        return Text("logit lens: not available (not a causal LM)", style="dim")
+    text.append("promotes  ", style="bold green")
+    text.append("  ".join(_tok(vocab, int(i)) for i in detail.promoted_ids[:top]))
+    text.append("\nsuppresses ", style="bold red")
+    text.append("  ".join(_tok(vocab, int(i)) for i in detail.suppressed_ids[:top]))
+    return text
+
+
+def similar_text(detail: Any, top: int = 8) -> Text:
+    if detail.similar_ids is None:
+        return Text("")
+    text = Text("similar (decoder cosine): ", style="bold")
+    text.append(
+        "  ".join(
+            f"#{int(i)} {float(c):.2f}" for i, c in zip(detail.similar_ids[:top], detail.similar_cos[:top], strict=True)
+        )
+    )
+    return text
+
+
+def _tok(vocab: list[str], i: int) -> str:
+    return repr(visible(vocab[i]))[1:-1] if 0 <= i < len(vocab) else f"<{i}>"
+
+
+def histogram_series(detail: Any) -> tuple[list[float], list[int]]:
+    """Bin edges and counts of the non-zero activations."""
+    counts = np.asarray(detail.hist_counts)
+    edges = np.asarray(detail.hist_edges)
+    return edges.tolist(), counts.tolist()
