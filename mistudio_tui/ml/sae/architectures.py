@@ -1,0 +1,263 @@
+"""The four SAE architectures (ReLU-L1, TopK, BatchTopK, JumpReLU) and the `create_sae` factory."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from mistudio_tui.ml.sae.base import LossOutput, SparseAutoencoder
+from mistudio_tui.ml.sae.config import SAEConfig
+from mistudio_tui.ml.sae.sparse_ops import select, select_dead, sparse_decode, sparse_encode
+
+THRESHOLD_EMA = 0.99  # BatchTopK: weight of the running threshold against each batch's cut
+
+
+class StandardSAE(SparseAutoencoder):
+    """ReLU codes; L1 penalty weighted by decoder row norms (so shrinking the decoder cannot cheat it)."""
+
+    architecture = "standard"
+    saved_architecture = "standard"
+
+    def activation(self, pre: Tensor) -> Tensor:
+        return pre.relu()
+
+    def loss(self, x: Tensor, sparsity_coefficient: float | None = None, dead_mask: Tensor | None = None) -> LossOutput:
+        coefficient = self.cfg.l1_coefficient if sparsity_coefficient is None else sparsity_coefficient
+        codes = self.pre_activations(x).float().relu()
+        x_hat = codes @ self.W_dec + self.b_dec
+        mse = self.mse(x, x_hat)
+        n = x.shape[0]
+        sparsity = coefficient * (codes @ self.W_dec.norm(dim=1)).sum() / n
+        active = codes.detach() > 0
+        return LossOutput(
+            total=mse + sparsity,
+            mse=mse,
+            sparsity=sparsity,
+            aux=mse.new_zeros(()),
+            x_hat=x_hat.detach(),
+            l0=torch.count_nonzero(active) / n,
+            l1=codes.detach().sum() / n,
+            fired=torch.count_nonzero(active, dim=0),
+        )
+
+
+class _JumpReLUWithL0(torch.autograd.Function):
+    """(codes = pre * H(pre - threshold), mean L0, gate) with straight-through threshold gradients for both."""
+
+    # The threshold's pseudo-gradient uses a rectangle kernel of width `bandwidth` around it (Rajamanoharan et
+    # al.); pre gets only the gradient of the codes through the gate; the gate output has no gradient.
+
+    @staticmethod
+    def forward(ctx: Any, pre: Tensor, threshold: Tensor, bandwidth: float) -> tuple[Tensor, Tensor, Tensor]:
+        gate = pre > threshold
+        ctx.save_for_backward(pre, threshold, gate)
+        ctx.bandwidth = bandwidth
+        ctx.mark_non_differentiable(gate)
+        return torch.where(gate, pre, 0.0), torch.count_nonzero(gate) / pre.shape[0], gate
+
+    @staticmethod
+    def backward(ctx: Any, grad_codes: Tensor | None, grad_l0: Tensor | None, _: Any) -> tuple[Tensor | None, ...]:
+        pre, threshold, gate = ctx.saved_tensors
+        bw = ctx.bandwidth
+        near = (pre - threshold).abs_() < bw / 2
+        weight = torch.zeros_like(pre) if grad_codes is None else grad_codes * threshold
+        if grad_l0 is not None:
+            weight = weight + grad_l0 / pre.shape[0]
+        grad_threshold = -torch.where(near, weight, 0.0).sum(0) / bw
+        grad_pre = None if grad_codes is None else torch.where(gate, grad_codes, 0.0)
+        return grad_pre, grad_threshold, None
+
+
+class _ThresholdFP32:
+    """Mixin: keep the `threshold` tensor in float32 whatever dtype the module is cast to."""
+
+    threshold: Tensor
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Any:
+        result = super()._apply(fn, recurse)  # type: ignore[misc]
+        if self.threshold.dtype != torch.float32:
+            self.threshold.data = self.threshold.data.float()
+        return result
+
+    def _jump(self, pre: Tensor) -> Tensor:
+        return pre * (pre.float() > self.threshold)
+
+
+class JumpReLUSAE(_ThresholdFP32, SparseAutoencoder):
+    """JumpReLU codes with a learned per-latent threshold (fp32) and an L0 penalty."""
+
+    architecture = "jumprelu"
+    saved_architecture = "jumprelu"
+
+    def __init__(self, cfg: SAEConfig) -> None:
+        super().__init__(cfg)
+        self.threshold = nn.Parameter(torch.full((self.d_sae,), float(cfg.jumprelu_init_threshold)))
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        super().reset_parameters(generator)
+        self.threshold.fill_(self.cfg.jumprelu_init_threshold)
+
+    @torch.no_grad()
+    def initialize_from_batch(self, x: Tensor) -> None:
+        """Set b_enc so each latent starts above its threshold on about k / d_sae of the tokens."""
+        x = x[:8192].to(self.W_enc.dtype)
+        self.b_enc.zero_()
+        pre = self.pre_activations(x).float()
+        rank = max(1, round(x.shape[0] * min(1.0, self.cfg.k / self.d_sae)))
+        cut = pre.topk(rank, dim=0).values[-1]
+        self.b_enc.copy_(self.threshold - cut)
+
+    def activation(self, pre: Tensor) -> Tensor:
+        return self._jump(pre)
+
+    def loss(self, x: Tensor, sparsity_coefficient: float | None = None, dead_mask: Tensor | None = None) -> LossOutput:
+        coefficient = self.cfg.l0_coefficient if sparsity_coefficient is None else sparsity_coefficient
+        pre = self.pre_activations(x).float()
+        bw = self.cfg.jumprelu_bandwidth
+        codes, l0, active = _JumpReLUWithL0.apply(pre, self.threshold, bw)
+        x_hat = codes @ self.W_dec + self.b_dec
+        mse = self.mse(x, x_hat)
+        sparsity = coefficient * l0
+        n = x.shape[0]
+        return LossOutput(
+            total=mse + sparsity,
+            mse=mse,
+            sparsity=sparsity,
+            aux=mse.new_zeros(()),
+            x_hat=x_hat.detach(),
+            l0=torch.count_nonzero(active) / n,
+            l1=codes.detach().sum() / n,
+            fired=torch.count_nonzero(active, dim=0),
+        )
+
+    @torch.no_grad()
+    def after_optimizer_step(self) -> None:
+        super().after_optimizer_step()
+        self.threshold.clamp_(min=0.0)
+
+    def inference_tensors(self) -> dict[str, Tensor]:
+        return {**super().inference_tensors(), "threshold": self.threshold.detach()}
+
+
+class TopKSAE(SparseAutoencoder):
+    """Keep the k largest pre-activations per token (then ReLU); unit-norm decoder rows; AuxK on dead latents."""
+
+    architecture = "topk"
+    saved_architecture = "topk"
+    unit_norm_decoder = True
+    batch_topk = False
+
+    def activation(self, pre: Tensor) -> Tensor:
+        values, index = pre.topk(self.cfg.k, dim=-1, sorted=False)
+        return torch.zeros_like(pre).scatter_(-1, index, values.relu())
+
+    def loss(self, x: Tensor, sparsity_coefficient: float | None = None, dead_mask: Tensor | None = None) -> LossOutput:
+        x = x.to(self.W_enc.dtype)
+        aux_k = self.cfg.effective_aux_k
+        if self.use_sparse_kernels:
+            b_dec = self.b_dec if self.cfg.apply_b_dec_to_input else None
+            main, aux = sparse_encode(x, self.W_enc, self.b_enc, b_dec, self.cfg.k, self.batch_topk, dead_mask, aux_k)
+            x_hat = sparse_decode(main, self.W_dec) + self.b_dec
+            aux_recon = sparse_decode(aux, self.W_dec) if aux is not None else None
+            values, fired = main.values, main.fired_counts()
+        else:
+            pre = self.pre_activations(x).float()
+            codes = self._masked_relu(pre, select(pre.detach(), self.cfg.k, self.batch_topk))
+            x_hat = codes @ self.W_dec + self.b_dec
+            aux_recon = None
+            if dead_mask is not None and bool(dead_mask.any()):
+                aux_recon = self._masked_relu(pre, select_dead(pre.detach(), dead_mask, aux_k)) @ self.W_dec
+            values, fired = codes[codes > 0], (codes > 0).sum(0)
+        if self.training and self.batch_topk:
+            self._update_threshold(values.detach())
+        mse = self.mse(x, x_hat)
+        aux_loss = mse.new_zeros(())
+        if aux_recon is not None and dead_mask is not None:
+            n_dead = int(dead_mask.sum())
+            residual = (x - x_hat).detach().float()
+            aux_loss = min(n_dead / aux_k, 1.0) * (aux_recon.float() - residual).pow(2).sum(-1).mean()
+        n = x.shape[0]
+        return LossOutput(
+            total=mse + self.cfg.aux_k_coefficient * aux_loss,
+            mse=mse,
+            sparsity=mse.new_zeros(()),
+            aux=aux_loss,
+            x_hat=x_hat.detach(),
+            l0=(values.detach() > 0).sum().float() / n,
+            l1=values.detach().sum() / n,
+            fired=fired,
+        )
+
+    @staticmethod
+    def _masked_relu(pre: Tensor, selection: tuple[Tensor, Tensor, Tensor]) -> Tensor:
+        crow, cols, _ = selection
+        rows = torch.repeat_interleave(torch.arange(pre.shape[0], device=pre.device), crow.diff())
+        mask = torch.zeros_like(pre, dtype=torch.bool)
+        mask[rows, cols] = True
+        return pre.relu() * mask
+
+    def _update_threshold(self, values: Tensor) -> None:
+        """Subclasses that learn an inference threshold update it here."""
+
+    def extra_saelens_config(self) -> dict[str, object]:
+        return {"k": self.cfg.k, "rescale_acts_by_decoder_norm": False}
+
+
+class BatchTopKSAE(_ThresholdFP32, TopKSAE):
+    """TopK over the whole batch (k * batch codes); learns a global threshold and runs as JumpReLU at inference."""
+
+    architecture = "batchtopk"
+    saved_architecture = "jumprelu"
+    batch_topk = True
+
+    def __init__(self, cfg: SAEConfig) -> None:
+        super().__init__(cfg)
+        self.register_buffer("threshold", torch.zeros(self.d_sae))
+        self.register_buffer("threshold_updates", torch.zeros((), dtype=torch.int64))
+
+    def activation(self, pre: Tensor) -> Tensor:
+        return self._jump(pre)
+
+    @torch.no_grad()
+    def _update_threshold(self, values: Tensor) -> None:
+        positive = values[values > 0]
+        if positive.numel() == 0:
+            return
+        cut = positive.min().float()
+        if int(self.threshold_updates) == 0:
+            self.threshold.fill_(cut)
+        else:
+            self.threshold.mul_(THRESHOLD_EMA).add_((1.0 - THRESHOLD_EMA) * cut)
+        self.threshold_updates.add_(1)
+
+    def inference_tensors(self) -> dict[str, Tensor]:
+        return {**super().inference_tensors(), "threshold": self.threshold.detach()}
+
+    def extra_saelens_config(self) -> dict[str, object]:
+        return {}
+
+
+ARCHITECTURE_CLASSES: dict[str, type[SparseAutoencoder]] = {
+    cls.architecture: cls for cls in (StandardSAE, TopKSAE, BatchTopKSAE, JumpReLUSAE)
+}
+
+
+def create_sae(cfg: SAEConfig, generator: torch.Generator | None = None) -> SparseAutoencoder:
+    """A freshly initialised SAE of `cfg.architecture`."""
+    sae = ARCHITECTURE_CLASSES[cfg.architecture](cfg)
+    sae.reset_parameters(generator)
+    return sae
+
+
+def sae_from_tensors(cfg: SAEConfig, tensors: dict[str, Tensor]) -> SparseAutoencoder:
+    """An SAE of `cfg.architecture` holding exactly `tensors` (W_enc, W_dec, b_enc, b_dec[, threshold])."""
+    sae = ARCHITECTURE_CLASSES[cfg.architecture](cfg)
+    state = {name: tensors[name].to(torch.float32) for name in sae.state_dict() if name in tensors}
+    sae.load_state_dict(state, strict=False)
+    missing = sorted(set(sae.inference_tensors()) - set(tensors))
+    if missing:
+        raise ValueError(f"{cfg.architecture} SAE needs tensors {', '.join(missing)}")
+    return sae

@@ -1,0 +1,133 @@
+"""The interface every SAE architecture shares: SAELens parameter names, encode / decode / loss."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from mistudio_tui.ml.sae.config import SAEConfig
+
+
+@dataclass
+class LossOutput:
+    """Named loss terms of one batch (tensors), with what the trainer needs for metrics."""
+
+    total: Tensor
+    mse: Tensor  # squared error summed over d_in, averaged over tokens
+    sparsity: Tensor  # coefficient * (weighted L1 | L0); zero for topk / batchtopk
+    aux: Tensor  # AuxK loss (unweighted); zero where it does not apply
+    x_hat: Tensor  # detached reconstruction [n, d_in]
+    l0: Tensor  # mean active latents per token
+    l1: Tensor  # mean sum of codes per token
+    fired: Tensor  # [d_sae] int64: tokens of this batch each latent is active on
+
+    def terms(self) -> dict[str, float]:
+        """The scalar terms as floats (synchronises with the device)."""
+        names = ("total", "mse", "sparsity", "aux", "l0", "l1")
+        return {name: float(getattr(self, name).detach()) for name in names}
+
+
+class SparseAutoencoder(nn.Module):
+    """Row-vector SAE: pre = (x - b_dec?) @ W_enc + b_enc; codes = act(pre); x_hat = codes @ W_dec + b_dec."""
+
+    architecture: ClassVar[str] = ""
+    saved_architecture: ClassVar[str] = ""  # the SAELens name written to cfg.json
+    unit_norm_decoder: ClassVar[bool] = False
+
+    def __init__(self, cfg: SAEConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.d_in = cfg.d_in
+        self.d_sae = int(cfg.d_sae or 0)
+        self.W_enc = nn.Parameter(torch.zeros(self.d_in, self.d_sae))
+        self.W_dec = nn.Parameter(torch.zeros(self.d_sae, self.d_in))
+        self.b_enc = nn.Parameter(torch.zeros(self.d_sae))
+        self.b_dec = nn.Parameter(torch.zeros(self.d_in))
+        self.use_sparse_kernels = True
+
+    # --- initialisation --------------------------------------------------------------------------
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Random decoder rows (unit norm or `decoder_init_norm`), encoder = decoder transpose, zero biases."""
+        W = torch.randn(self.d_sae, self.d_in, generator=generator, device=self.W_dec.device)
+        norm = 1.0 if self.unit_norm_decoder else self.cfg.decoder_init_norm
+        W = W / W.norm(dim=1, keepdim=True).clamp_min(1e-12) * norm
+        self.W_dec.copy_(W)
+        self.W_enc.copy_(W.t())
+        self.b_enc.zero_()
+        self.b_dec.zero_()
+
+    @torch.no_grad()
+    def initialize_from_batch(self, x: Tensor) -> None:
+        """Data-dependent initialisation after b_dec is set (default: nothing)."""
+
+    # --- inference -------------------------------------------------------------------------------
+    def pre_activations(self, x: Tensor) -> Tensor:
+        """(x - b_dec if apply_b_dec_to_input) @ W_enc + b_enc for [n, d_in] rows."""
+        x_in = x - self.b_dec if self.cfg.apply_b_dec_to_input else x
+        return torch.addmm(self.b_enc, x_in, self.W_enc)
+
+    def activation(self, pre: Tensor) -> Tensor:
+        """Dense codes from pre-activations (inference form)."""
+        raise NotImplementedError
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Codes [..., d_sae] for activations [..., d_in] of any leading shape."""
+        lead = x.shape[:-1]
+        flat = x.reshape(-1, self.d_in).to(self.W_enc.dtype)
+        return self.activation(self.pre_activations(flat)).reshape(*lead, self.d_sae)
+
+    def decode(self, codes: Tensor) -> Tensor:
+        """Reconstruction [..., d_in] from codes [..., d_sae]."""
+        return codes.to(self.W_dec.dtype) @ self.W_dec + self.b_dec
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Reconstruct x (any leading shape) through the SAE."""
+        return self.decode(self.encode(x))
+
+    # --- training --------------------------------------------------------------------------------
+    def loss(self, x: Tensor, sparsity_coefficient: float | None = None, dead_mask: Tensor | None = None) -> LossOutput:
+        """Loss terms for a batch [n, d_in]; `dead_mask` [d_sae] enables AuxK where the architecture has it."""
+        raise NotImplementedError
+
+    @staticmethod
+    def mse(x: Tensor, x_hat: Tensor) -> Tensor:
+        """Squared error summed over d_in, averaged over tokens."""
+        return (x_hat.float() - x.float()).pow(2).sum(-1).mean()
+
+    @torch.no_grad()
+    def before_optimizer_step(self) -> None:
+        """Project out the gradient component parallel to each unit-norm decoder row."""
+        if self.unit_norm_decoder and self.W_dec.grad is not None:
+            parallel = (self.W_dec.grad * self.W_dec).sum(dim=1, keepdim=True)
+            self.W_dec.grad.sub_(parallel * self.W_dec)
+
+    @torch.no_grad()
+    def after_optimizer_step(self) -> None:
+        """Restore constraints the optimiser step may have broken (unit-norm decoder rows)."""
+        if self.unit_norm_decoder:
+            self.W_dec.div_(self.W_dec.norm(dim=1, keepdim=True).clamp_min(1e-12))
+
+    # --- export ----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def fold_activation_scale(self, scale: float) -> None:
+        """Make an SAE trained on `scale * x` take raw x: same codes, reconstruction in raw units."""
+        self.W_enc.mul_(scale)
+        self.W_dec.div_(scale)
+        self.b_dec.div_(scale)
+
+    def inference_tensors(self) -> dict[str, Tensor]:
+        """The tensors of the SAELens layout, by name."""
+        return {
+            "W_enc": self.W_enc.detach(),
+            "W_dec": self.W_dec.detach(),
+            "b_enc": self.b_enc.detach(),
+            "b_dec": self.b_dec.detach(),
+        }
+
+    def extra_saelens_config(self) -> dict[str, object]:
+        """Architecture-specific cfg.json fields."""
+        return {}

@@ -1,0 +1,162 @@
+"""SAE and training configuration dataclasses, validated on construction."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Self
+
+ARCHITECTURES = ("standard", "topk", "batchtopk", "jumprelu")
+LR_DECAYS = ("constant", "cosine", "linear")
+B_DEC_INITS = ("geometric_median", "mean", "zeros")
+TRAIN_DTYPES = ("fp32", "bf16")
+_DTYPE_ALIASES = {"float32": "fp32", "bfloat16": "bf16"}
+
+
+def _from_dict(cls: type, data: dict[str, Any], what: str) -> Any:
+    """Build dataclass `cls` from `data`, naming unknown keys in the error."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"{what}: unknown field(s) {', '.join(unknown)}; expected some of {', '.join(sorted(names))}")
+    return cls(**data)
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+@dataclass
+class SAEConfig:
+    """What an SAE is: architecture, sizes and the loss hyper-parameters tied to the architecture."""
+
+    d_in: int
+    architecture: str = "topk"
+    d_sae: int | None = None  # None: d_in * expansion_factor
+    expansion_factor: int = 8
+    k: int = 32  # active latents per token: topk, batchtopk (batch mean), jumprelu (the L0 its b_enc starts at)
+    l1_coefficient: float = 1.0  # standard: weight of sum_i f_i * ||W_dec_i|| (inputs at mean norm sqrt(d_in))
+    l0_coefficient: float = 1.0  # jumprelu: weight of the (straight-through) L0 penalty
+    jumprelu_bandwidth: float = 0.05  # width of the rectangle kernel of the threshold's pseudo-gradient
+    jumprelu_init_threshold: float = 0.1
+    aux_k: int | None = None  # topk / batchtopk: dead latents used by AuxK; None: d_in // 2
+    aux_k_coefficient: float = 1.0 / 32.0
+    dead_tokens_threshold: int = 10_000_000  # scaled down by the trainer for short runs
+    apply_b_dec_to_input: bool = True
+    normalize_activations: bool = True  # train on inputs scaled to mean norm sqrt(d_in); folded on save
+    decoder_init_norm: float = 0.1  # standard / jumprelu decoder row norm at init (topk rows are unit norm)
+
+    def __post_init__(self) -> None:
+        _require(
+            self.architecture in ARCHITECTURES,
+            f"architecture {self.architecture!r} is not supported; expected one of {', '.join(ARCHITECTURES)}",
+        )
+        _require(isinstance(self.d_in, int) and self.d_in > 0, f"d_in must be a positive integer, got {self.d_in!r}")
+        if self.d_sae is None:
+            _require(self.expansion_factor > 0, f"expansion_factor must be positive, got {self.expansion_factor}")
+            self.d_sae = self.d_in * self.expansion_factor
+        _require(int(self.d_sae) > 0, f"d_sae must be a positive integer, got {self.d_sae!r}")
+        self.d_sae = int(self.d_sae)
+        if self.architecture in ("topk", "batchtopk"):
+            _require(0 < self.k <= self.d_sae, f"k must be between 1 and d_sae={self.d_sae}, got {self.k}")
+        for name in ("l1_coefficient", "l0_coefficient", "aux_k_coefficient", "decoder_init_norm"):
+            _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("jumprelu_bandwidth", "jumprelu_init_threshold"):
+            _require(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
+        _require(self.aux_k is None or self.aux_k > 0, f"aux_k must be positive, got {self.aux_k}")
+        _require(self.dead_tokens_threshold > 0, f"dead_tokens_threshold must be > 0, got {self.dead_tokens_threshold}")
+
+    @property
+    def effective_aux_k(self) -> int:
+        """How many dead latents AuxK may use per token."""
+        return self.aux_k if self.aux_k is not None else max(1, self.d_in // 2)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able copy."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Inverse of `to_dict`; unknown keys raise ValueError naming them."""
+        return _from_dict(cls, data, "SAE config")
+
+
+@dataclass
+class TrainConfig:
+    """How to train: token budget, optimiser schedule, initialisation, device and bookkeeping cadence."""
+
+    total_tokens: int = 100_000_000
+    batch_size: int = 4096
+    lr: float | None = None  # None: 2e-4 / sqrt(d_sae / 2**14)
+    lr_warmup_steps: int = 1000  # capped at a tenth of the run
+    lr_decay: str = "linear"
+    lr_decay_start: float = 0.8  # fraction of the run after which the lr decays
+    final_lr_fraction: float = 0.1  # lr at the last step, as a fraction of the peak
+    sparsity_warmup_steps: int | None = None  # None: 5% of the run (l1 / l0 coefficient ramps up from 0)
+    grad_clip: float | None = 1.0
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    b_dec_init: str = "geometric_median"
+    init_tokens: int = 65_536  # tokens drawn first to estimate the normaliser and initialise biases
+    seed: int = 0
+    device: str = "auto"
+    dtype: str = "fp32"  # bf16: autocast with fp32 master weights
+    sparse_kernels: bool = True  # topk / batchtopk: decode and back-propagate through the selected latents only
+    metrics_every: int = 50
+    density_hist_every: int = 1000
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 2  # 0 keeps all
+    eval_tokens: int = 65_536
+    metadata: dict[str, Any] = field(default_factory=dict)  # written into cfg.json (hook_name, model_name, ...)
+
+    def __post_init__(self) -> None:
+        self.adam_betas = (float(self.adam_betas[0]), float(self.adam_betas[1]))
+        for name in (
+            "total_tokens",
+            "batch_size",
+            "init_tokens",
+            "metrics_every",
+            "density_hist_every",
+            "checkpoint_every",
+        ):
+            _require(getattr(self, name) > 0, f"{name} must be a positive integer, got {getattr(self, name)}")
+        for name in ("lr_warmup_steps", "eval_tokens", "keep_checkpoints"):
+            _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
+        _require(self.lr is None or self.lr > 0, f"lr must be positive (or empty for automatic), got {self.lr}")
+        _require(self.lr_decay in LR_DECAYS, f"lr_decay {self.lr_decay!r} unknown; expected {', '.join(LR_DECAYS)}")
+        _require(0.0 <= self.lr_decay_start <= 1.0, f"lr_decay_start must be in [0, 1], got {self.lr_decay_start}")
+        _require(
+            0.0 <= self.final_lr_fraction <= 1.0, f"final_lr_fraction must be in [0, 1], got {self.final_lr_fraction}"
+        )
+        _require(
+            self.sparsity_warmup_steps is None or self.sparsity_warmup_steps >= 0,
+            f"sparsity_warmup_steps must be >= 0, got {self.sparsity_warmup_steps}",
+        )
+        _require(self.grad_clip is None or self.grad_clip > 0, f"grad_clip must be > 0 or empty, got {self.grad_clip}")
+        _require(
+            self.b_dec_init in B_DEC_INITS, f"b_dec_init {self.b_dec_init!r} unknown; expected {', '.join(B_DEC_INITS)}"
+        )
+        self.dtype = _DTYPE_ALIASES.get(str(self.dtype).removeprefix("torch."), self.dtype)
+        _require(self.dtype in TRAIN_DTYPES, f"dtype {self.dtype!r} unknown; expected {', '.join(TRAIN_DTYPES)}")
+
+    @property
+    def total_steps(self) -> int:
+        """Optimiser steps needed to see `total_tokens`."""
+        return math.ceil(self.total_tokens / self.batch_size)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able copy."""
+        data = dataclasses.asdict(self)
+        data["adam_betas"] = list(self.adam_betas)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        """Inverse of `to_dict`; unknown keys raise ValueError naming them."""
+        return _from_dict(cls, data, "training config")
+
+
+def default_lr(d_sae: int) -> float:
+    """The automatic learning rate, 2e-4 / sqrt(d_sae / 2**14) (the rule of Gao et al. and sparsify)."""
+    return 2e-4 / math.sqrt(d_sae / 2**14)

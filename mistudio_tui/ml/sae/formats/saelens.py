@@ -1,0 +1,183 @@
+"""The SAELens folder layout (v6, and the flat pre-6.0 configs): cfg.json, sae_weights.safetensors, sparsity."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import save_file
+from torch import Tensor
+
+from mistudio_tui.ml.device import dtype_name, parse_dtype
+from mistudio_tui.ml.sae.architectures import sae_from_tensors
+from mistudio_tui.ml.sae.base import SparseAutoencoder
+from mistudio_tui.ml.sae.config import SAEConfig
+from mistudio_tui.ml.sae.formats.files import SAEFormatError, config_int, read_json, read_safetensors, take
+
+CFG_FILE = "cfg.json"
+WEIGHTS_FILE = "sae_weights.safetensors"
+SPARSITY_FILE = "sparsity.safetensors"
+LAYOUT_VERSION = "6.0.0"  # the SAELens config layout these files follow
+METADATA_DEFAULTS: dict[str, Any] = {
+    "sae_lens_version": LAYOUT_VERSION,
+    "model_name": None,
+    "hook_name": None,
+    "hook_head_index": None,
+    "context_size": None,
+    "prepend_bos": True,
+    "dataset_path": None,
+    "exclude_special_tokens": False,
+}
+_FLAT_METADATA_KEYS = {
+    "model_name": "model_name",
+    "hook_name": "hook_name",
+    "hook_point": "hook_name",
+    "hook_head_index": "hook_head_index",
+    "hook_point_head_index": "hook_head_index",
+    "context_size": "context_size",
+    "prepend_bos": "prepend_bos",
+    "dataset_path": "dataset_path",
+    "exclude_special_tokens": "exclude_special_tokens",
+    "neuronpedia_id": "neuronpedia_id",
+    "model_from_pretrained_kwargs": "model_from_pretrained_kwargs",
+}
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def saelens_config(sae: SparseAutoencoder, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The cfg.json content for `sae` (inference form: normalisation already folded)."""
+    cfg: dict[str, Any] = {
+        "architecture": sae.saved_architecture,
+        "d_in": sae.d_in,
+        "d_sae": sae.d_sae,
+        "dtype": dtype_name(sae.W_enc.dtype),
+        "device": "cpu",
+        "apply_b_dec_to_input": bool(sae.cfg.apply_b_dec_to_input),
+        "normalize_activations": "none",
+        "reshape_activations": "none",
+        **sae.extra_saelens_config(),
+    }
+    cfg["metadata"] = {**METADATA_DEFAULTS, **(metadata or {})}
+    return cfg
+
+
+def save_saelens(
+    sae: SparseAutoencoder,
+    folder: Path,
+    metadata: dict[str, Any] | None = None,
+    sparsity: Tensor | None = None,
+) -> Path:
+    """Write `sae` as cfg.json + sae_weights.safetensors (+ sparsity.safetensors: log10 density [d_sae])."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {name: t.detach().cpu().contiguous() for name, t in sae.inference_tensors().items()}
+    _atomic_write(folder / WEIGHTS_FILE, lambda tmp: save_file(tensors, tmp))
+    if sparsity is not None:
+        if tuple(sparsity.shape) != (sae.d_sae,):
+            raise ValueError(f"sparsity must have shape ({sae.d_sae},), got {tuple(sparsity.shape)}")
+        data = {"sparsity": sparsity.detach().float().cpu().contiguous()}
+        _atomic_write(folder / SPARSITY_FILE, lambda tmp: save_file(data, tmp))
+    text = json.dumps(saelens_config(sae, metadata), indent=2)
+    _atomic_write(folder / CFG_FILE, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    return folder
+
+
+def _architecture(cfg: dict[str, Any], path: Path) -> tuple[str, int | None]:
+    """(architecture, k) from a v6 or pre-6.0 config."""
+    architecture = cfg.get("architecture")
+    activation = cfg.get("activation_fn", cfg.get("activation_fn_str"))
+    kwargs = cfg.get("activation_fn_kwargs") or {}
+    k = cfg.get("k", kwargs.get("k") if isinstance(kwargs, dict) else None)
+    if architecture in (None, "standard") and activation == "topk":
+        architecture = "topk"
+    architecture = architecture or "standard"
+    if architecture not in ("standard", "topk", "jumprelu"):
+        raise SAEFormatError(
+            f"{path}: architecture {architecture!r} is not supported; expected standard, topk or jumprelu"
+        )
+    if architecture == "standard" and activation not in (None, "relu"):
+        raise SAEFormatError(f"{path}: activation function {activation!r} is not supported; expected relu or topk")
+    if architecture == "topk":
+        k = config_int({"k": k}, "k", path)
+    return architecture, k
+
+
+def _metadata(cfg: dict[str, Any]) -> dict[str, Any]:
+    if isinstance(cfg.get("metadata"), dict):
+        return {**METADATA_DEFAULTS, **cfg["metadata"]}
+    flat = {ours: cfg[theirs] for theirs, ours in _FLAT_METADATA_KEYS.items() if theirs in cfg}
+    flat["sae_lens_version"] = cfg.get("sae_lens_version")
+    return {**METADATA_DEFAULTS, **flat}
+
+
+def read_saelens_config(folder: Path) -> tuple[SAEConfig, dict[str, Any], Any]:
+    """(SAEConfig, metadata, stored dtype) from a SAELens cfg.json."""
+    path = Path(folder) / CFG_FILE
+    cfg = read_json(path)
+    architecture, k = _architecture(cfg, path)
+    d_in, d_sae = config_int(cfg, "d_in", path), config_int(cfg, "d_sae", path)
+    normalize = cfg.get("normalize_activations", "none")
+    if normalize not in ("none", None, False):
+        raise SAEFormatError(
+            f"{path}: normalize_activations={normalize!r} needs a runtime normaliser this loader does not apply; "
+            "expected 'none' (fold the scaling into the weights first)"
+        )
+    apply_b_dec = cfg.get("apply_b_dec_to_input", True)
+    try:
+        dtype = parse_dtype(cfg.get("dtype", "float32"))
+    except ValueError as exc:
+        raise SAEFormatError(f"{path}: {exc}") from exc
+    sae_cfg = SAEConfig(
+        d_in=d_in,
+        architecture=architecture,
+        d_sae=d_sae,
+        k=k if k is not None else min(32, d_sae),
+        apply_b_dec_to_input=bool(apply_b_dec),
+        normalize_activations=False,
+    )
+    return sae_cfg, _metadata(cfg), dtype
+
+
+def load_saelens(
+    folder: Path, device: str | torch.device = "cpu", dtype: str | torch.dtype | None = None
+) -> tuple[SparseAutoencoder, SAEConfig, dict[str, Any]]:
+    """Load a SAELens folder: (sae in eval mode, its SAEConfig, the metadata dict)."""
+    folder = Path(folder)
+    sae_cfg, metadata, stored_dtype = read_saelens_config(folder)
+    path = folder / WEIGHTS_FILE
+    raw = read_safetensors(path)
+    if sae_cfg.architecture == "jumprelu" and "threshold" not in raw and "log_threshold" in raw:
+        raw["threshold"] = raw["log_threshold"].exp()
+    d_in, d_sae = sae_cfg.d_in, int(sae_cfg.d_sae or 0)
+    shapes = {"W_enc": (d_in, d_sae), "W_dec": (d_sae, d_in), "b_enc": (d_sae,), "b_dec": (d_in,)}
+    if sae_cfg.architecture == "jumprelu":
+        shapes["threshold"] = (d_sae,)
+    tensors = {name: take(raw, name, shape, path) for name, shape in shapes.items()}
+    sae = sae_from_tensors(sae_cfg, tensors)
+    sae.to(device=torch.device(device), dtype=parse_dtype(dtype) if dtype is not None else stored_dtype)
+    return sae.eval(), sae_cfg, metadata
+
+
+def load_sparsity(folder: Path) -> Tensor | None:
+    """The log10 feature density saved beside the weights, or None when there is none."""
+    path = Path(folder) / SPARSITY_FILE
+    if not path.exists():
+        return None
+    tensors = read_safetensors(path)
+    if "sparsity" not in tensors:
+        raise SAEFormatError(f"{path} has no tensor 'sparsity' (found: {', '.join(sorted(tensors)) or 'none'})")
+    return tensors["sparsity"]

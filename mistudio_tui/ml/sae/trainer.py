@@ -1,0 +1,381 @@
+"""The SAE training loop: data-dependent init, Adam with schedules, metrics, checkpoints, resume, OOM retry."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from mistudio_tui.jobs.context import JobCancelled, JobContext
+from mistudio_tui.ml.batches import BatchSource
+from mistudio_tui.ml.device import pick_device, seed_everything
+from mistudio_tui.ml.sae.architectures import create_sae
+from mistudio_tui.ml.sae.base import LossOutput
+from mistudio_tui.ml.sae.checkpoint import (
+    CHECKPOINT_DIR,
+    capture_rng_state,
+    latest_checkpoint,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from mistudio_tui.ml.sae.config import SAEConfig, TrainConfig, default_lr
+from mistudio_tui.ml.sae.evaluate import (
+    ReconstructionStats,
+    density_histogram,
+    evaluate_reconstruction,
+    log10_density,
+)
+from mistudio_tui.ml.sae.formats.saelens import CFG_FILE, SPARSITY_FILE, WEIGHTS_FILE, save_saelens
+from mistudio_tui.ml.sae.initialization import activation_scale, initial_b_dec
+from mistudio_tui.ml.sae.schedule import LRSchedule, sparsity_coefficient_at, sparsity_warmup_steps
+
+CHECKPOINT_VERSION = 1
+AUXK_ARCHITECTURES = ("topk", "batchtopk")
+
+
+def effective_dead_threshold(sae_cfg: SAEConfig, train_cfg: TrainConfig) -> int:
+    """Tokens without firing after which a latent is dead: the configured value, at most 1/20 of a short run."""
+    return min(sae_cfg.dead_tokens_threshold, max(train_cfg.total_tokens // 20, 4 * train_cfg.batch_size))
+
+
+class SAETrainer:
+    """Trains one SAE from a BatchSource; `train_sae` is the usual entry point."""
+
+    def __init__(
+        self, sae_cfg: SAEConfig, train_cfg: TrainConfig, source: BatchSource, out_dir: Path, ctx: JobContext
+    ) -> None:
+        if int(source.d_in) != sae_cfg.d_in:
+            raise ValueError(f"the activations have d_in={source.d_in}, but the SAE config says d_in={sae_cfg.d_in}")
+        self.sae_cfg, self.train_cfg, self.source, self.ctx = sae_cfg, train_cfg, source, ctx
+        self.out_dir = Path(out_dir)
+        self.checkpoint_dir = self.out_dir / CHECKPOINT_DIR
+        self.device = pick_device(train_cfg.device)
+        self.autocast_dtype = torch.bfloat16 if train_cfg.dtype == "bf16" else None
+        seed_everything(train_cfg.seed)
+        self.sae = create_sae(sae_cfg, torch.Generator().manual_seed(train_cfg.seed)).to(self.device)
+        self.sae.use_sparse_kernels = train_cfg.sparse_kernels
+        self.d_sae = self.sae.d_sae
+        self.peak_lr = train_cfg.lr if train_cfg.lr is not None else default_lr(self.d_sae)
+        self.optimizer = torch.optim.Adam(
+            self.sae.parameters(), lr=self.peak_lr, betas=train_cfg.adam_betas, fused=True
+        )
+        self.schedule = LRSchedule.from_config(train_cfg, self.peak_lr)
+        self.total_steps = train_cfg.total_steps
+        self.sparsity_warmup = sparsity_warmup_steps(train_cfg)
+        self.base_coefficient = sae_cfg.l0_coefficient if sae_cfg.architecture == "jumprelu" else sae_cfg.l1_coefficient
+        self.dead_threshold = effective_dead_threshold(sae_cfg, train_cfg)
+        self.uses_auxk = sae_cfg.architecture in AUXK_ARCHITECTURES and sae_cfg.aux_k_coefficient > 0
+        # Training state (all of it goes into checkpoints).
+        self.step = 0
+        self.tokens = 0
+        self.act_scale = 1.0
+        self.micro_batch_size = train_cfg.batch_size
+        self.tokens_since_fired = torch.zeros(self.d_sae, dtype=torch.int64, device=self.device)
+        self.window = ReconstructionStats(sae_cfg.d_in, self.d_sae, self.device)
+        self.window_losses = torch.zeros(3, dtype=torch.float64, device=self.device)  # total, aux, sparsity
+        self.histogram_fired = torch.zeros(self.d_sae, dtype=torch.int64, device=self.device)
+        self.histogram_tokens = 0
+        self.last_lr = self.schedule.lr_at(0)
+        self.last_metrics: dict[str, float] = {}
+        self.last_checkpoint_step = -1
+        self.resumed_from: int | None = None
+        self._window_start = time.perf_counter()
+
+    # --- set-up ----------------------------------------------------------------------------------
+    def prepare(self, resume: bool) -> None:
+        """Resume from the latest checkpoint, or initialise from the first batches of data."""
+        latest = latest_checkpoint(self.checkpoint_dir)
+        if resume and latest is not None:
+            self._restore(latest)
+            self.ctx.log(f"resumed from {latest} at step {self.step} ({self.tokens:,} tokens)")
+            return
+        if latest is not None:
+            raise ValueError(
+                f"{self.out_dir} already holds training checkpoints; resume the run or choose an empty folder"
+            )
+        if resume:
+            self.ctx.log(f"no checkpoint in {self.checkpoint_dir}; starting from scratch")
+        self._initialize_from_data()
+
+    @torch.no_grad()
+    def _initialize_from_data(self) -> None:
+        chunks, seen = [], 0
+        while seen < self.train_cfg.init_tokens:
+            batch = self._next_batch(min(self.train_cfg.batch_size, self.train_cfg.init_tokens - seen))
+            chunks.append(batch)
+            seen += batch.shape[0]
+        x = torch.cat(chunks)
+        if self.sae_cfg.normalize_activations:
+            self.act_scale = activation_scale(x)
+            x = x * self.act_scale
+        self.sae.b_dec.copy_(initial_b_dec(x, self.train_cfg.b_dec_init))
+        self.sae.initialize_from_batch(x)
+        self.ctx.log(
+            f"initialised from {seen:,} tokens: activation scale {self.act_scale:.4g}, "
+            f"b_dec = {self.train_cfg.b_dec_init}, lr {self.peak_lr:.3g}, dead after {self.dead_threshold:,} tokens"
+        )
+
+    def _next_batch(self, n: int) -> Tensor:
+        batch = self.source.next_batch(n)
+        if tuple(batch.shape) != (n, self.sae_cfg.d_in):
+            raise ValueError(
+                f"the activation source returned a batch of shape {tuple(batch.shape)}, "
+                f"expected ({n}, {self.sae_cfg.d_in})"
+            )
+        return batch.to(self.device, non_blocking=True).float()
+
+    # --- the loop --------------------------------------------------------------------------------
+    def train(self) -> None:
+        """Run optimiser steps until the token budget is spent; on cancel, checkpoint and re-raise."""
+        self._window_start = time.perf_counter()
+        try:
+            while self.step < self.total_steps:
+                self.ctx.check_cancelled()
+                self.train_step()
+                if self.step % self.train_cfg.metrics_every == 0:
+                    self._emit_metrics()
+                if self.step % self.train_cfg.density_hist_every == 0:
+                    self._emit_histogram()
+                if self.step % self.train_cfg.checkpoint_every == 0:
+                    self.save_checkpoint()
+                self.ctx.progress(
+                    self.tokens, self.train_cfg.total_tokens, f"step {self.step}/{self.total_steps}", unit="tokens"
+                )
+        except JobCancelled:
+            path = self.save_checkpoint()
+            self.ctx.log(f"training cancelled at step {self.step}; checkpoint written to {path}")
+            raise
+
+    def train_step(self) -> None:
+        """One optimiser step on the next batch, with all the bookkeeping (no reporting)."""
+        n = min(self.train_cfg.batch_size, self.train_cfg.total_tokens - self.tokens)
+        x = self._next_batch(n)
+        if self.act_scale != 1.0:
+            x = x * self.act_scale
+        lr = self.schedule.lr_at(self.step)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        coefficient = sparsity_coefficient_at(self.step, self.base_coefficient, self.sparsity_warmup)
+        dead_mask = self.tokens_since_fired >= self.dead_threshold if self.uses_auxk else None
+        outputs = self._gradients_with_oom_retry(x, coefficient, dead_mask)
+        self.sae.before_optimizer_step()
+        if self.train_cfg.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.sae.parameters(), self.train_cfg.grad_clip)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.sae.after_optimizer_step()
+        self._record(x, outputs)
+        self.step += 1
+        self.tokens += n
+        self.last_lr = lr
+
+    def _gradients_with_oom_retry(
+        self, x: Tensor, coefficient: float, dead_mask: Tensor | None
+    ) -> list[tuple[int, LossOutput]]:
+        """Accumulate gradients over micro-batches; on out-of-memory halve the micro-batch and retry the step."""
+        while True:
+            try:
+                return self._forward_backward(x, coefficient, dead_mask)
+            except torch.OutOfMemoryError:
+                self.optimizer.zero_grad(set_to_none=True)
+                if self.micro_batch_size <= 1:
+                    raise
+                smaller = max(1, self.micro_batch_size // 2)
+                self.ctx.log(
+                    f"out of memory at step {self.step} with {self.micro_batch_size} rows at once; retrying with "
+                    f"{smaller} (gradients are accumulated, so the batch stays {x.shape[0]})",
+                    level="warning",
+                )
+                self.micro_batch_size = smaller
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+
+    def _forward_backward(
+        self, x: Tensor, coefficient: float, dead_mask: Tensor | None
+    ) -> list[tuple[int, LossOutput]]:
+        outputs = []
+        for chunk in x.split(self.micro_batch_size):
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast_dtype is not None):
+                out = self.sae.loss(chunk, coefficient, dead_mask)
+            (out.total * (chunk.shape[0] / x.shape[0])).backward()
+            outputs.append((chunk.shape[0], out))
+        return outputs
+
+    @torch.no_grad()
+    def _record(self, x: Tensor, outputs: list[tuple[int, LossOutput]]) -> None:
+        start = 0
+        fired = torch.zeros(self.d_sae, dtype=torch.int64, device=self.device)
+        for rows, out in outputs:
+            chunk = x[start : start + rows]
+            start += rows
+            l0_sum, l1_sum = out.l0 * rows, out.l1 * rows
+            self.window.update(chunk, out.x_hat, out.fired, l0_sum, l1_sum)
+            terms = torch.stack([out.total.detach(), out.aux.detach(), out.sparsity.detach()]).double()
+            self.window_losses += terms * rows
+            fired += out.fired
+        self.tokens_since_fired += x.shape[0]
+        self.tokens_since_fired.masked_fill_(fired > 0, 0)
+        self.histogram_fired += fired
+        self.histogram_tokens += x.shape[0]
+
+    # --- reporting -------------------------------------------------------------------------------
+    def _emit_metrics(self) -> None:
+        if self.window.tokens == 0:
+            return
+        stats = self.window.result()
+        n = self.window.tokens
+        total, aux, sparsity = (float(v) / n for v in self.window_losses)
+        elapsed = max(time.perf_counter() - self._window_start, 1e-9)
+        row: dict[str, float] = {
+            "tokens": float(self.tokens),
+            "loss": total,
+            "mse": stats["mse"],
+            "nmse": stats["nmse"],
+            "explained_variance": stats["explained_variance"],
+            "l0": stats["l0"],
+            "l1": stats["l1"],
+            "dead_fraction": float((self.tokens_since_fired >= self.dead_threshold).float().mean()),
+            "dense_fraction": stats["dense_fraction"],
+            "lr": self.last_lr,
+            "tokens_per_s": n / elapsed,
+        }
+        if self.sae_cfg.architecture in AUXK_ARCHITECTURES:
+            row["aux_loss"] = aux
+        else:
+            row["sparsity_loss"] = sparsity
+        self.ctx.metric(self.step, **row)
+        self.last_metrics = row
+        self.window.reset()
+        self.window_losses.zero_()
+        self._window_start = time.perf_counter()
+
+    def _emit_histogram(self) -> None:
+        if self.histogram_tokens == 0:
+            return
+        density = self.histogram_fired.double() / self.histogram_tokens
+        hist = density_histogram(density.float().cpu())
+        self.ctx.artifact(
+            "density_histogram", step=self.step, tokens=self.tokens, window_tokens=self.histogram_tokens, **hist
+        )
+        self.histogram_fired.zero_()
+        self.histogram_tokens = 0
+
+    # --- checkpoints -----------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "step": self.step,
+            "tokens": self.tokens,
+            "sae_config": self.sae_cfg.to_dict(),
+            "train_config": self.train_cfg.to_dict(),
+            "model": self.sae.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "schedule": dataclasses.asdict(self.schedule),
+            "source": self.source.state_dict(),
+            "rng": capture_rng_state(),
+            "act_scale": self.act_scale,
+            "micro_batch_size": self.micro_batch_size,
+            "tokens_since_fired": self.tokens_since_fired,
+            "window": self.window.state_dict(),
+            "window_losses": self.window_losses,
+            "histogram_fired": self.histogram_fired,
+            "histogram_tokens": self.histogram_tokens,
+            "last_metrics": self.last_metrics,
+        }
+
+    def save_checkpoint(self) -> Path:
+        """Write a checkpoint of the current step, keep the newest `keep_checkpoints`, announce it."""
+        path = save_checkpoint(self.checkpoint_dir, self.step, self._state(), keep=self.train_cfg.keep_checkpoints)
+        self.last_checkpoint_step = self.step
+        self.ctx.artifact("checkpoint", path, step=self.step, tokens=self.tokens)
+        return path
+
+    def _restore(self, path: Path) -> None:
+        state = load_checkpoint(path)
+        saved = SAEConfig.from_dict(state["sae_config"])
+        for name in ("architecture", "d_in", "d_sae"):
+            if getattr(saved, name) != getattr(self.sae_cfg, name):
+                raise ValueError(
+                    f"checkpoint {path} has {name}={getattr(saved, name)!r}, "
+                    f"but the SAE config asks for {getattr(self.sae_cfg, name)!r}"
+                )
+        self.sae.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.source.load_state_dict(state["source"])
+        restore_rng_state(state["rng"])
+        self.step, self.tokens = int(state["step"]), int(state["tokens"])
+        self.act_scale = float(state["act_scale"])
+        self.micro_batch_size = int(state["micro_batch_size"])
+        self.tokens_since_fired = state["tokens_since_fired"].to(self.device)
+        self.window.load_state_dict(state["window"])
+        self.window_losses = state["window_losses"].to(self.device)
+        self.histogram_fired = state["histogram_fired"].to(self.device)
+        self.histogram_tokens = int(state["histogram_tokens"])
+        self.last_metrics = dict(state["last_metrics"])
+        self.last_checkpoint_step = self.step
+        self.resumed_from = self.step
+
+    # --- the end ---------------------------------------------------------------------------------
+    def finish(self, eval_source: BatchSource | None) -> dict[str, Any]:
+        """Report the last window, checkpoint, fold the normaliser, evaluate, save the SAELens folder."""
+        self._emit_metrics()
+        self._emit_histogram()
+        if self.last_checkpoint_step != self.step:
+            self.save_checkpoint()
+        sae = copy.deepcopy(self.sae).eval()
+        sae.fold_activation_scale(self.act_scale)
+        evaluation: dict[str, Any] | None = None
+        sparsity = None
+        if self.train_cfg.eval_tokens > 0:
+            result = evaluate_reconstruction(
+                sae, eval_source or self.source, self.train_cfg.eval_tokens, self.train_cfg.batch_size, self.ctx
+            )
+            evaluation = {**result.metrics, "source": "held_out" if eval_source is not None else "training_stream"}
+            sparsity = log10_density(result.density)
+        save_saelens(sae, self.out_dir, self.train_cfg.metadata, sparsity=sparsity)
+        self.ctx.artifact("sae", self.out_dir, architecture=self.sae_cfg.architecture, d_in=sae.d_in, d_sae=sae.d_sae)
+        return {
+            "architecture": self.sae_cfg.architecture,
+            "d_in": self.sae_cfg.d_in,
+            "d_sae": self.d_sae,
+            "steps": self.step,
+            "tokens": self.tokens,
+            "lr": self.peak_lr,
+            "act_scale": self.act_scale,
+            "dead_tokens_threshold": self.dead_threshold,
+            "micro_batch_size": self.micro_batch_size,
+            "device": str(self.device),
+            "resumed_from_step": self.resumed_from,
+            "final_metrics": dict(self.last_metrics),
+            "eval": evaluation,
+            "paths": {
+                "sae": str(self.out_dir),
+                "cfg": str(self.out_dir / CFG_FILE),
+                "weights": str(self.out_dir / WEIGHTS_FILE),
+                "sparsity": str(self.out_dir / SPARSITY_FILE) if sparsity is not None else None,
+                "checkpoints": str(self.checkpoint_dir),
+            },
+        }
+
+
+def train_sae(
+    sae_cfg: SAEConfig,
+    train_cfg: TrainConfig,
+    source: BatchSource,
+    out_dir: Path,
+    ctx: JobContext,
+    resume: bool = False,
+    eval_source: BatchSource | None = None,
+) -> dict[str, Any]:
+    """Train an SAE on `source`, save it in the SAELens layout in `out_dir`, and return a JSON-able summary."""
+    trainer = SAETrainer(sae_cfg, train_cfg, source, Path(out_dir), ctx)
+    ctx.started(str(trainer.device))
+    trainer.prepare(resume)
+    trainer.train()
+    return trainer.finish(eval_source)

@@ -1,0 +1,264 @@
+"""SAE formats: SAELens round trips, pre-6.0 configs, sparsify and dictionary_learning imports, bad files."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from mistudio_tui.ml.sae.architectures import JumpReLUSAE, create_sae
+from mistudio_tui.ml.sae.config import SAEConfig
+from mistudio_tui.ml.sae.formats import (
+    LoadedSAE,
+    SAEFormatError,
+    detect_format,
+    load_any,
+    load_saelens,
+    load_sparsity,
+    save_saelens,
+)
+
+D_IN, D_SAE, K = 8, 32, 3
+
+
+def _random_sae(architecture: str, seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    sae = create_sae(SAEConfig(d_in=D_IN, d_sae=D_SAE, k=K, architecture=architecture), gen)
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.1)
+        if architecture in ("jumprelu", "batchtopk"):
+            sae.threshold.copy_(torch.rand(D_SAE, generator=gen) * 0.5)
+    return sae
+
+
+@pytest.mark.parametrize("architecture", ["standard", "topk", "batchtopk", "jumprelu"])
+def test_saelens_round_trip_is_bit_exact(tmp_path: Path, architecture: str) -> None:
+    sae = _random_sae(architecture).eval()
+    sparsity = torch.log10(torch.rand(D_SAE) + 1e-10)
+    metadata = {"model_name": "tiny-gpt2", "hook_name": "blocks.1.hook_resid_post", "context_size": 64}
+    save_saelens(sae, tmp_path, metadata, sparsity=sparsity)
+    loaded, cfg, meta = load_saelens(tmp_path)
+    for name, tensor in sae.inference_tensors().items():
+        assert torch.equal(loaded.inference_tensors()[name], tensor), name
+    x = torch.randn(5, 7, D_IN)
+    assert torch.equal(loaded.encode(x), sae.encode(x))
+    assert torch.equal(loaded(x), sae(x))
+    assert meta["hook_name"] == "blocks.1.hook_resid_post" and meta["context_size"] == 64
+    assert torch.equal(load_sparsity(tmp_path), sparsity)
+    saved = json.loads((tmp_path / "cfg.json").read_text())
+    assert saved["normalize_activations"] == "none" and saved["d_sae"] == D_SAE
+    expected_arch = {"batchtopk": "jumprelu"}.get(architecture, architecture)
+    assert saved["architecture"] == expected_arch == cfg.architecture
+    if architecture == "topk":
+        assert saved["k"] == K
+    if architecture == "batchtopk":
+        assert isinstance(loaded, JumpReLUSAE)
+
+
+def test_saelens_pre_6_flat_config(tmp_path: Path) -> None:
+    sae = _random_sae("topk")
+    save_saelens(sae, tmp_path)
+    cfg = {
+        "d_in": D_IN,
+        "d_sae": D_SAE,
+        "activation_fn": "topk",
+        "activation_fn_kwargs": {"k": K},
+        "hook_point": "blocks.0.hook_resid_pre",
+        "hook_point_head_index": None,
+        "model_name": "gpt2",
+        "normalize_activations": False,
+        "dtype": "torch.float32",
+    }
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    loaded, sae_cfg, meta = load_saelens(tmp_path)
+    assert sae_cfg.architecture == "topk" and sae_cfg.k == K and sae_cfg.apply_b_dec_to_input
+    assert meta["hook_name"] == "blocks.0.hook_resid_pre" and meta["model_name"] == "gpt2"
+    x = torch.randn(4, D_IN)
+    assert torch.equal(loaded(x), sae(x))
+
+
+def test_saelens_unsupported_architecture_and_normaliser(tmp_path: Path) -> None:
+    save_saelens(_random_sae("standard"), tmp_path)
+    cfg = json.loads((tmp_path / "cfg.json").read_text())
+    (tmp_path / "cfg.json").write_text(json.dumps({**cfg, "architecture": "gated"}))
+    with pytest.raises(SAEFormatError, match="architecture 'gated' is not supported"):
+        load_saelens(tmp_path)
+    (tmp_path / "cfg.json").write_text(json.dumps({**cfg, "normalize_activations": "layer_norm"}))
+    with pytest.raises(SAEFormatError, match="normalize_activations='layer_norm'"):
+        load_saelens(tmp_path)
+
+
+def _reference_topk(x: torch.Tensor, enc_w: torch.Tensor, enc_b: torch.Tensor, k: int, sub: torch.Tensor | None):
+    """Dense codes of a TopK SAE whose encoder is an nn.Linear [F, D] (sparsify / dictionary_learning)."""
+    x_in = x - sub if sub is not None else x
+    post = torch.relu(x_in @ enc_w.T + enc_b)
+    values, index = post.topk(k, dim=-1)
+    return torch.zeros_like(post).scatter(-1, index, values)
+
+
+def _write_sparsify(folder: Path, transcode: bool = False, **cfg_extra: object) -> dict[str, torch.Tensor]:
+    folder.mkdir(parents=True)
+    gen = torch.Generator().manual_seed(3)
+    n = D_IN * 4
+    tensors = {
+        "encoder.weight": torch.randn(n, D_IN, generator=gen),
+        "encoder.bias": torch.randn(n, generator=gen) * 0.1,
+        "W_dec": torch.randn(n, D_IN, generator=gen),
+        "b_dec": torch.randn(D_IN, generator=gen),
+    }
+    save_file(tensors, str(folder / "sae.safetensors"))
+    cfg = {"activation": "topk", "expansion_factor": 4, "normalize_decoder": True, "num_latents": 0, "k": K}
+    cfg.update({"multi_topk": False, "skip_connection": False, "transcode": transcode, "d_in": D_IN, **cfg_extra})
+    (folder / "cfg.json").write_text(json.dumps(cfg))
+    return tensors
+
+
+@pytest.mark.parametrize("transcode", [False, True])
+def test_sparsify_import_matches_reference(tmp_path: Path, transcode: bool) -> None:
+    folder = tmp_path / "layers.3"
+    raw = _write_sparsify(folder, transcode)
+    loaded = load_any(folder)
+    assert isinstance(loaded, LoadedSAE) and loaded.source_format == "sparsify"
+    assert loaded.metadata["hook_name"] == "layers.3" and loaded.sae.d_sae == D_IN * 4
+    x = torch.randn(10, D_IN)
+    codes = _reference_topk(x, raw["encoder.weight"], raw["encoder.bias"], K, None if transcode else raw["b_dec"])
+    x_hat = codes @ raw["W_dec"] + raw["b_dec"]  # sparsify decodes with W_dec [n, d_in] as is
+    torch.testing.assert_close(loaded.sae.encode(x), codes)
+    torch.testing.assert_close(loaded.sae(x), x_hat)
+
+
+def test_sparsify_unsupported_variants(tmp_path: Path) -> None:
+    _write_sparsify(tmp_path / "a", activation="groupmax")
+    with pytest.raises(SAEFormatError, match="activation 'groupmax'"):
+        load_any(tmp_path / "a")
+    _write_sparsify(tmp_path / "b", skip_connection=True)
+    with pytest.raises(SAEFormatError, match="skip connections"):
+        load_any(tmp_path / "b")
+
+
+def _write_dictionary_learning(folder: Path, dict_class: str) -> dict[str, torch.Tensor]:
+    folder.mkdir(parents=True)
+    gen = torch.Generator().manual_seed(4)
+    F, D = D_SAE, D_IN
+    if dict_class == "JumpReluAutoEncoder":
+        state = {
+            "W_enc": torch.randn(D, F, generator=gen),
+            "b_enc": torch.randn(F, generator=gen) * 0.1,
+            "W_dec": torch.randn(F, D, generator=gen),
+            "b_dec": torch.randn(D, generator=gen),
+            "threshold": torch.rand(F, generator=gen),
+        }
+    else:
+        state = {
+            "encoder.weight": torch.randn(F, D, generator=gen),
+            "encoder.bias": torch.randn(F, generator=gen) * 0.1,
+            "decoder.weight": torch.randn(D, F, generator=gen),
+        }
+        if dict_class == "AutoEncoder":
+            state["bias"] = torch.randn(D, generator=gen)
+        else:
+            state["b_dec"] = torch.randn(D, generator=gen)
+            state["k"] = torch.tensor(K)
+            state["threshold"] = torch.tensor(0.7 if dict_class == "BatchTopKSAE" else -1.0)
+    torch.save(state, folder / "ae.pt")
+    trainer = {"dict_class": dict_class, "lm_name": "EleutherAI/pythia-70m", "layer": 3, "submodule_name": "resid_3"}
+    (folder / "config.json").write_text(json.dumps({"trainer": trainer, "buffer": {"ctx_len": 128}}))
+    return state
+
+
+@pytest.mark.parametrize("dict_class", ["AutoEncoder", "AutoEncoderTopK", "BatchTopKSAE", "JumpReluAutoEncoder"])
+def test_dictionary_learning_import_matches_reference(tmp_path: Path, dict_class: str) -> None:
+    raw = _write_dictionary_learning(tmp_path / "ae", dict_class)
+    loaded = load_any(tmp_path / "ae")
+    assert loaded.source_format == "dictionary_learning"
+    assert loaded.metadata["model_name"] == "EleutherAI/pythia-70m" and loaded.metadata["layer"] == 3
+    x = torch.randn(10, D_IN)
+    if dict_class == "AutoEncoder":
+        codes = torch.relu((x - raw["bias"]) @ raw["encoder.weight"].T + raw["encoder.bias"])
+        x_hat = codes @ raw["decoder.weight"].T + raw["bias"]
+    elif dict_class == "AutoEncoderTopK":
+        codes = _reference_topk(x, raw["encoder.weight"], raw["encoder.bias"], K, raw["b_dec"])
+        x_hat = codes @ raw["decoder.weight"].T + raw["b_dec"]
+    elif dict_class == "BatchTopKSAE":
+        post = torch.relu((x - raw["b_dec"]) @ raw["encoder.weight"].T + raw["encoder.bias"])
+        codes = post * (post > raw["threshold"])
+        x_hat = codes @ raw["decoder.weight"].T + raw["b_dec"]
+    else:
+        pre = x @ raw["W_enc"] + raw["b_enc"]
+        codes = torch.relu(pre * (pre > raw["threshold"]))
+        x_hat = codes @ raw["W_dec"] + raw["b_dec"]
+    assert (codes > 0).any()
+    torch.testing.assert_close(loaded.sae.encode(x), codes)
+    torch.testing.assert_close(loaded.sae(x), x_hat)
+
+
+def test_dictionary_learning_unsupported_class(tmp_path: Path) -> None:
+    _write_dictionary_learning(tmp_path / "ae", "AutoEncoder")
+    (tmp_path / "ae" / "config.json").write_text(json.dumps({"trainer": {"dict_class": "GatedAutoEncoder"}}))
+    with pytest.raises(SAEFormatError, match="GatedAutoEncoder"):
+        load_any(tmp_path / "ae")
+
+
+def test_detect_format(tmp_path: Path) -> None:
+    save_saelens(_random_sae("topk"), tmp_path / "lens")
+    _write_sparsify(tmp_path / "sparsify" / "layers.0")
+    _write_sparsify(tmp_path / "sparsify" / "layers.1")
+    _write_dictionary_learning(tmp_path / "dl", "AutoEncoder")
+    assert detect_format(tmp_path / "lens") == "saelens"
+    assert detect_format(tmp_path / "sparsify" / "layers.0") == "sparsify"
+    assert detect_format(tmp_path / "dl") == "dictionary_learning"
+    with pytest.raises(SAEFormatError, match=r"several SAEs \(layers.0, layers.1\)"):
+        detect_format(tmp_path / "sparsify")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SAEFormatError, match="is not an SAE folder"):
+        detect_format(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="missing"):
+        detect_format(tmp_path / "missing")
+
+
+def test_bad_files_name_the_file_and_key(tmp_path: Path) -> None:
+    folder = tmp_path / "sae"
+    save_saelens(_random_sae("jumprelu"), folder)
+    weights = folder / "sae_weights.safetensors"
+    good = weights.read_bytes()
+
+    weights.write_bytes(good[: len(good) // 2])
+    with pytest.raises(SAEFormatError, match=re.escape("sae_weights.safetensors is not a readable safetensors file")):
+        load_saelens(folder)
+
+    tensors = {k: v for k, v in _random_sae("jumprelu").inference_tensors().items() if k != "threshold"}
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(weights))
+    with pytest.raises(SAEFormatError, match="has no tensor 'threshold'"):
+        load_saelens(folder)
+
+    tensors = dict(_random_sae("jumprelu").inference_tensors())
+    tensors["W_dec"] = torch.zeros(D_SAE, D_IN + 1)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(weights))
+    with pytest.raises(
+        SAEFormatError, match=rf"'W_dec' has shape \({D_SAE}, {D_IN + 1}\), expected \({D_SAE}, {D_IN}\)"
+    ):
+        load_saelens(folder)
+
+    (folder / "cfg.json").write_text("{not json")
+    with pytest.raises(SAEFormatError, match=re.escape("cfg.json is not valid JSON")):
+        load_saelens(folder)
+
+    weights.unlink()
+    (folder / "cfg.json").write_text(json.dumps({"d_in": D_IN, "d_sae": D_SAE, "architecture": "standard"}))
+    with pytest.raises(FileNotFoundError, match=re.escape("sae_weights.safetensors does not exist")):
+        load_saelens(folder)
+
+    _write_dictionary_learning(tmp_path / "dl", "AutoEncoder")
+    (tmp_path / "dl" / "ae.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(SAEFormatError, match=re.escape("ae.pt cannot be loaded")):
+        load_any(tmp_path / "dl")
+
+    _write_sparsify(tmp_path / "sp")
+    save_file({"encoder.weight": torch.zeros(D_IN * 4, D_IN)}, str(tmp_path / "sp" / "sae.safetensors"))
+    with pytest.raises(SAEFormatError, match=re.escape("sae.safetensors has no tensor 'encoder.bias'")):
+        load_any(tmp_path / "sp")
