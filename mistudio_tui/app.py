@@ -94,6 +94,8 @@ class MiStudioApp(App):
 
     def on_job_update(self, message: JobUpdate) -> None:
         event = message.event
+        if not self.screen_stack:  # shutting down
+            return
         if event.type == "state" and event.status in ("completed", "failed", "cancelled"):
             from mistudio_tui.db.models import Job
 

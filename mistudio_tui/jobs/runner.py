@@ -205,7 +205,8 @@ class JobRunner:
         job = Job.get_by_id(job_id)
         kind = get_kind(job.kind)
         recv_conn, send_conn = self._ctx.Pipe(duplex=False)
-        cancel_event = self._ctx.Event()
+        with real_stdio():  # the Event's semaphore may start multiprocessing's resource tracker
+            cancel_event = self._ctx.Event()
         env = {"MISTUDIO_HOME": str(self.paths.home)}
         process = self._ctx.Process(
             target=_worker_entry,
@@ -214,7 +215,8 @@ class JobRunner:
         )
         try:
             kind.before_start(job)
-            process.start()
+            with real_stdio():
+                process.start()
         except Exception as exc:
             recv_conn.close()
             send_conn.close()
@@ -362,6 +364,28 @@ class JobRunner:
                 listener(event)
             except Exception as exc:
                 print(f"mistudio job listener failed: {exc}", file=sys.stderr)
+
+
+@contextlib.contextmanager
+def real_stdio() -> Any:
+    """Point sys.stdout/stderr at the process's real files while spawning.
+
+    A TUI replaces them with objects whose fileno() is not a real descriptor, and multiprocessing passes
+    stderr's descriptor to the resource tracker it starts, which then fails ("bad value(s) in fds_to_keep").
+    """
+    saved = sys.stdout, sys.stderr
+    try:
+        for name in ("stdout", "stderr"):
+            current = getattr(sys, name)
+            try:
+                ok = current is not None and current.fileno() >= 0
+            except (OSError, ValueError, AttributeError):
+                ok = False
+            if not ok:
+                setattr(sys, name, getattr(sys, f"__{name}__"))
+        yield
+    finally:
+        sys.stdout, sys.stderr = saved
 
 
 def _worker_entry(*args: Any) -> None:

@@ -78,6 +78,8 @@ class BarPlot(PlotextPlot):
         if counts:
             centers = [(edges[i] + edges[i + 1]) / 2 for i in range(len(counts))]
             plt.bar(centers, list(counts), width=0.9 * (edges[1] - edges[0]) if len(edges) > 1 else 1)
+            ticks = [edges[0] + (edges[-1] - edges[0]) * i / 4 for i in range(5)]
+            plt.xticks(ticks, [f"{t:.3g}" for t in ticks])  # fixed ticks: plotext's own choice is not stable
             if xlabel:
                 plt.xlabel(xlabel)
         else:
