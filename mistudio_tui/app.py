@@ -5,6 +5,7 @@ The UI process never imports torch: compute runs in worker processes started by 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
@@ -17,12 +18,6 @@ from mistudio_tui.jobs.runner import JobEvent
 from mistudio_tui.studio import Studio
 from mistudio_tui.ui.messages import DataChanged, JobUpdate
 from mistudio_tui.ui.screens.datasets import DatasetsScreen
-from mistudio_tui.ui.screens.features import FeaturesScreen
-from mistudio_tui.ui.screens.jobs import JobsScreen
-from mistudio_tui.ui.screens.models import ModelsScreen
-from mistudio_tui.ui.screens.monitor import MonitorScreen
-from mistudio_tui.ui.screens.steering import SteeringScreen
-from mistudio_tui.ui.screens.trainings import TrainingsScreen
 
 STYLES = Path(__file__).resolve().parent.parent / "styles"
 
@@ -37,19 +32,27 @@ MODE_KEYS = [
 ]
 
 
+def lazy_screen(module: str, name: str) -> Screen:
+    """Import a mode's screen module on first use (keeps the first frame fast)."""
+    import importlib
+
+    return getattr(importlib.import_module(f"mistudio_tui.ui.screens.{module}"), name)()
+
+
 class MiStudioApp(App):
     """miStudio's terminal UI."""
 
     TITLE = "miStudio"
     CSS_PATH = str(STYLES / "app.tcss")
+    # Only the first screen is imported at start-up; the others load when first opened.
     MODES = {
         "datasets": DatasetsScreen,
-        "models": ModelsScreen,
-        "trainings": TrainingsScreen,
-        "features": FeaturesScreen,
-        "steering": SteeringScreen,
-        "monitor": MonitorScreen,
-        "jobs": JobsScreen,
+        "models": lambda: lazy_screen("models", "ModelsScreen"),
+        "trainings": lambda: lazy_screen("trainings", "TrainingsScreen"),
+        "features": lambda: lazy_screen("features", "FeaturesScreen"),
+        "steering": lambda: lazy_screen("steering", "SteeringScreen"),
+        "monitor": lambda: lazy_screen("monitor", "MonitorScreen"),
+        "jobs": lambda: lazy_screen("jobs", "JobsScreen"),
     }
     DEFAULT_MODE = "datasets"
     BINDINGS = [
@@ -69,6 +72,9 @@ class MiStudioApp(App):
 
     # --- life cycle ------------------------------------------------------------------------------
     def on_mount(self) -> None:
+        probe = os.environ.get("MISTUDIO_STARTUP_PROBE")
+        if probe:  # benchmarks/startup.py: record the first frame, then leave
+            self.call_after_refresh(self._write_startup_probe, probe)
         self.studio.runner.add_listener(self._on_runner_event)
         if self.studio.interrupted:
             n = len(self.studio.interrupted)
@@ -82,6 +88,19 @@ class MiStudioApp(App):
 
             if home_is_empty():
                 self.call_after_refresh(self.offer_to_build_sample)
+
+    def _write_startup_probe(self, path: str) -> None:
+        import json
+        import sys
+        import time
+
+        import psutil
+
+        elapsed = time.time() - psutil.Process().create_time()
+        heavy = [m for m in ("torch", "transformers", "datasets") if m in sys.modules]
+        with open(path, "w") as fh:
+            json.dump({"first_frame_s": elapsed, "heavy_modules": heavy}, fh)
+        self.exit()
 
     def on_unmount(self) -> None:
         self.studio.runner.remove_listener(self._on_runner_event)

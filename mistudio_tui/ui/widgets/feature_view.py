@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from rich.style import Style
 from rich.text import Text
 
@@ -32,6 +31,8 @@ def example_text(example: Any, vocab: list[str], peak: float) -> Text:
     Uncounted positions (BOS, separators) inside the window are shown dim; the padding outside the sequence
     at either end is left out.
     """
+    import numpy as np
+
     mask = np.asarray(example.mask, dtype=bool)
     inside = np.flatnonzero(mask)
     lo = min(int(inside[0]), example.marked) if inside.size else example.marked
@@ -102,6 +103,4 @@ def _tok(vocab: list[str], i: int) -> str:
 
 def histogram_series(detail: Any) -> tuple[list[float], list[int]]:
     """Bin edges and counts of the non-zero activations."""
-    counts = np.asarray(detail.hist_counts)
-    edges = np.asarray(detail.hist_edges)
-    return edges.tolist(), counts.tolist()
+    return [float(e) for e in detail.hist_edges], [int(c) for c in detail.hist_counts]
