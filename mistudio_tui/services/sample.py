@@ -16,7 +16,10 @@ def home_is_empty() -> bool:
 
 
 def sample_spec(studio: Studio, time_budget_s: float = 60.0, max_steps: int | None = None) -> JobSpec:
-    """The job that builds the corpus, trains the tiny LM and registers both."""
+    """The job that builds the corpus, trains the tiny LM and registers both (one at a time)."""
+    active = Job.select().where((Job.kind == "sample") & Job.status.in_(("queued", "running"))).first()
+    if active is not None:
+        raise ValueError(f"the sample is already being built (job {active.id}); see the Jobs panel")
     params = {
         "datasets_dir": str(studio.paths.dir("datasets")),
         "models_dir": str(studio.paths.dir("models")),
