@@ -172,7 +172,11 @@ class MiStudioApp(App):
             if choice:
                 from mistudio_tui.services.sample import start_sample
 
-                start_sample(self.studio, pipeline=(choice == "pipeline"))
+                try:
+                    start_sample(self.studio, pipeline=(choice == "pipeline"))
+                except ValueError as exc:
+                    self.notify(str(exc), severity="warning")
+                    return
                 self.notify("Building the offline sample… (j shows the jobs)")
 
         self.push_screen(WelcomeModal(), chosen)
