@@ -121,9 +121,7 @@ class FakeNvml:
     NVMLError_GpuIsLost = NVMLError_GpuIsLost
     NVMLError_Unknown = NVMLError_Unknown
 
-    def __init__(
-        self, devices: list[FakeDevice] | None = None, init_error: BaseException | None = None
-    ) -> None:
+    def __init__(self, devices: list[FakeDevice] | None = None, init_error: BaseException | None = None) -> None:
         self.devices = list(devices or [])
         self.init_error = init_error
         self.init_calls = 0
@@ -135,10 +133,7 @@ class FakeNvml:
     def with_gpus(cls, count: int) -> FakeNvml:
         """A fake with `count` healthy GPUs, each with its own name and uuid."""
         return cls(
-            [
-                FakeDevice(name=f"NVIDIA Fake {i}", uuid=f"GPU-fake-{i:04d}", util_gpu=10 + i)
-                for i in range(count)
-            ]
+            [FakeDevice(name=f"NVIDIA Fake {i}", uuid=f"GPU-fake-{i:04d}", util_gpu=10 + i) for i in range(count)]
         )
 
     def _device(self, handle: Any, query: str) -> FakeDevice:

@@ -16,9 +16,7 @@ def test_monitor_modules_import_no_heavy_packages() -> None:
         + "".join(f"import mistudio_tui.monitor.{name}\n" for name in MODULES)
         + f"print(json.dumps(sorted(m for m in {FORBIDDEN!r} if m in sys.modules)))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
-    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
 
@@ -29,7 +27,5 @@ def test_sampling_gpus_imports_no_heavy_packages() -> None:
         "m = GpuMonitor(); m.sample(); m.close()\n"
         f"print(json.dumps(sorted(m for m in {FORBIDDEN!r} if m in sys.modules)))\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
-    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []

@@ -96,10 +96,7 @@ def test_unresponsive_worker_is_terminated_then_killed_after_grace(mistudio_home
 
 def test_three_jobs_at_once_lose_and_misattribute_nothing(studio):
     events = collect(studio.runner)
-    jobs = [
-        studio.runner.submit("diag.count", {"steps": 60, "delay": 0.005, "tag": 1000 * (i + 1)})
-        for i in range(3)
-    ]
+    jobs = [studio.runner.submit("diag.count", {"steps": 60, "delay": 0.005, "tag": 1000 * (i + 1)}) for i in range(3)]
     running_together = False
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
