@@ -94,12 +94,9 @@ class MiStudioApp(App):
         import sys
         import time
 
-        import psutil
-
-        elapsed = time.time() - psutil.Process().create_time()
         heavy = [m for m in ("torch", "transformers", "datasets") if m in sys.modules]
         with open(path, "w") as fh:
-            json.dump({"first_frame_s": elapsed, "heavy_modules": heavy}, fh)
+            json.dump({"first_frame_at": time.time(), "heavy_modules": heavy}, fh)
         self.exit()
 
     def on_unmount(self) -> None:

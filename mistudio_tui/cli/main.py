@@ -49,6 +49,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    options, rest = common_parser().parse_known_args(argv)
+    if not rest:  # the TUI: skip building the CLI (importing every command) to keep the first frame fast
+        home = getattr(options, "home", None)
+        if home:
+            os.environ["MISTUDIO_HOME"] = os.path.abspath(home)
+        from mistudio_tui.app import run_app
+
+        return run_app()
     parser = build_parser()
     args = parser.parse_args(argv)
     args.json = getattr(args, "json", False)
