@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "mistudio_tui.cli.data_cmd",
     "mistudio_tui.cli.model_cmd",
     "mistudio_tui.cli.train_cmd",
+    "mistudio_tui.cli.feature_cmd",
     "mistudio_tui.cli.label_cmd",
     "mistudio_tui.cli.jobs_cmd",
     "mistudio_tui.cli.misc_cmd",
