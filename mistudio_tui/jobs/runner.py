@@ -346,11 +346,10 @@ class JobRunner:
         traceback: str | None = None,
         code: int | None = None,
     ) -> None:
-        try:
-            job_queries.finish_job(job_id, status, result=result, error=error, traceback=traceback, code=code)
-            job = Job.get_by_id(job_id)
+        try:  # one transaction: nobody sees the terminal state before the finisher's rows exist
             with database.atomic():
-                kind.on_finish(job, status, result or {})
+                job_queries.finish_job(job_id, status, result=result, error=error, traceback=traceback, code=code)
+                kind.on_finish(Job.get_by_id(job_id), status, result or {})
         except Exception as exc:  # a failing finisher must not leave the job running
             job_queries.finish_job(job_id, "failed", error=f"saving the result failed: {exc}", code=code)
             status = "failed"

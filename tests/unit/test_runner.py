@@ -163,3 +163,21 @@ def test_running_job_whose_process_vanished_becomes_interrupted(studio):
 def test_unknown_kind_is_a_clear_error(studio, kind):
     with pytest.raises(ValueError, match=r"unknown job kind 'diag\.nope'"):
         studio.runner.submit(kind, {})
+
+
+def test_terminal_state_is_visible_only_after_the_finisher_ran(studio):
+    import dataclasses
+
+    from mistudio_tui.jobs.registry import get_kind, register
+
+    seen: list[str] = []
+
+    def slow_finisher(job: Job, status: str, result: dict) -> None:
+        time.sleep(0.5)
+        seen.append(status)
+
+    register(dataclasses.replace(get_kind("diag.count"), name="diag.slow-finish", finish=slow_finisher))
+    job = studio.runner.submit("diag.slow-finish", {"steps": 1, "delay": 0})
+    done = studio.runner.wait(job.id, timeout=60)
+    assert done.status == "completed"
+    assert seen == ["completed"]  # a waiter never returns before the finisher's rows are written
