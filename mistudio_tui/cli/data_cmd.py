@@ -83,6 +83,11 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     )
     p.add_argument("--time-budget", type=float, default=60.0, help="seconds of LM training (default 60)")
     p.add_argument("--max-steps", type=int, default=None, help="stop LM training after this many steps")
+    p.add_argument(
+        "--pipeline",
+        action="store_true",
+        help="then tokenize, extract activations, train a TopK SAE and extract its features (about 4 minutes)",
+    )
     p.set_defaults(func=cmd_sample)
 
     ds = sub.add_parser("datasets", help="text corpora", parents=[common])
@@ -154,6 +159,15 @@ def cmd_sample(args: argparse.Namespace, studio: Studio) -> None:
         "model": model_summary(model),
         "training": job.result.get("training", {}) if job.result else {},
     }
+    if args.pipeline:
+        from mistudio_tui.services.pipeline import sample_stages
+
+        stages = {}
+        for stage in sample_stages(studio):
+            spec = stage()
+            run_job(studio, spec.kind, spec.params, title=spec.title, resource=spec.resource)
+            stages[spec.kind] = spec.resource.id
+        data["pipeline"] = stages
     emit(
         args.json,
         data,
