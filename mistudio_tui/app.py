@@ -162,6 +162,20 @@ class MiStudioApp(App):
             decided,
         )
 
+    def about_text(self) -> str:
+        """Version, schema version and where the data lives (also `mistudio version`)."""
+        from mistudio_tui import __version__
+        from mistudio_tui.db.connection import latest_schema_version, schema_version
+        from mistudio_tui.db.models import database
+
+        return (
+            f"miStudio {__version__} · database schema v{schema_version(database.obj)} "
+            f"(this version knows v{latest_schema_version()}) · data: {self.studio.paths.home}"
+        )
+
+    def show_about(self) -> None:
+        self.notify(self.about_text(), title="About", timeout=10)
+
     def offer_to_build_sample(self) -> None:
         from mistudio_tui.ui.modals.welcome import WelcomeModal
 
@@ -183,6 +197,7 @@ class MiStudioApp(App):
         for _key, mode, label in MODE_KEYS:
             yield SystemCommand(f"Go to {label}", f"Switch to the {label} screen", partial(self.switch_mode, mode))
         yield SystemCommand("Build the offline sample", "Corpus + tiny GPT-2 trained here", self.offer_to_build_sample)
+        yield SystemCommand("About miStudio", "Version, database schema version and data folder", self.show_about)
         extra = getattr(screen, "palette_commands", None)
         if extra is not None:
             yield from extra()

@@ -181,3 +181,17 @@ async def test_quit_with_running_jobs_asks_first(studio):
 def test_populated_home_is_deterministic(studio):
     ids = populate(Path(studio.paths.home))
     assert set(ids) == {"dataset", "model", "training", "featureset"}
+
+
+async def test_about_reports_the_schema_version(studio):
+    from mistudio_tui.db.connection import latest_schema_version
+
+    app = MiStudioApp(studio, offer_sample=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        text = app.about_text()
+        assert f"schema v{latest_schema_version()}" in text
+        assert str(studio.paths.home) in text
+        app.show_about()
+        await pilot.pause()
+        assert any("schema v" in str(n.message) for n in app._notifications)
