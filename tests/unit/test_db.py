@@ -167,3 +167,27 @@ def test_sqlite_file_is_readable_by_plain_sqlite(db, tmp_path):
     Dataset.create(name="x")
     con = sqlite3.connect(tmp_path / "m.db")
     assert con.execute("select name from dataset").fetchall() == [("x",)]
+
+
+def test_database_written_by_the_first_schema_opens_upgraded_with_its_data(tmp_path):
+    path = tmp_path / "old.db"
+    old = SqliteDatabase(str(path))
+    old.connect()
+    migrate(old, target="0001_initial")  # what the first released schema wrote
+    old.execute_sql(
+        "insert into dataset (name, source_type, source, cleaning, path, status, n_documents, n_chars, "
+        "created_at) values ('old-corpus', 'local', '/x.txt', '{}', '', 'ready', 12, 345, '2026-01-01')"
+    )
+    old.execute_sql(
+        "insert into job (kind, title, status, params, progress_done, progress_text, progress_unit, "
+        "created_at, updated_at) values ('ingest', 'old', 'completed', '{}', 1, '', '', "
+        "'2026-01-01', '2026-01-01')"
+    )
+    old.close()
+    db = open_database(path)
+    assert schema_version(db) == latest_schema_version()
+    ds = Dataset.get(Dataset.name == "old-corpus")
+    assert (ds.n_documents, ds.n_chars, ds.status) == (12, 345, "ready")
+    ds.n_documents = 13
+    ds.save()  # every column the current models know exists in the upgraded table
+    assert Dataset.get_by_id(ds.id).n_documents == 13
