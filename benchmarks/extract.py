@@ -25,41 +25,11 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.bench_models import build_model, build_tokens, sync  # noqa: E402
 from mistudio_tui.jobs.context import LocalContext  # noqa: E402
 from mistudio_tui.ml.activations.extract import extract_activations  # noqa: E402
-from mistudio_tui.ml.data.token_store import TokenStore, TokenStoreWriter  # noqa: E402
+from mistudio_tui.ml.data.token_store import TokenStore  # noqa: E402
 from mistudio_tui.ml.models.loading import load_model  # noqa: E402
-
-BOS = 0
-
-
-def build_model(folder: Path, d_model: int, layers: int, context: int, vocab: int) -> Path:
-    """A random GPT-2 saved with save_pretrained."""
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    config = GPT2Config(
-        vocab_size=vocab,
-        n_positions=context,
-        n_embd=d_model,
-        n_layer=layers,
-        n_head=max(1, d_model // 64),
-        bos_token_id=BOS,
-        eos_token_id=BOS,
-    )
-    GPT2LMHeadModel(config).save_pretrained(folder)
-    return folder
-
-
-def build_tokens(folder: Path, n_rows: int, context: int, vocab: int) -> TokenStore:
-    """Packed random rows, each starting with BOS."""
-    rng = np.random.default_rng(0)
-    rows = rng.integers(1, vocab, size=(n_rows, context), dtype=np.int64)
-    rows[:, 0] = BOS
-    writer = TokenStoreWriter(folder, context)
-    writer.append(rows, np.full(n_rows, context))
-    writer.close({"bos_token_id": BOS, "eos_token_id": BOS, "vocab_size": vocab})
-    return TokenStore(folder)
 
 
 def bare_forward(loaded, tokens: TokenStore, n_rows: int, batch_size: int) -> float:
@@ -69,7 +39,7 @@ def bare_forward(loaded, tokens: TokenStore, n_rows: int, batch_size: int) -> fl
         for lo in range(0, n_rows, batch_size):
             ids = torch.from_numpy(np.asarray(tokens.tokens[lo : min(lo + batch_size, n_rows)], dtype=np.int64))
             loaded.model(input_ids=ids.to(loaded.device), use_cache=False)
-    _sync(loaded.device)
+    sync(loaded.device)
     return time.perf_counter() - start
 
 
@@ -80,13 +50,8 @@ def extraction(loaded, tokens: TokenStore, out: Path, n_tokens: int, batch_size:
     extract_activations(
         loaded, tokens, [hook], out, n_tokens, batch_size=batch_size, shard_tokens=shard_tokens, ctx=LocalContext()
     )
-    _sync(loaded.device)
+    sync(loaded.device)
     return time.perf_counter() - start
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def child_rss(args: argparse.Namespace) -> None:
@@ -131,7 +96,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, finishes in under a minute")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--d-model", type=int, default=None)
-    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--layers", type=int, default=None, help="transformer blocks (default 4)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--shard-tokens", type=int, default=None)
@@ -147,9 +112,10 @@ def main() -> None:
         return
     context, vocab = 128, 2048
     d_model = args.d_model or (128 if args.quick else 256)
-    speed_tokens = 16_384 if args.quick else 262_144
-    rss_tokens = 10_000 if args.quick else 100_000
-    args.shard_tokens = args.shard_tokens or (8192 if args.quick else 65536)
+    args.layers = args.layers or 4
+    speed_tokens = 8192 if args.quick else 262_144
+    rss_tokens = 4000 if args.quick else 100_000
+    args.shard_tokens = args.shard_tokens or (4096 if args.quick else 65536)
     n_rows = max(speed_tokens, 10 * rss_tokens) // (context - 1) + 2
 
     with tempfile.TemporaryDirectory() as tmp:

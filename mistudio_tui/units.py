@@ -1,4 +1,4 @@
-"""Parse counts people type: '4096', '1e6', '100k', '2.5M', '1_000_000'."""
+"""Parse counts people type ('4096', '1e6', '100k', '2.5M') and print byte sizes."""
 
 from __future__ import annotations
 
@@ -24,3 +24,15 @@ def parse_count(text: str | int, what: str = "value") -> int:
     if value < 0:
         raise ValueError(f"{what}: {text!r} must not be negative")
     return value
+
+
+def format_bytes(n: float | None) -> str:
+    """A byte count for people: 1536 -> '1.5 KiB'."""
+    if n is None:
+        return "-"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 from typing import Any
 
 from mistudio_tui.cli.common import add_list_show_delete, basic, count_arg, run_spec
@@ -108,6 +110,9 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--config", dest="hub_config", help="hub dataset config")
     p.add_argument("--split", dest="hub_split", default="train", help="hub dataset split (default train)")
     p.add_argument("--limit", type=count_arg("--limit"), help="stop after this many rows")
+    p.add_argument(
+        "--no-streaming", action="store_true", help="hub: download the whole split first instead of streaming rows"
+    )
     p.add_argument("--min-chars", type=int, default=0, help="drop documents shorter than this")
     p.add_argument("--strip-html", action="store_true")
     p.add_argument("--dedupe", action="store_true", help="drop exact duplicate documents")
@@ -126,6 +131,14 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--max-tokens", type=count_arg("--max-tokens"))
     p.add_argument("--name")
     p.set_defaults(func=cmd_tokenize)
+    p = verbs.add_parser(
+        "fields", help="the fields of a file, folder or hub dataset, to choose --text-field", parents=[common]
+    )
+    p.add_argument("source", help="a file, a folder, or a hub dataset id")
+    p.add_argument("--hub", action="store_true", default=None, help="treat SOURCE as a hub dataset id")
+    p.add_argument("--config", dest="hub_config", help="hub dataset config")
+    p.add_argument("--txt-mode", choices=["lines", "file"], default="lines")
+    p.set_defaults(func=cmd_fields)
     p = verbs.add_parser("resume", help="continue an interrupted ingest", parents=[common])
     p.add_argument("dataset")
     p.set_defaults(func=cmd_resume)
@@ -133,6 +146,9 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 
     tk = sub.add_parser("tokenizations", help="tokenized datasets", parents=[common])
     verbs = tk.add_subparsers(dest="verb", required=True, metavar="VERB")
+    p = verbs.add_parser("resume", help="continue an interrupted tokenization", parents=[common])
+    p.add_argument("tokenization")
+    p.set_defaults(func=cmd_resume_tokenization)
     add_list_show_delete(
         verbs,
         common,
@@ -198,12 +214,54 @@ def cmd_add(args: argparse.Namespace, studio: Studio) -> None:
         limit=args.limit,
         cleaning=cleaning,
         skip_bad_rows=args.skip_bad_rows,
+        streaming=not args.no_streaming,
     )
     run_spec(args, studio, spec, dataset_summary)
 
 
+def cmd_fields(args: argparse.Namespace, studio: Studio) -> None:
+    path = Path(args.source).expanduser()
+    if (args.hub if args.hub is not None else not path.exists()) and not args.source.startswith(("/", ".", "~")):
+        from mistudio_tui.ml.hub import hub_dataset_info
+
+        info = hub_dataset_info(args.source, config=args.hub_config)
+        data: dict[str, Any] = {
+            "source": args.source,
+            "configs": list(info.configs),
+            "config": info.config,
+            "splits": list(info.splits),
+            "fields": info.columns,
+            "text_fields": info.text_columns,
+            "types": info.features,
+        }
+    else:
+        from mistudio_tui.ml.data.readers import peek_fields
+
+        peek = peek_fields(path, n_samples=3, whole_file=args.txt_mode == "file", max_chars=120)
+        data = {
+            "source": str(path),
+            "file": peek.file,
+            "fields": peek.fields,
+            "text_fields": peek.string_fields,
+            "default_text_field": peek.default_field,
+            "samples": peek.samples,
+        }
+
+    def human() -> str:
+        lines = [f"{key:>18}: {', '.join(map(str, value)) if isinstance(value, list) else value}"
+                 for key, value in data.items() if key not in ("samples", "types")]  # fmt: skip
+        lines += [f"{'sample':>18}: {json.dumps(row, ensure_ascii=False)}" for row in data.get("samples", [])]
+        return "\n".join(lines)
+
+    emit(args.json, data, human)
+
+
 def cmd_resume(args: argparse.Namespace, studio: Studio) -> None:
     run_spec(args, studio, svc.resume_ingest(studio, args.dataset), dataset_summary)
+
+
+def cmd_resume_tokenization(args: argparse.Namespace, studio: Studio) -> None:
+    run_spec(args, studio, svc.resume_tokenization(studio, args.tokenization), tokenization_summary)
 
 
 def cmd_tokenize(args: argparse.Namespace, studio: Studio) -> None:

@@ -37,6 +37,7 @@ from huggingface_hub.utils import build_hf_headers, filter_repo_objects
 from huggingface_hub.utils.sha import git_hash, sha_fileobj
 
 from mistudio_tui.jobs.context import JobContext
+from mistudio_tui.units import format_bytes
 
 try:  # huggingface_hub >= 2 ships its HTTP client as `httpx2` and re-exports it here
     from huggingface_hub.utils import httpx as _http
@@ -310,14 +311,6 @@ def _select(
 
 
 # --- downloading ----------------------------------------------------------------------------------
-def _format_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
 def _disk_error(path: Path, exc: OSError) -> HubDiskError:
     return HubDiskError(f"cannot write '{path}': {exc.strerror or exc}")
 
@@ -526,8 +519,8 @@ def download_repo(
         free = shutil.disk_usage(state.state_dir).free
         if needed > free:
             raise HubDiskError(
-                f"not enough free space in '{dest}' for {what}: {_format_bytes(needed)} needed, "
-                f"{_format_bytes(free)} free"
+                f"not enough free space in '{dest}' for {what}: {format_bytes(needed)} needed, "
+                f"{format_bytes(free)} free"
             )
 
         total = sum(f.size for f in files)
@@ -546,8 +539,8 @@ def download_repo(
 
     if ctx is not None:
         ctx.log(
-            f"downloaded {what} at {listing.commit[:10]}: {len(files)} files, {_format_bytes(total)} "
-            f"({_format_bytes(needed)} fetched now)"
+            f"downloaded {what} at {listing.commit[:10]}: {len(files)} files, {format_bytes(total)} "
+            f"({format_bytes(needed)} fetched now)"
         )
         ctx.artifact(
             "hub_download", dest, repo_id=repo_id, repo_type=repo_type, commit=listing.commit, files=len(files)

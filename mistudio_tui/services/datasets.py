@@ -7,7 +7,7 @@ from typing import Any
 
 from mistudio_tui.db.lookup import resolve, unique_name
 from mistudio_tui.db.models import Dataset, LanguageModel, Tokenization, database
-from mistudio_tui.services.spec import JobSpec, slug
+from mistudio_tui.services.spec import JobSpec, create_pending, slug
 from mistudio_tui.studio import Studio
 
 LOCAL_SUFFIXES = (".txt", ".jsonl", ".json", ".csv", ".parquet")
@@ -34,6 +34,7 @@ def add_dataset(
     limit: int | None = None,
     cleaning: dict[str, Any] | None = None,
     skip_bad_rows: bool = False,
+    streaming: bool = True,
 ) -> JobSpec:
     """Validate the source, create the Dataset row and describe the ingest job."""
     source = source.strip()
@@ -58,11 +59,17 @@ def add_dataset(
         raise ValueError(f"txt mode must be 'lines' or 'file', not {txt_mode!r}")
     if limit is not None and limit <= 0:
         raise ValueError("limit must be a positive number of rows")
+    unknown = sorted(set(cleaning or {}) - set(CLEANING_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown cleaning option {unknown[0]!r}; known: {', '.join(CLEANING_DEFAULTS)}")
     options = dict(CLEANING_DEFAULTS)
     options.update(cleaning or {})
     base = name or (source.rstrip("/").split("/")[-1] if is_hub else path.stem)
     with database.atomic():
-        dataset = Dataset.create(
+        dataset = create_pending(
+            studio,
+            Dataset,
+            "datasets",
             name=unique_name(Dataset, slug(base, "dataset")) if not name else _free_name(Dataset, name),
             source_type="hub" if is_hub else "local",
             source=source,
@@ -70,10 +77,7 @@ def add_dataset(
             hub_split=hub_split if is_hub else None,
             text_field=text_field,
             cleaning=options,
-            status="pending",
         )
-        dataset.path = str(studio.paths.dir("datasets") / f"{dataset.id}-{slug(dataset.name)}")
-        dataset.save()
     params = {
         "source": source,
         "source_type": dataset.source_type,
@@ -85,21 +89,36 @@ def add_dataset(
         "limit": limit,
         "cleaning": options,
         "skip_bad_rows": skip_bad_rows,
+        "streaming": streaming,
         "resume": False,
     }
     return JobSpec("ingest", params, f"Ingest {dataset.name}", dataset)
 
 
+def _resume_params(row: Dataset | Tokenization, what: str, job: str) -> dict[str, Any]:
+    """The params of the job that made `row`, set to resume; clear errors when there is nothing to resume."""
+    if row.status == "ready":
+        raise ValueError(f"{what} '{row.name}' is already complete")
+    if row.status in ("running", "queued"):
+        raise ValueError(f"{what} '{row.name}' is {row.status}; its job is still going")
+    params = dict(row.job.params) if row.job else None
+    if not params:
+        raise ValueError(f"{what} '{row.name}' has no {job} job to resume")
+    params["resume"] = True
+    return params
+
+
 def resume_ingest(studio: Studio, ref: str | int) -> JobSpec:
     """Continue an interrupted or cancelled ingest where it stopped."""
     dataset = resolve(Dataset, ref)
-    if dataset.status == "ready":
-        raise ValueError(f"dataset '{dataset.name}' is already complete")
-    job_params = dict(dataset.job.params) if dataset.job else None
-    if not job_params:
-        raise ValueError(f"dataset '{dataset.name}' has no ingest job to resume")
-    job_params["resume"] = True
-    return JobSpec("ingest", job_params, f"Resume ingest {dataset.name}", dataset)
+    return JobSpec("ingest", _resume_params(dataset, "dataset", "ingest"), f"Resume ingest {dataset.name}", dataset)
+
+
+def resume_tokenization(studio: Studio, ref: str | int) -> JobSpec:
+    """Continue an interrupted or cancelled tokenization from its last checkpoint."""
+    tok = resolve(Tokenization, ref)
+    params = _resume_params(tok, "tokenization", "tokenize")
+    return JobSpec("tokenize", params, f"Resume tokenizing {tok.name}", tok)
 
 
 def _free_name(model: Any, name: str) -> str:
@@ -141,7 +160,10 @@ def tokenize_dataset(
     label = model.name if model else Path(tokenizer_ref).name
     default_name = f"{dataset.name}-{label}-ctx{context_size}"
     with database.atomic():
-        tok = Tokenization.create(
+        tok = create_pending(
+            studio,
+            Tokenization,
+            "tokenizations",
             dataset=dataset,
             model=model,
             name=_free_name(Tokenization, name) if name else unique_name(Tokenization, slug(default_name)),
@@ -151,10 +173,7 @@ def tokenize_dataset(
             packing=packing,
             separator=separator,
             max_tokens=max_tokens,
-            status="pending",
         )
-        tok.path = str(studio.paths.dir("tokenizations") / f"{tok.id}-{slug(tok.name)}")
-        tok.save()
     params = {
         "dataset_dir": dataset.path,
         "tokenizer": tokenizer_ref,

@@ -6,22 +6,13 @@ from pathlib import Path
 from typing import Any
 
 from mistudio_tui.db.lookup import resolve, unique_name
-from mistudio_tui.db.models import ActivationSet, ExtractionTemplate, LanguageModel, Tokenization, database
-from mistudio_tui.services.spec import JobSpec, slug
+from mistudio_tui.db.models import ActivationSet, LanguageModel, Tokenization, database
+from mistudio_tui.services.extraction_templates import EXTRACTION_DEFAULTS, check_config, template_config
+from mistudio_tui.services.spec import JobSpec, create_pending, slug
 from mistudio_tui.studio import Studio
 
 DTYPES = ("float32", "float16", "bfloat16")
 QUANTIZATIONS = (None, "8bit", "4bit")
-EXTRACTION_DEFAULTS: dict[str, Any] = {
-    "hooks": [],
-    "n_tokens": 200_000,
-    "batch_size": 8,
-    "shard_tokens": 65_536,
-    "store_dtype": "float32",
-    "exclude_bos": True,
-    "exclude_special": True,
-    "device": "auto",
-}
 
 
 def add_model(
@@ -87,13 +78,6 @@ def _new_name(model: Any, name: str | None, base: str) -> str:
     return unique_name(model, slug(base))
 
 
-def load_template(ref: str | int | None) -> dict[str, Any]:
-    """The config of an extraction template (empty without one)."""
-    if ref is None:
-        return {}
-    return dict(resolve(ExtractionTemplate, ref).config)
-
-
 def extract_activations(
     studio: Studio,
     model_ref: str | int,
@@ -110,13 +94,7 @@ def extract_activations(
     for row, what in ((model, "model"), (tokenization, "tokenization")):
         if row.status != "ready":
             raise ValueError(f"{what} '{row.name}' is {row.status}; it must be ready")
-    config = dict(EXTRACTION_DEFAULTS)
-    config.update(load_template(template))
-    config.update({k: v for k, v in overrides.items() if v is not None})
-    if hooks:
-        config["hooks"] = list(hooks)
-    if n_tokens is not None:
-        config["n_tokens"] = n_tokens
+    config = extraction_settings(template, hooks=hooks, n_tokens=n_tokens, **overrides)
     if not config["hooks"]:
         raise ValueError("give at least one hook point, e.g. blocks.0.hook_resid_post (see `mistudio models hooks`)")
     _check_hooks(model, config["hooks"])
@@ -125,7 +103,10 @@ def extract_activations(
     hook_label = config["hooks"][0].replace("blocks.", "L").replace(".hook_", "-")
     default = f"{model.name}-{hook_label}-{_short(int(config['n_tokens']))}"
     with database.atomic():
-        aset = ActivationSet.create(
+        aset = create_pending(
+            studio,
+            ActivationSet,
+            "activations",
             name=_new_name(ActivationSet, name, default),
             model=model,
             tokenization=tokenization,
@@ -133,10 +114,7 @@ def extract_activations(
             d_in=model.d_model,
             dtype=config["store_dtype"],
             context_size=tokenization.context_size,
-            status="pending",
         )
-        aset.path = str(studio.paths.dir("activations") / f"{aset.id}-{slug(aset.name)}")
-        aset.save()
     params = dict(config)
     params.update(
         model_path=model.path,
@@ -147,6 +125,41 @@ def extract_activations(
         out_dir=aset.path,
     )
     return JobSpec("activations.extract", params, f"Extract {aset.name}", aset)
+
+
+def extraction_settings(
+    template: str | int | None = None, hooks: list[str] | None = None, n_tokens: int | None = None, **overrides: Any
+) -> dict[str, Any]:
+    """The full extraction settings: defaults, then the template's, then the values given (None: not given)."""
+    config = dict(EXTRACTION_DEFAULTS)
+    config.update(template_config(template))
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if hooks:
+        given["hooks"] = list(hooks)
+    if n_tokens is not None:
+        given["n_tokens"] = n_tokens
+    config.update(check_config(given, "extraction settings"))
+    return config
+
+
+def resume_extraction(studio: Studio, ref: str | int) -> JobSpec:
+    """Continue an interrupted, cancelled or failed extraction from its last complete shard."""
+    aset = resolve(ActivationSet, ref)
+    if aset.origin != "extracted":
+        raise ValueError(f"activation set '{aset.name}' was imported; only extracted sets can be resumed")
+    if aset.status == "ready":
+        raise ValueError(f"activation set '{aset.name}' is already complete")
+    if aset.status in ("running", "queued"):
+        raise ValueError(f"activation set '{aset.name}' is {aset.status}; its job is still going")
+    params = dict(aset.job.params) if aset.job else None
+    if not params or "tokenization_dir" not in params:
+        raise ValueError(f"activation set '{aset.name}' has no extraction job to resume; extract it again")
+    for row, what in ((aset.model, "model"), (aset.tokenization, "tokenization")):
+        if row is None:
+            raise ValueError(f"activation set '{aset.name}' cannot resume: its {what} was deleted")
+        if row.status != "ready":
+            raise ValueError(f"activation set '{aset.name}' cannot resume: {what} '{row.name}' is {row.status}")
+    return JobSpec("activations.extract", params, f"Resume {aset.name}", aset)
 
 
 def _check_hooks(model: LanguageModel, hooks: list[str]) -> None:
@@ -179,13 +192,13 @@ def import_activations(studio: Studio, path: str, key: str | None = None, name: 
     if not src.exists():
         raise FileNotFoundError(f"activations not found: {src}")
     with database.atomic():
-        aset = ActivationSet.create(
+        aset = create_pending(
+            studio,
+            ActivationSet,
+            "activations",
             name=_new_name(ActivationSet, name, f"imported-{src.stem}"),
             origin="imported",
             hooks=[key] if key else [],
-            status="pending",
         )
-        aset.path = str(studio.paths.dir("activations") / f"{aset.id}-{slug(aset.name)}")
-        aset.save()
     params = {"path": str(src.resolve()), "key": key, "out_dir": aset.path}
     return JobSpec("activations.import", params, f"Import {aset.name}", aset)

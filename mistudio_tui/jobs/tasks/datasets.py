@@ -27,7 +27,7 @@ def ingest(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
             params["source"],
             config=params.get("hub_config"),
             split=params.get("hub_split") or "train",
-            streaming=True,
+            streaming=bool(params.get("streaming", True)),
         )
         source: Any = RowSource(rows, total=params.get("limit"), name=params["source"])
     else:

@@ -35,8 +35,58 @@ def describe_folder(
     }
 
 
+def check_quantization(quantization: str | None, dtype: str = "float32") -> None:
+    """Refuse 8-bit / 4-bit quantization on a machine without CUDA (or without bitsandbytes), before any download."""
+    if quantization is None:
+        return
+    from mistudio_tui.ml.device import parse_dtype, pick_device
+    from mistudio_tui.ml.models.loading import quantization_config
+
+    quantization_config(quantization, parse_dtype(dtype), pick_device("auto"))
+
+
+def estimate(
+    source: str,
+    dtype: str = "float32",
+    quantization: str | None = None,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+) -> dict[str, Any]:
+    """What loading a model would take, from its config alone (a hub model's config.json is all that is fetched)."""
+    from mistudio_tui.ml.device import pick_device
+    from mistudio_tui.ml.models.architecture import describe_config
+    from mistudio_tui.ml.models.loading import load_config
+    from mistudio_tui.ml.models.memory import available_memory, estimate_memory
+
+    config = load_config(source, revision=revision, trust_remote_code=trust_remote_code)
+    description = describe_config(config)
+    device = pick_device("auto")
+    problem = None
+    try:
+        check_quantization(quantization, dtype)
+    except ValueError as exc:
+        problem = str(exc)
+    need = estimate_memory(config, dtype, quantization)
+    free = available_memory(device)
+    return {
+        "source": source,
+        "model_type": description.get("model_type"),
+        "d_model": description.get("d_model"),
+        "n_layers": description.get("n_layers"),
+        "n_params": description.get("total_params"),
+        "dtype": dtype,
+        "quantization": quantization,
+        "memory_estimate": need,
+        "device": str(device),
+        "available_memory": free,
+        "fits": None if free is None else need <= free,
+        "problem": problem,
+    }
+
+
 def add(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Download a hub model into its folder (resumable), then inspect it on the meta device."""
+    check_quantization(params.get("quantization"), params.get("dtype") or "float32")
     path = Path(params["path"])
     if params["source_type"] == "hub":
         from mistudio_tui.ml.hub import download_repo

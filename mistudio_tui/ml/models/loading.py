@@ -157,7 +157,7 @@ def check_weight_files(folder: Path) -> list[Path]:
     return files
 
 
-def _quantization_config(quantization: str | None, dtype: torch.dtype, device: torch.device) -> Any:
+def quantization_config(quantization: str | None, dtype: torch.dtype, device: torch.device) -> Any:
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"unknown quantization {quantization!r}; expected none, 8bit or 4bit")
     if quantization is None:
@@ -217,7 +217,7 @@ def load_model(
     """Load a model folder or hub id: causal LMs through AutoModelForCausalLM, others through AutoModel."""
     torch_dtype = parse_dtype(dtype)
     target = device if isinstance(device, torch.device) else pick_device(device)
-    quant_config = _quantization_config(quantization, torch_dtype, target)
+    quant_config = quantization_config(quantization, torch_dtype, target)
     source, local = resolve_model_ref(ref)
     config = load_config(ref, revision=revision, trust_remote_code=trust_remote_code)
     if local is not None:

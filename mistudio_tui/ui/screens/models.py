@@ -4,19 +4,48 @@ from __future__ import annotations
 
 from typing import Any
 
+from rich.markup import escape
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import DataTable, Static, Tree
+from textual.widgets import Checkbox, DataTable, Input, Select, Static, Tree
 
 from mistudio_tui.db.models import ActivationSet, ExtractionTemplate, LanguageModel, Tokenization
+from mistudio_tui.services import extraction_templates as templates
 from mistudio_tui.services import models as svc
 from mistudio_tui.ui import format as fmt
-from mistudio_tui.ui.actions import confirm_delete, start_spec
+from mistudio_tui.ui.actions import confirm_delete, open_job_form, start_spec
 from mistudio_tui.ui.modals.form import Field, FormModal
 from mistudio_tui.ui.screens.base import StudioScreen
 from mistudio_tui.ui.screens.jobs import status_text
 from mistudio_tui.ui.widgets.record_table import RecordTable
+from mistudio_tui.units import format_bytes
+
+
+class ExtractForm(FormModal):
+    """The extraction form: choosing a template fills the other fields with its settings."""
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        if event.select.id != "field-template" or event.value in (Select.NULL, None):
+            return
+        row = ExtractionTemplate.get_or_none(ExtractionTemplate.id == event.value)
+        if row is None:
+            return
+        config = {**templates.EXTRACTION_DEFAULTS, **row.config}
+        if config["hooks"]:
+            self.query_one("#field-hooks", Input).value = ", ".join(config["hooks"])
+        for key in ("n_tokens", "batch_size", "shard_tokens", "device"):
+            self.query_one(f"#field-{key}", Input).value = str(config[key])
+        self.query_one("#field-store_dtype", Select).value = config["store_dtype"]
+        self.query_one("#field-exclude_bos", Checkbox).value = bool(config["exclude_bos"])
+
+
+def hook_summary(hook_points: list[dict[str, Any]]) -> str:
+    """The hook points in one line: blocks.{0..11}.hook_attn_out|hook_mlp_out|..."""
+    layers = sorted({h.get("layer") for h in hook_points if h.get("layer") is not None})
+    kinds = sorted({h["name"].split(".")[-1] for h in hook_points if h["name"].startswith("blocks.")})
+    span = f"blocks.{{{layers[0]}..{layers[-1]}}}" if layers else "blocks.L"
+    return f"{span}.{'|'.join(kinds)}"
 
 
 class ModelsScreen(StudioScreen):
@@ -27,6 +56,8 @@ class ModelsScreen(StudioScreen):
         Binding("a", "add_model", "Add", id="models.add"),
         Binding("e", "extract", "Extract acts", id="models.extract"),
         Binding("i", "import_acts", "Import acts", id="models.import", show=False),
+        Binding("r", "resume", "Resume extraction", id="models.resume", show=False),
+        Binding("f", "favourite", "Favourite template", id="models.favourite", show=False),
         Binding("x", "delete", "Delete", id="models.delete"),
     ]
 
@@ -37,23 +68,25 @@ class ModelsScreen(StudioScreen):
                 yield RecordTable(
                     [
                         ("name", "Name", 22),
+                        ("status", "Status", 9),
                         ("type", "Type", 9),
                         ("d", "d_model", 7),
                         ("layers", "Layers", 6),
                         ("params", "Params", 7),
-                        ("status", "Status", 9),
                     ],
+                    flex="name",
                     id="models-table",
                 )
                 yield Static("Activation sets", classes="section-title")
                 yield RecordTable(
                     [
                         ("name", "Name", 26),
+                        ("status", "Status", 9),
                         ("tok", "Tokenization", 20),
                         ("d", "d_in", 5),
                         ("tokens", "Tokens", 7),
-                        ("status", "Status", 9),
                     ],
+                    flex="name",
                     id="activations-table",
                     classes="short",
                 )
@@ -69,11 +102,11 @@ class ModelsScreen(StudioScreen):
                     m.id,
                     (
                         m.name,
+                        status_text(m.status),
                         m.model_type or "-",
                         str(m.d_model or "-"),
                         str(m.n_layers or "-"),
                         fmt.count(m.n_params),
-                        status_text(m.status),
                     ),
                 )
                 for m in models
@@ -86,10 +119,10 @@ class ModelsScreen(StudioScreen):
                     a.id,
                     (
                         a.name,
+                        status_text(a.status),
                         a.tokenization.name if a.tokenization else "(imported)",
                         str(a.d_in or "-"),
                         fmt.count(a.n_tokens),
-                        status_text(a.status),
                     ),
                 )
                 for a in sets
@@ -122,25 +155,22 @@ class ModelsScreen(StudioScreen):
         arch: dict[str, Any] = model.architecture or {}
         hooks = arch.get("hook_points", [])
         lines = [
-            f"[b]{model.name}[/b]  {model.family or model.model_type or ''}",
-            f"source: {model.source}" + (f" @ {model.revision}" if model.revision else ""),
+            f"[b]{escape(model.name)}[/b]  {model.family or model.model_type or ''}",
+            f"source: {escape(model.source)}" + (f" @ {escape(model.revision)}" if model.revision else ""),
             f"d_model {model.d_model or '-'} · layers {model.n_layers or '-'} · vocab {model.vocab_size or '-'} · "
             f"params {fmt.count(model.n_params)}",
             f"dtype {model.dtype}"
             + (f" · {model.quantization}" if model.quantization else "")
-            + (f" · est. memory {fmt.count(arch['memory_estimate'])}B" if arch.get("memory_estimate") else ""),
+            + (f" · weights ≈ {format_bytes(arch['memory_estimate'])}" if arch.get("memory_estimate") else ""),
         ]
         if hooks:
-            layers = sorted({h.get("layer") for h in hooks if h.get("layer") is not None})
-            kinds = sorted({h["name"].split(".")[-1] for h in hooks if h["name"].startswith("blocks.")})
-            span = f"blocks.{{{layers[0]}..{layers[-1]}}}" if layers else "blocks.L"
-            lines.append(f"hook points: {span}.{'|'.join(kinds)}")
+            lines.append(f"hook points: {hook_summary(hooks)}")
         if model.error:
-            lines.append(f"[red]error: {model.error}[/red]")
+            lines.append(f"[red]error: {escape(model.error)}[/red]")
         detail.update("\n".join(lines))
-        self._fill_tree(tree, arch.get("modules"))
+        self._fill_tree(tree, arch.get("modules"), hooks)
 
-    def _fill_tree(self, tree: Tree, node: dict[str, Any] | None) -> None:
+    def _fill_tree(self, tree: Tree, node: dict[str, Any] | None, hooks: list[dict[str, Any]]) -> None:
         tree.clear()
         if not node:
             tree.root.set_label("modules (inspect the model to see them)")
@@ -156,6 +186,11 @@ class ModelsScreen(StudioScreen):
                     parent.add_leaf(self._node_label(child))
 
         add(tree.root, node.get("children") or [])
+        if hooks:
+            branch = tree.root.add(f"hook points ({len(hooks)})")
+            for hook in hooks:
+                module = hook.get("module_path")
+                branch.add_leaf(hook["name"] + (f"  [dim]{escape(module)}[/dim]" if module else ""))
         tree.root.expand()
 
     @staticmethod
@@ -188,22 +223,18 @@ class ModelsScreen(StudioScreen):
             Field("trust_remote_code", "Trust remote code (runs code from the repo)", kind="bool"),
         ]
 
-        def done(values: dict[str, Any] | None) -> None:
-            if values:
-                start_spec(
-                    self,
-                    lambda: svc.add_model(
-                        self.studio,
-                        values["source"],
-                        name=values["name"],
-                        revision=values["revision"],
-                        dtype=values["dtype"],
-                        quantization=values["quantization"],
-                        trust_remote_code=values["trust_remote_code"],
-                    ),
-                )
+        def build(values: dict[str, Any]) -> Any:
+            return svc.add_model(
+                self.studio,
+                values["source"],
+                name=values["name"],
+                revision=values["revision"],
+                dtype=values["dtype"],
+                quantization=values["quantization"],
+                trust_remote_code=values["trust_remote_code"],
+            )
 
-        self.app.push_screen(FormModal("Add a model", fields, "Add"), done)
+        open_job_form(self, FormModal("Add a model", fields, "Add", build=build))
 
     def action_extract(self) -> None:
         model = self.model
@@ -218,13 +249,13 @@ class ModelsScreen(StudioScreen):
             t.id
             for t in Tokenization.select().where((Tokenization.status == "ready") & (Tokenization.model == model.id))
         ]
-        hooks = [(h["name"], h["name"]) for h in (model.architecture or {}).get("hook_points", [])]
+        points = (model.architecture or {}).get("hook_points", [])
         middle = f"blocks.{max((model.n_layers or 1) // 2, 0)}.hook_resid_post"
-        templates = [
-            (t.name + (" ★" if t.favourite else ""), t.id)
-            for t in ExtractionTemplate.select().order_by(ExtractionTemplate.favourite.desc(), ExtractionTemplate.name)
-        ]
+        default_hook = middle if any(h["name"] == middle for h in points) else (points[0]["name"] if points else "")
+        choices = [(t.name + (" ★" if t.favourite else ""), t.id) for t in templates.list_templates()]
+        d = templates.EXTRACTION_DEFAULTS
         fields = [
+            Field("template", "Template (fills the fields below; favourites first)", kind="choice", choices=choices),
             Field(
                 "tokenization",
                 "Tokenization",
@@ -234,34 +265,80 @@ class ModelsScreen(StudioScreen):
                 default=same[0] if same else toks[0][1],
             ),
             Field(
-                "hook",
-                "Hook point",
-                kind="choice",
-                choices=hooks,
+                "hooks",
+                "Hook points (comma-separated)",
                 required=True,
-                default=middle if any(v == middle for _, v in hooks) else (hooks[0][1] if hooks else None),
+                default=default_hook,
+                help=f"valid: {hook_summary(points)} or a module path" if points else "",
             ),
             Field("n_tokens", "Tokens", kind="int", default="200k"),
-            Field("batch_size", "Batch size (sequences)", kind="int", default=8),
-            Field("template", "Template (optional)", kind="choice", choices=templates),
+            Field("batch_size", "Batch size (sequences)", kind="int", default=d["batch_size"]),
+            Field("shard_tokens", "Tokens per shard", kind="int", default=d["shard_tokens"]),
+            Field(
+                "store_dtype",
+                "Stored dtype",
+                kind="choice",
+                choices=[(x, x) for x in templates.STORE_DTYPES],
+                default=d["store_dtype"],
+                required=True,
+            ),
+            Field("exclude_bos", "Leave out BOS positions", kind="bool", default=d["exclude_bos"]),
+            Field("device", "Device", default=d["device"]),
+            Field("name", "Name (optional)"),
+            Field("save_as", "Save these settings as a template named (optional)"),
+        ]
+
+        def build(values: dict[str, Any]) -> Any:
+            settings = {
+                "hooks": [h.strip() for h in values["hooks"].split(",") if h.strip()],
+                "n_tokens": values["n_tokens"],
+                "batch_size": values["batch_size"],
+                "shard_tokens": values["shard_tokens"],
+                "store_dtype": values["store_dtype"],
+                "exclude_bos": values["exclude_bos"],
+                "device": values["device"],
+            }
+
+            spec = svc.extract_activations(
+                self.studio, model.id, values["tokenization"], name=values["name"], **settings
+            )
+            if values["save_as"]:  # only once the settings are known to be valid
+                saved = templates.save_template(values["save_as"], settings)
+                self.notify(f"saved template '{saved.name}'")
+            return spec
+
+        open_job_form(self, ExtractForm(f"Extract activations of {model.name}", fields, "Extract", build=build))
+
+    def action_favourite(self) -> None:
+        rows = templates.list_templates()
+        if not rows:
+            self.notify("No extraction templates yet: save one from the extract form (e)", severity="warning")
+            return
+        fields = [
+            Field(
+                "template",
+                "Template",
+                kind="choice",
+                required=True,
+                choices=[(t.name + (" ★" if t.favourite else ""), t.id) for t in rows],
+                default=rows[0].id,
+            )
         ]
 
         def done(values: dict[str, Any] | None) -> None:
             if values:
-                start_spec(
-                    self,
-                    lambda: svc.extract_activations(
-                        self.studio,
-                        model.id,
-                        values["tokenization"],
-                        hooks=[values["hook"]],
-                        n_tokens=values["n_tokens"],
-                        batch_size=values["batch_size"],
-                        template=values["template"],
-                    ),
-                )
+                row = templates.set_favourite(values["template"])
+                mark = "is now a favourite ★" if row.favourite else "is no longer a favourite"
+                self.notify(f"'{row.name}' {mark}")
 
-        self.app.push_screen(FormModal(f"Extract activations of {model.name}", fields, "Extract"), done)
+        self.app.push_screen(FormModal("Mark or unmark a favourite template", fields, "Toggle ★"), done)
+
+    def action_resume(self) -> None:
+        aset = self.activation_set
+        if aset is None:
+            self.notify("Select an activation set first", severity="warning")
+            return
+        start_spec(self, lambda: svc.resume_extraction(self.studio, aset.id))
 
     def action_import_acts(self) -> None:
         fields = [
@@ -270,14 +347,10 @@ class ModelsScreen(StudioScreen):
             Field("name", "Name (optional)"),
         ]
 
-        def done(values: dict[str, Any] | None) -> None:
-            if values:
-                start_spec(
-                    self,
-                    lambda: svc.import_activations(self.studio, values["path"], key=values["key"], name=values["name"]),
-                )
+        def build(values: dict[str, Any]) -> Any:
+            return svc.import_activations(self.studio, values["path"], key=values["key"], name=values["name"])
 
-        self.app.push_screen(FormModal("Import activations", fields, "Import"), done)
+        open_job_form(self, FormModal("Import activations", fields, "Import", build=build))
 
     def action_delete(self) -> None:
         focused = self.focused
