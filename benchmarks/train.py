@@ -21,6 +21,7 @@ from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.bench_models import sync
 from mistudio_tui.jobs.context import LocalContext
 from mistudio_tui.ml.batches import TensorBatchSource
 from mistudio_tui.ml.device import pick_device
@@ -29,11 +30,8 @@ from mistudio_tui.ml.sae.trainer import SAETrainer
 
 ARCHITECTURES = ("topk", "batchtopk", "standard", "jumprelu")
 SPARSE = ("topk", "batchtopk")
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+VS_REFERENCE_GOAL = 1.0  # every architecture at least as fast as the plain PyTorch SAE of the same shape
+TOPK_VS_RELU_GOAL = 1.5  # TopK at k=32 of 6144 latents must use its sparsity, not just match the dense ReLU SAE
 
 
 def timed(step: Callable[[], None], warmup: int, steps: int, device: torch.device) -> float:
@@ -127,7 +125,7 @@ def our_step(
     k: int,
     batch: int,
     device: torch.device,
-    sparse: bool = True,
+    sparse: bool | None = None,
     dtype: str = "fp32",
 ) -> Callable[[], None]:
     """A prepared SAETrainer whose `train_step` is what we time."""
@@ -169,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     d_in, batch, k = args.d_in, args.batch_size, args.k
     d_sae = d_in * args.expansion
     warmup, steps = (1, 1) if args.quick else (2, 8)
+    if device.type == "cuda":  # GPU steps take milliseconds: time enough of them to rise above launch noise
+        warmup, steps = (5, 30) if args.quick else (10, 100)
     architectures = [a.strip() for a in args.architectures.split(",") if a.strip()]
     torch.manual_seed(0)
     data = torch.randn(4 * batch, d_in) * 3 + 0.5
@@ -198,14 +198,18 @@ def main(argv: list[str] | None = None) -> int:
         dense_kernels = batch / timed(
             our_step("topk", data, d_sae, k, batch, device, sparse=False, dtype=args.dtype), warmup, steps, device
         )
+        sparse_kernels = batch / timed(
+            our_step("topk", data, d_sae, k, batch, device, sparse=True, dtype=args.dtype), warmup, steps, device
+        )
         print(f"{'topk, dense kernels':<12} {dense_kernels:>12,.0f}")
+        print(f"{'topk, sparse kernels':<12} {sparse_kernels:>12,.0f}  (the default: sparse on CPU, dense on CUDA)")
     for architecture in architectures:
-        target = 1.5 if architecture in SPARSE else 0.9
-        print(bench_line(f"train_{architecture}_vs_ref", ours[architecture] / refs[architecture], "x", ">=", target))
+        ratio = ours[architecture] / refs[architecture]
+        print(bench_line(f"train_{architecture}_vs_ref", ratio, "x", ">=", VS_REFERENCE_GOAL))
     if dense_kernels:
-        print(bench_line("train_topk_sparse_vs_dense_kernels", ours["topk"] / dense_kernels, "x", ">=", 1.0))
+        print(bench_line("train_topk_sparse_vs_dense_kernels", sparse_kernels / dense_kernels, "x", ">=", 1.0))
     if "topk" in ours and "standard" in ours:
-        print(bench_line("train_topk_vs_relu", ours["topk"] / ours["standard"], "x", ">=", 1.5))
+        print(bench_line("train_topk_vs_relu", ours["topk"] / ours["standard"], "x", ">=", TOPK_VS_RELU_GOAL))
     for architecture in architectures:
         target = 0.4 if architecture in SPARSE else 0.15
         print(bench_line(f"train_{architecture}_of_matmul_peak", ours[architecture] / peak, "fraction", ">=", target))

@@ -8,7 +8,7 @@ from typing import Any
 
 from peewee import Model
 
-from mistudio_tui.db.models import ALL_MODELS, Job, database, utcnow
+from mistudio_tui.db.models import ALL_MODELS, Job, Training, database, utcnow
 
 ACTIVE_STATES = ("queued", "running")
 RESOURCE_STATUS = {
@@ -64,6 +64,11 @@ def _set_resource_status(job: Job, status: str, error: str | None = None) -> Non
     if "error" in model._meta.fields:
         values[model.error] = error
     model.update(values).where(model.id == resource.id).execute()
+    members = [m["training_id"] for m in (job.params or {}).get("members", []) if m.get("training_id")]
+    if members:  # several SAEs trained by one job (train.multi) share its state
+        Training.update(status=RESOURCE_STATUS.get(status, status), error=error).where(
+            Training.id.in_(members)
+        ).execute()
 
 
 def mark_running(job_id: int, pid: int) -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -67,3 +70,89 @@ class TensorBatchSource:
         self.epoch = int(state["epoch"])
         self.position = int(state["position"])
         self._order = self._make_order()
+
+
+class PrefetchingSource:
+    """Reads the next batch in a background thread (and, on CUDA, copies it from pinned memory on a side stream)
+    while the current step computes. `state_dict()` is the wrapped source's state after the last batch handed out,
+    so checkpoints never skip the batches that were read ahead."""
+
+    def __init__(self, source: BatchSource, device: torch.device, depth: int = 2) -> None:
+        self.source, self.device, self.depth = source, torch.device(device), depth
+        self.d_in = source.d_in
+        self._state = source.state_dict()
+        self._size: int | None = None
+        self._queue: queue.Queue[tuple[torch.Tensor | None, Any, dict[str, Any], BaseException | None]] = queue.Queue(
+            maxsize=depth
+        )
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+
+    def next_batch(self, batch_size: int) -> torch.Tensor:
+        if batch_size != self._size:
+            self._restart(batch_size)
+        batch, ready, state, error = self._queue.get()
+        if error is not None:
+            self._size = None
+            raise error
+        assert batch is not None
+        if ready is not None:  # the copy ran on the side stream: order it before this stream's use
+            current = torch.cuda.current_stream(self.device)
+            current.wait_event(ready)
+            batch.record_stream(current)
+        self._state = state
+        return batch
+
+    def state_dict(self) -> dict[str, Any]:
+        return self._state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.close()
+        self.source.load_state_dict(state)
+        self._state = self.source.state_dict()
+
+    def close(self) -> None:
+        """Stop reading ahead and rewind the source to the last batch handed out."""
+        if self._thread is not None:
+            self._stop.set()
+            while self._thread.is_alive():
+                with contextlib.suppress(queue.Empty):
+                    self._queue.get(timeout=0.05)
+            self._thread = None
+            self.source.load_state_dict(self._state)
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        self._size = None
+
+    def _restart(self, batch_size: int) -> None:
+        self.close()
+        self._size, self._stop = batch_size, threading.Event()
+        self._thread = threading.Thread(
+            target=self._produce, args=(batch_size, self._stop), name="batch-prefetch", daemon=True
+        )
+        self._thread.start()
+
+    def _produce(self, batch_size: int, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                batch = self.source.next_batch(batch_size)
+                state = self.source.state_dict()
+                ready = None
+                if self._stream is not None:
+                    with torch.cuda.stream(self._stream):
+                        host = batch.pin_memory() if batch.device.type == "cpu" else batch
+                        batch = host.to(self.device, non_blocking=True).float()
+                        ready = torch.cuda.Event()
+                        ready.record(self._stream)
+                item = (batch, ready, state, None)
+            except BaseException as exc:  # handed to the consumer, which raises it
+                item = (None, None, self._state, exc)
+            while not stop.is_set():
+                try:
+                    self._queue.put(item, timeout=0.05)
+                    break
+                except queue.Full:
+                    continue
+            if item[3] is not None:
+                return

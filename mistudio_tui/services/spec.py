@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from peewee import Model
 
 from mistudio_tui.db.models import Job
+
+if TYPE_CHECKING:
+    from mistudio_tui.studio import Studio
+
+RowT = TypeVar("RowT", bound=Model)
 
 
 @dataclass
@@ -29,3 +34,11 @@ def slug(text: str, fallback: str = "item") -> str:
     """A filesystem- and CLI-friendly name: lowercase letters, digits, dots, dashes."""
     out = re.sub(r"[^a-zA-Z0-9._-]+", "-", text.strip()).strip("-.").lower()
     return out[:60] or fallback
+
+
+def create_pending(studio: Studio, table: type[RowT], folder: str, /, **fields: Any) -> RowT:
+    """A new pending `table` row whose files go in `<folder>/<id>-<slug of its name>` of the studio's storage."""
+    row = table.create(status="pending", **fields)
+    row.path = str(studio.paths.dir(folder) / f"{row.id}-{slug(row.name)}")
+    row.save()
+    return row

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from mistudio_tui.db.lookup import resolve, unique_name
-from mistudio_tui.db.models import ActivationSet, Training, TrainingTemplate, database
-from mistudio_tui.services.spec import JobSpec, slug
+from mistudio_tui.db.models import ActivationSet, LanguageModel, Tokenization, Training, TrainingTemplate, database
+from mistudio_tui.services.spec import JobSpec, create_pending, slug
 from mistudio_tui.studio import Studio
 
 ARCHITECTURES = ("relu", "topk", "batchtopk", "jumprelu")
@@ -108,23 +108,33 @@ def new_training(
     sae = config["sae"]
     default = f"{sae['architecture']}-{slug(hook or 'acts')}-{sae['d_sae']}"
     with database.atomic():
-        training = Training.create(
+        training = create_training(
+            studio,
+            config,
             name=_name(name, default),
             activation_set=aset,
             model=aset.model,
             tokenization=aset.tokenization,
-            architecture=sae["architecture"],
             hook_name=hook,
-            d_in=sae["d_in"],
-            d_sae=sae["d_sae"],
-            config=config,
-            total_tokens=int(config["train"]["total_tokens"]),
             tags=tags,
-            status="pending",
         )
-        training.path = str(studio.paths.dir("saes") / f"{training.id}-{slug(training.name)}")
-        training.save()
     return train_spec(training, resume=False)
+
+
+def create_training(studio: Studio, config: dict[str, Any], **fields: Any) -> Training:
+    """A pending Training row for `config` (plus `fields`), with its folder under the studio's saes/."""
+    sae = config["sae"]
+    return create_pending(
+        studio,
+        Training,
+        "saes",
+        architecture=sae["architecture"],
+        d_in=sae["d_in"],
+        d_sae=sae["d_sae"],
+        config=config,
+        total_tokens=int(config["train"]["total_tokens"]),
+        **fields,
+    )
 
 
 def _name(name: str | None, default: str) -> str:
@@ -140,13 +150,7 @@ def train_spec(training: Training, resume: bool) -> JobSpec:
     aset = training.activation_set
     model = training.model
     tok = training.tokenization
-    metadata = {
-        "model_name": model.source if model else None,
-        "hook_name": training.hook_name,
-        "context_size": aset.context_size if aset else None,
-        "prepend_bos": tok.prepend_bos if tok else True,
-        "dataset_path": tok.dataset.source if tok else None,
-    }
+    metadata = {**run_metadata(model, tok, aset.context_size if aset else None), "hook_name": training.hook_name}
     params = {
         "sae": training.config["sae"],
         "train": training.config["train"],
@@ -154,15 +158,30 @@ def train_spec(training: Training, resume: bool) -> JobSpec:
         "out_dir": training.path,
         "resume": resume,
         "metadata": metadata,
-        "eval": {
-            "model_path": model.path if model else None,
-            "model_dtype": model.dtype if model else None,
-            "tokenization_dir": tok.path if tok else None,
-            "is_causal_lm": bool(model.is_causal_lm) if model else False,
-        },
+        "eval": eval_params(model, tok),
     }
     verb = "Resume" if resume else "Train"
     return JobSpec("train", params, f"{verb} {training.name}", training)
+
+
+def run_metadata(model: LanguageModel | None, tok: Tokenization | None, context_size: int | None) -> dict[str, Any]:
+    """Where a run's activations come from, as recorded with the trained SAE."""
+    return {
+        "model_name": model.source if model else None,
+        "context_size": context_size,
+        "prepend_bos": tok.prepend_bos if tok else True,
+        "dataset_path": tok.dataset.source if tok else None,
+    }
+
+
+def eval_params(model: LanguageModel | None, tok: Tokenization | None) -> dict[str, Any]:
+    """The model and tokenization an SAE evaluation runs through (none where the run has none)."""
+    return {
+        "model_path": model.path if model else None,
+        "model_dtype": model.dtype if model else None,
+        "tokenization_dir": tok.path if tok else None,
+        "is_causal_lm": bool(model.is_causal_lm) if model else False,
+    }
 
 
 def resume_training(ref: str | int) -> JobSpec:
@@ -201,3 +220,41 @@ def clone_training(studio: Studio, ref: str | int, name: str | None = None, **ch
         **options,
         **changes,
     )
+
+
+def evaluate_training(
+    ref: str | int, tokens: int | None = None, device: str | None = None, tokenization: str | int | None = None
+) -> JobSpec:
+    """The job that re-evaluates a finished SAE (held-out reconstruction, CE loss) into `Training.evaluation`."""
+    training = resolve(Training, ref)
+    if training.status not in ("ready", "completed"):
+        raise ValueError(f"training '{training.name}' is {training.status}; only a finished SAE can be evaluated")
+    if tokens is not None and tokens <= 0:
+        raise ValueError(f"--tokens must be positive, got {tokens}")
+    aset = training.activation_set
+    tok = resolve(Tokenization, tokenization) if tokenization is not None else training.tokenization
+    model = training.model or (tok.model if tok is not None else None)
+    if tok is not None and model is not None and tok.model is not None and tok.model.id != model.id:
+        raise ValueError(f"tokenization '{tok.name}' was made for model '{tok.model.name}', not '{model.name}'")
+    if aset is None and (tok is None or model is None):
+        raise ValueError(
+            f"'{training.name}' has no activation set to evaluate on; "
+            "give a tokenization of its model with --tokenization"
+        )
+    if aset is None and not training.hook_name:
+        raise ValueError(f"'{training.name}' does not say which hook point it reads; import it again with --hook")
+    params = {
+        "training_id": training.id,
+        "sae_dir": training.path,
+        "hook": training.hook_name,
+        "tokens": tokens,
+        "device": device or (training.config.get("train") or {}).get("device") or "auto",
+        "source": {
+            "dir": aset.path if aset else None,
+            "hook": training.hook_name,
+            "held_out": training.origin == "trained",
+        },
+        "eval": {**eval_params(model, tok), "context_size": tok.context_size if tok else None},
+        "previous": training.evaluation or {},
+    }
+    return JobSpec("sae.eval", params, f"Evaluate {training.name}", None)

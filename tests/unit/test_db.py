@@ -18,6 +18,7 @@ from mistudio_tui.db.models import (
     Feature,
     FeatureLabel,
     FeatureSet,
+    Job,
     LanguageModel,
     Tokenization,
     Training,
@@ -191,3 +192,15 @@ def test_database_written_by_the_first_schema_opens_upgraded_with_its_data(tmp_p
     ds.n_documents = 13
     ds.save()  # every column the current models know exists in the upgraded table
     assert Dataset.get_by_id(ds.id).n_documents == 13
+
+
+def test_an_interrupted_multi_sae_job_marks_every_member_run(db):
+    from mistudio_tui.db.jobs import mark_running, recover_interrupted
+
+    runs = [Training.create(name=f"g-{i}", group_name="g") for i in range(3)]
+    members = [{"training_id": t.id} for t in runs]
+    job = Job.create(kind="train.multi", params={"members": members}, resource_type="training", resource_id=runs[0].id)
+    mark_running(job.id, pid=2**22 + 12345)  # a pid that does not exist
+    assert {t.status for t in Training.select()} == {"running"}
+    assert recover_interrupted() == [job.id]
+    assert {t.status for t in Training.select()} == {"interrupted"}

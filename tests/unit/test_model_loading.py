@@ -13,14 +13,7 @@ from mistudio_tui.ml.models.architecture import describe_config, describe_model
 from mistudio_tui.ml.models.loading import LoadedModel, load_model
 from mistudio_tui.ml.models.memory import build_on_meta, estimate_memory
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Tiny models run far faster on one thread (and do not fight other test processes for cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -223,6 +223,23 @@ def test_standard_sae_starts_with_small_decoder_and_tied_encoder() -> None:
     torch.testing.assert_close(sae.W_enc, sae.W_dec.t())
 
 
+@pytest.mark.parametrize("architecture", ["topk", "batchtopk", "jumprelu"])
+def test_data_init_gives_every_latent_the_same_starting_firing_rate(architecture: str) -> None:
+    # Anisotropic data: without the b_enc init, latents aligned with the big directions win every TopK slot.
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(4000, 8, generator=gen) * torch.tensor([20.0, 10.0, 1, 1, 1, 1, 1, 1]) + 3.0
+    sae = create_sae(SAEConfig(d_in=8, d_sae=40, k=4, architecture=architecture), gen)
+    with torch.no_grad():
+        sae.b_dec.copy_(x.mean(0))
+    sae.initialize_from_batch(x)
+    gate = sae.threshold if architecture == "jumprelu" else 0.0
+    rates = (sae.pre_activations(x) > gate).float().mean(0)
+    torch.testing.assert_close(rates, torch.full((40,), 4 / 40), atol=1.5 / 4000, rtol=0)
+    if architecture == "topk":
+        fired = torch.count_nonzero(sae.encode(x), dim=0)
+        assert bool((fired > 0).all())  # every latent takes part in the TopK from the start
+
+
 def test_config_validation_names_the_field() -> None:
     with pytest.raises(ValueError, match="architecture 'gated'"):
         SAEConfig(d_in=8, architecture="gated")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -16,12 +15,7 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 BENCH_LINE = re.compile(r"^BENCH (\S+) (\S+) (\S+) goal (>=|<=) (\S+) (ok|short)$")
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def load_script(name: str) -> ModuleType:
@@ -59,6 +53,22 @@ def test_sae_quality_compares_three_recipes(tmp_path: Path, capsys: pytest.Captu
     for recipe in ("ours", "sparsify", "naive"):
         assert re.search(rf"^{recipe}\s+-?\d", out, flags=re.MULTILINE)
     assert 0.0 < lines["quality_ev_ours"][0] <= 1.0
+
+
+def test_sae_quality_reads_an_activation_set_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from mistudio_tui.ml.activations.importing import import_activations
+
+    data = torch.randn(3000, 16, generator=torch.Generator().manual_seed(1)) + 1.0
+    save_file({"acts": data}, str(tmp_path / "acts.safetensors"))
+    import_activations(tmp_path / "acts.safetensors", tmp_path / "set", hook_name="blocks.0.hook_resid_post")
+    module = load_script("sae_quality")
+    torch.testing.assert_close(module.load_activations(tmp_path / "set", None), data)
+    with pytest.raises(ValueError, match="unknown recipe"):
+        module.main(["--activations", str(tmp_path / "set"), "--recipes", "ours,mine"])
+    args = ["--activations", str(tmp_path / "set"), "--quick", "--recipes", "ours,naive", "--k", "4"]
+    assert module.main([*args, "--expansion", "2", "--batch-size", "256"]) == 0
+    out = capsys.readouterr().out
+    assert "budget 2,700 tokens" in out and set(bench_lines(out)) == {"quality_ev_naive"}
 
 
 def test_train_benchmark_prints_every_figure(capsys: pytest.CaptureFixture[str]) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,13 +33,7 @@ METRIC_KEYS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny matrices run faster (and steadier on a shared machine) without intra-op threads."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def planted_data(
@@ -113,7 +106,7 @@ def test_metrics_progress_artifacts_and_saved_folder(tmp_path: Path) -> None:
     for row in rows:
         assert set(row) == METRIC_KEYS | {"aux_loss"}
         assert all(isinstance(v, (int, float)) for v in row.values())
-    assert rows[-1]["tokens"] == 128 * 45 and rows[-1]["l0"] == pytest.approx(2.0)
+    assert rows[-1]["tokens"] == 128 * 45 and 0 < rows[-1]["l0"] <= 2.0  # TopK keeps at most k (ReLU after TopK)
     assert rows[-1]["explained_variance"] > rows[0]["explained_variance"]
 
     progress = [m for m in ctx.messages if isinstance(m, p.Progress)]

@@ -103,12 +103,7 @@ class JumpReLUSAE(_ThresholdFP32, SparseAutoencoder):
     @torch.no_grad()
     def initialize_from_batch(self, x: Tensor) -> None:
         """Set b_enc so each latent starts above its threshold on about k / d_sae of the tokens."""
-        x = x[:8192].to(self.W_enc.dtype)
-        self.b_enc.zero_()
-        pre = self.pre_activations(x).float()
-        rank = max(1, round(x.shape[0] * min(1.0, self.cfg.k / self.d_sae)))
-        cut = pre.topk(rank, dim=0).values[-1]
-        self.b_enc.copy_(self.threshold - cut)
+        self.b_enc.copy_(self.threshold - self.pre_activation_quantile(x, self.cfg.k / self.d_sae))
 
     def activation(self, pre: Tensor) -> Tensor:
         return self._jump(pre)
@@ -149,6 +144,11 @@ class TopKSAE(SparseAutoencoder):
     saved_architecture = "topk"
     unit_norm_decoder = True
     batch_topk = False
+
+    @torch.no_grad()
+    def initialize_from_batch(self, x: Tensor) -> None:
+        """Set b_enc so every latent starts positive on about k / d_sae of the tokens: all take part in the TopK."""
+        self.b_enc.copy_(-self.pre_activation_quantile(x, self.cfg.k / self.d_sae))
 
     def activation(self, pre: Tensor) -> Tensor:
         values, index = pre.topk(self.cfg.k, dim=-1, sorted=False)

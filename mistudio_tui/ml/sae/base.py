@@ -10,6 +10,8 @@ from torch import Tensor, nn
 
 from mistudio_tui.ml.sae.config import SAEConfig
 
+INIT_ROWS = 16384  # rows of the first batch used by data-dependent initialisation
+
 
 @dataclass
 class LossOutput:
@@ -63,6 +65,15 @@ class SparseAutoencoder(nn.Module):
     @torch.no_grad()
     def initialize_from_batch(self, x: Tensor) -> None:
         """Data-dependent initialisation after b_dec is set (default: nothing)."""
+
+    @torch.no_grad()
+    def pre_activation_quantile(self, x: Tensor, rate: float) -> Tensor:
+        """Per latent, the pre-activation (with b_enc = 0) that a `rate` fraction of the rows of `x` exceed."""
+        x = x[:INIT_ROWS].to(self.W_enc.dtype)
+        x_in = x - self.b_dec if self.cfg.apply_b_dec_to_input else x
+        pre = (x_in @ self.W_enc).float()
+        rank = max(1, round(x.shape[0] * min(1.0, rate)))
+        return pre.topk(rank, dim=0).values[-1]
 
     # --- inference -------------------------------------------------------------------------------
     def pre_activations(self, x: Tensor) -> Tensor:

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from mistudio_tui.jobs.context import JobCancelled, JobContext
-from mistudio_tui.ml.batches import BatchSource
+from mistudio_tui.ml.batches import BatchSource, PrefetchingSource
 from mistudio_tui.ml.device import pick_device, seed_everything
 from mistudio_tui.ml.sae.architectures import create_sae
 from mistudio_tui.ml.sae.base import LossOutput
@@ -48,18 +48,30 @@ class SAETrainer:
     """Trains one SAE from a BatchSource; `train_sae` is the usual entry point."""
 
     def __init__(
-        self, sae_cfg: SAEConfig, train_cfg: TrainConfig, source: BatchSource, out_dir: Path, ctx: JobContext
+        self,
+        sae_cfg: SAEConfig,
+        train_cfg: TrainConfig,
+        source: BatchSource,
+        out_dir: Path,
+        ctx: JobContext,
+        prefetch: bool | None = None,
     ) -> None:
         if int(source.d_in) != sae_cfg.d_in:
             raise ValueError(f"the activations have d_in={source.d_in}, but the SAE config says d_in={sae_cfg.d_in}")
+        self.device = pick_device(train_cfg.device)
+        # On a GPU, reading and copying the next batch overlaps the current step (the source must be this
+        # trainer's alone: several trainers sharing one model stream pass prefetch=False).
+        if prefetch if prefetch is not None else self.device.type == "cuda":
+            source = PrefetchingSource(source, self.device)
         self.sae_cfg, self.train_cfg, self.source, self.ctx = sae_cfg, train_cfg, source, ctx
         self.out_dir = Path(out_dir)
         self.checkpoint_dir = self.out_dir / CHECKPOINT_DIR
-        self.device = pick_device(train_cfg.device)
         self.autocast_dtype = torch.bfloat16 if train_cfg.dtype == "bf16" else None
         seed_everything(train_cfg.seed)
         self.sae = create_sae(sae_cfg, torch.Generator().manual_seed(train_cfg.seed)).to(self.device)
-        self.sae.use_sparse_kernels = train_cfg.sparse_kernels
+        # Sparse decoding wins on CPU; on a GPU the dense matmul was faster at the widths measured (RESULTS.md).
+        sparse = train_cfg.sparse_kernels
+        self.sae.use_sparse_kernels = self.device.type != "cuda" if sparse is None else sparse
         self.d_sae = self.sae.d_sae
         self.peak_lr = train_cfg.lr if train_cfg.lr is not None else default_lr(self.d_sae)
         self.optimizer = torch.optim.Adam(
@@ -138,19 +150,23 @@ class SAETrainer:
             while self.step < self.total_steps:
                 self.ctx.check_cancelled()
                 self.train_step()
-                if self.step % self.train_cfg.metrics_every == 0:
-                    self._emit_metrics()
-                if self.step % self.train_cfg.density_hist_every == 0:
-                    self._emit_histogram()
-                if self.step % self.train_cfg.checkpoint_every == 0:
-                    self.save_checkpoint()
-                self.ctx.progress(
-                    self.tokens, self.train_cfg.total_tokens, f"step {self.step}/{self.total_steps}", unit="tokens"
-                )
+                self.after_step()
         except JobCancelled:
             path = self.save_checkpoint()
             self.ctx.log(f"training cancelled at step {self.step}; checkpoint written to {path}")
             raise
+
+    def after_step(self) -> None:
+        """Report the metrics, histogram, checkpoint and progress due at the current step."""
+        if self.step % self.train_cfg.metrics_every == 0:
+            self._emit_metrics()
+        if self.step % self.train_cfg.density_hist_every == 0:
+            self._emit_histogram()
+        if self.step % self.train_cfg.checkpoint_every == 0:
+            self.save_checkpoint()
+        self.ctx.progress(
+            self.tokens, self.train_cfg.total_tokens, f"step {self.step}/{self.total_steps}", unit="tokens"
+        )
 
     def train_step(self) -> None:
         """One optimiser step on the next batch, with all the bookkeeping (no reporting)."""
@@ -164,6 +180,7 @@ class SAETrainer:
         coefficient = sparsity_coefficient_at(self.step, self.base_coefficient, self.sparsity_warmup)
         dead_mask = self.tokens_since_fired >= self.dead_threshold if self.uses_auxk else None
         outputs = self._gradients_with_oom_retry(x, coefficient, dead_mask)
+        self._reduce_gradients(x.shape[0], n)
         self.sae.before_optimizer_step()
         if self.train_cfg.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.sae.parameters(), self.train_cfg.grad_clip)
@@ -219,15 +236,28 @@ class SAETrainer:
             terms = torch.stack([out.total.detach(), out.aux.detach(), out.sparsity.detach()]).double()
             self.window_losses += terms * rows
             fired += out.fired
-        self.tokens_since_fired += x.shape[0]
+        fired, rows = self._reduce_fired(fired, x.shape[0])
+        self.tokens_since_fired += rows
         self.tokens_since_fired.masked_fill_(fired > 0, 0)
         self.histogram_fired += fired
-        self.histogram_tokens += x.shape[0]
+        self.histogram_tokens += rows
+
+    # --- data-parallel hooks (no-ops here; ml.sae.distributed overrides them) -----------------------
+    def _reduce_gradients(self, local_rows: int, global_rows: int) -> None:
+        """Turn this process's gradients (mean over its `local_rows`) into the mean over `global_rows`."""
+
+    def _reduce_fired(self, fired: Tensor, rows: int) -> tuple[Tensor, int]:
+        """Per-latent firing counts and rows of this step over all processes."""
+        return fired, rows
+
+    def _reduce_window(self) -> None:
+        """Sum the metric window over all processes before it is reported."""
 
     # --- reporting -------------------------------------------------------------------------------
     def _emit_metrics(self) -> None:
         if self.window.tokens == 0:
             return
+        self._reduce_window()
         stats = self.window.result()
         n = self.window.tokens
         total, aux, sparsity = (float(v) / n for v in self.window_losses)

@@ -1,0 +1,183 @@
+"""Worker side of saved SAEs: evaluate one on held-out activations and CE loss, import one from another tool."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from mistudio_tui.jobs.context import JobContext
+
+HELD_OUT_FRACTION = 0.05  # the tail of an activation set that training never sees
+CE_EVAL_SEQUENCES = 32
+DEFAULT_EVAL_TOKENS = 65_536
+EVAL_BATCH_SIZE = 4096
+DOWNLOAD_DIR = "download"
+
+
+def ce_loss_metrics(
+    info: dict[str, Any],
+    sae_dir: Path,
+    hook: str,
+    device: str,
+    ctx: JobContext,
+    sequences: int = CE_EVAL_SEQUENCES,
+) -> dict[str, float]:
+    """CE loss clean / SAE spliced in / zero-ablated, fraction recovered and KL, on the tokenization's last rows.
+
+    `info` holds model_path, model_dtype, tokenization_dir and is_causal_lm; an empty dict comes back when any is
+    missing or the model is not a causal LM.
+    """
+    if not (info.get("is_causal_lm") and info.get("model_path") and info.get("tokenization_dir")):
+        return {}
+    import numpy as np
+    import torch
+
+    from mistudio_tui.ml.data.token_store import TokenStore
+    from mistudio_tui.ml.models.hooks import patch_activation
+    from mistudio_tui.ml.models.loading import load_model
+    from mistudio_tui.ml.sae.evaluate import evaluate_ce_loss
+    from mistudio_tui.ml.sae.formats import load_any
+
+    ctx.progress(0, None, text="evaluating CE loss with the SAE spliced in")
+    loaded = load_model(info["model_path"], dtype=info.get("model_dtype") or "float32", device=device)
+    sae = load_any(sae_dir, device=loaded.device).sae.eval()
+    tokens = TokenStore(Path(info["tokenization_dir"]))
+    start = max(len(tokens) - max(1, sequences), 0)  # the end of the tokenization: least likely trained on
+
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for _, rows, lengths in tokens.iter_batches(8, start=start):
+            ids = torch.from_numpy(np.array(rows, dtype=np.int64))
+            valid = torch.from_numpy(np.array(lengths, dtype=np.int64))
+            mask = (torch.arange(ids.shape[1])[None, :] < valid[:, None]).long()
+            yield ids.to(loaded.device), mask.to(loaded.device)
+
+    def patch(fn: Any) -> Any:
+        return patch_activation(loaded.model, hook, fn)
+
+    bos = tokens.meta.get("bos_token_id") if tokens.meta.get("prepend_bos") else None
+    result = evaluate_ce_loss(loaded.model, sae, patch, batches(), bos_token_id=bos, ctx=ctx)
+    return {k if k.startswith(("ce_", "kl_")) else f"ce_eval_{k}": float(v) for k, v in result.items()}
+
+
+def evaluate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Reconstruction metrics on held-out activations and, for causal LMs, CE loss with the SAE spliced in."""
+    from mistudio_tui.ml.activations.store import ActivationStore, ShuffledActivationSource, held_out_split
+    from mistudio_tui.ml.device import pick_device
+    from mistudio_tui.ml.sae.evaluate import evaluate_reconstruction
+    from mistudio_tui.ml.sae.formats import load_any
+
+    sae_dir = Path(params["sae_dir"])
+    device = pick_device(params.get("device") or "auto")
+    ctx.started(str(device))
+    sae = load_any(sae_dir, device=device).sae.eval()
+    requested = params.get("tokens")
+    evaluation: dict[str, Any] = {}
+    source_spec = params.get("source") or {}
+    if source_spec.get("dir"):
+        store = ActivationStore(Path(source_spec["dir"]))
+        hook = source_spec.get("hook") or store.hooks[0]
+        if source_spec.get("held_out", True):
+            rows, where = held_out_split(store, fraction=HELD_OUT_FRACTION)[1], "held_out"
+        else:
+            rows, where = (0, store.n_tokens), "all_rows"
+        n_tokens = min(int(requested or DEFAULT_EVAL_TOKENS), rows[1] - rows[0])
+        source = ShuffledActivationSource(store, hook, seed=0, rows=rows, prefetch=False)
+        ctx.log(f"reconstruction metrics on {n_tokens:,} {where.replace('_', '-')} rows of {store.folder.name}")
+        result = evaluate_reconstruction(sae, source, n_tokens, EVAL_BATCH_SIZE, ctx)
+        evaluation.update(result.metrics, source=where)
+    info = params.get("eval") or {}
+    sequences = CE_EVAL_SEQUENCES
+    if requested and info.get("context_size"):
+        sequences = max(1, math.ceil(int(requested) / int(info["context_size"])))
+    ce = ce_loss_metrics(info, sae_dir, params.get("hook") or "", str(device), ctx, sequences=sequences)
+    evaluation.update(ce)
+    if not evaluation:
+        raise ValueError(
+            f"nothing to evaluate {sae_dir} on: it has no activation set, and no causal LM with a tokenization"
+        )
+    resource: dict[str, Any] = {"evaluation": {**(params.get("previous") or {}), **evaluation}}
+    for key in ("explained_variance", "l0", "dead_fraction"):
+        if key in evaluation:
+            resource[key] = evaluation[key]
+    return {"resource": resource, "summary": {k: v for k, v in evaluation.items() if isinstance(v, (int, float))}}
+
+
+def _hub_sae_folder(repo_id: str, subfolder: str | None, revision: str | None, dest: Path, ctx: JobContext) -> Path:
+    """Download the one SAE of a hub repo (or the one in `subfolder`) into `dest`; return its folder."""
+    from mistudio_tui.ml.hub import download_repo, find_sae_folders, list_repo_files
+
+    listing = list_repo_files(repo_id, revision=revision)
+    folders = find_sae_folders(f.path for f in listing.files)
+    if subfolder is not None:
+        subfolder = subfolder.strip("/")
+        if subfolder not in folders:
+            found = ", ".join(repr(f) for f in folders) or "none"
+            raise FileNotFoundError(f"hub repo {repo_id} has no SAE in folder {subfolder!r}; SAE folders: {found}")
+    elif len(folders) == 1:
+        subfolder = folders[0]
+    elif not folders:
+        raise FileNotFoundError(f"hub repo {repo_id} holds no SAE (SAELens, sparsify or dictionary_learning layout)")
+    else:
+        raise ValueError(
+            f"hub repo {repo_id} holds {len(folders)} SAEs; pick one with --subfolder: {', '.join(folders)}"
+        )
+    patterns = [f"{subfolder}/*"] if subfolder else [p.path for p in listing.files if "/" not in p.path]
+    download_repo(repo_id, dest, revision=revision, allow_patterns=patterns, ctx=ctx)
+    return dest / subfolder if subfolder else dest
+
+
+def import_sae(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Read an SAE in the SAELens, sparsify or dictionary_learning layout and save it as SAELens in `out_dir`."""
+    from mistudio_tui.ml.sae.formats import load_any, load_sparsity, save_saelens
+
+    out_dir = Path(params["out_dir"])
+    ctx.started("cpu")
+    staging = out_dir / DOWNLOAD_DIR
+    try:
+        if params.get("hub"):
+            folder = _hub_sae_folder(params["source"], params.get("subfolder"), params.get("revision"), staging, ctx)
+        else:
+            folder = Path(params["source"])
+            if params.get("subfolder"):
+                folder = folder / params["subfolder"]
+        loaded = load_any(folder)
+        width = params.get("model_d_model")
+        if width and loaded.sae.d_in != int(width):
+            raise ValueError(
+                f"the SAE in {folder} reads d_in={loaded.sae.d_in} activations, but the model's width is {width}"
+            )
+        sparsity = load_sparsity(folder) if loaded.source_format == "saelens" else None
+        metadata = {k: v for k, v in loaded.metadata.items() if v is not None}
+        if params.get("hook"):
+            metadata["hook_name"] = params["hook"]
+        if params.get("model_name") and not metadata.get("model_name"):
+            metadata["model_name"] = params["model_name"]
+        sae = loaded.sae.float()
+        save_saelens(sae, out_dir, metadata, sparsity=sparsity)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    ctx.artifact("sae", out_dir, architecture=sae.architecture, d_in=sae.d_in, d_sae=sae.d_sae)
+    ctx.log(f"imported a {loaded.source_format} {sae.architecture} SAE ({sae.d_in} -> {sae.d_sae}) from {folder}")
+    return {
+        "resource": {
+            "architecture": "relu" if sae.architecture == "standard" else sae.architecture,
+            "d_in": sae.d_in,
+            "d_sae": sae.d_sae,
+            "hook_name": metadata.get("hook_name"),
+            "config": {
+                "sae": sae.cfg.to_dict(),
+                "import": {
+                    "source": params["source"],
+                    "subfolder": params.get("subfolder"),
+                    "hub": bool(params.get("hub")),
+                    "format": loaded.source_format,
+                    "metadata": metadata,
+                },
+            },
+            "status": "ready",
+        },
+        "summary": {"format": loaded.source_format, "architecture": sae.architecture, "d_sae": sae.d_sae},
+    }

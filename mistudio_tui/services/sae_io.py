@@ -1,0 +1,91 @@
+"""Bring SAEs in from other tools (local folders or hub repos) and hand them out in the SAELens layout."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from mistudio_tui.db.lookup import resolve, unique_name
+from mistudio_tui.db.models import LanguageModel, Training, database
+from mistudio_tui.services.spec import JobSpec, create_pending, slug
+from mistudio_tui.studio import Studio
+
+EXPORT_FILES = ("cfg.json", "sae_weights.safetensors", "sparsity.safetensors")
+REQUIRED_EXPORT_FILES = ("cfg.json", "sae_weights.safetensors")
+HUB_REPO_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def is_hub_repo(source: str) -> bool:
+    """Whether `source` names a hub repo ("owner/name") rather than an existing local path."""
+    return not Path(source).expanduser().exists() and bool(HUB_REPO_RE.match(source))
+
+
+def import_sae(
+    studio: Studio,
+    source: str,
+    name: str | None = None,
+    model: str | int | None = None,
+    hook: str | None = None,
+    subfolder: str | None = None,
+    revision: str | None = None,
+) -> JobSpec:
+    """Create an imported Training row and describe the job that reads the SAE at `source` (a folder or hub repo)."""
+    hub = is_hub_repo(source)
+    if not hub:
+        path = Path(source).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"SAE source {source} is neither an existing folder nor a hub repo id (owner/name)")
+        if not path.is_dir():
+            raise ValueError(f"SAE source {source} is a file; give the folder that holds cfg.json (or ae.pt)")
+        source = str(path.resolve())
+    elif revision is not None and not revision.strip():
+        raise ValueError("--revision must not be empty")
+    language_model = resolve(LanguageModel, model) if model is not None else None
+    if language_model is not None and language_model.status != "ready":
+        raise ValueError(f"model '{language_model.name}' is {language_model.status}; it must be ready")
+    base = Path(subfolder).name if subfolder else Path(source.rstrip("/")).name
+    with database.atomic():
+        if name and Training.get_or_none(Training.name == name) is not None:
+            raise ValueError(f"the name {name!r} is taken; choose another with --name")
+        training = create_pending(
+            studio,
+            Training,
+            "saes",
+            name=name or unique_name(Training, f"imported-{slug(base, 'sae')}"),
+            origin="imported",
+            model=language_model,
+            hook_name=hook,
+        )
+    params = {
+        "source": source,
+        "hub": hub,
+        "subfolder": subfolder,
+        "revision": revision,
+        "hook": hook,
+        "model_name": language_model.source if language_model is not None else None,
+        "model_d_model": language_model.d_model if language_model is not None else None,
+        "out_dir": training.path,
+    }
+    return JobSpec("sae.import", params, f"Import SAE {training.name}", training)
+
+
+def export_sae(ref: str | int, dest: str | Path) -> Path:
+    """Copy a finished SAE's SAELens files (weights already in inference form) into `dest`; returns `dest`."""
+    training = resolve(Training, ref)
+    if training.status not in ("ready", "completed"):
+        raise ValueError(f"training '{training.name}' is {training.status}; only a finished SAE can be exported")
+    folder = Path(training.path)
+    for file in REQUIRED_EXPORT_FILES:
+        if not (folder / file).is_file():
+            raise FileNotFoundError(f"training '{training.name}' has no {file} in {folder}")
+    target = Path(dest).expanduser()
+    if target.exists() and not target.is_dir():
+        raise ValueError(f"export destination {target} is a file; give a folder")
+    if target.is_dir() and any(target.iterdir()):
+        raise ValueError(f"export destination {target} is not empty; give a new or empty folder")
+    target.mkdir(parents=True, exist_ok=True)
+    for file in EXPORT_FILES:
+        if (folder / file).is_file():
+            shutil.copy2(folder / file, target / file)
+    return target
