@@ -1,20 +1,24 @@
-"""Trainings: SAE runs with live curves; start, pause (checkpoint), resume, delete, extract features."""
+"""Trainings: the runs list (sort, filter, groups, mini curves, marks) with the selected run's curve beside it."""
 
 from __future__ import annotations
 
+import importlib
 import time
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
+from rich.markup import escape
+from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
-from textual.widgets import DataTable, Static
+from textual.events import Key, Resize
+from textual.widgets import DataTable, Input, Static
 
-from mistudio_tui.db import metrics as mq
 from mistudio_tui.db.models import ActivationSet, Training, TrainingTemplate
-from mistudio_tui.jobs.runner import tail_file
 from mistudio_tui.services import features as feature_svc
+from mistudio_tui.services import run_list
 from mistudio_tui.services import trainings as svc
 from mistudio_tui.ui import format as fmt
 from mistudio_tui.ui.actions import confirm_delete, start_spec
@@ -22,24 +26,124 @@ from mistudio_tui.ui.messages import JobUpdate
 from mistudio_tui.ui.modals.form import Field, FormModal
 from mistudio_tui.ui.screens.base import StudioScreen
 from mistudio_tui.ui.screens.jobs import status_text
+from mistudio_tui.ui.screens.training_detail import POLL_S, draw_metric_curve, guidance_lines, log_tail
 from mistudio_tui.ui.widgets.plots import CurvePlot
 from mistudio_tui.ui.widgets.record_table import RecordTable
+from mistudio_tui.ui.widgets.sparkline import SparklineCache
 
 CURVE_METRICS = ("loss", "mse", "l0", "explained_variance", "dead_fraction", "lr", "tokens_per_s")
 LOG_DEFAULT = {"loss": True, "mse": True}
+NARROW_BELOW = 80
+LIVE_REFRESH_S = 1.0
+KEY_QUIET_S = 0.5
+Column = tuple[str, str, int]
+WIDE_COLUMNS: list[Column] = [
+    ("mark", " ", 1),
+    ("name", "Name", 22),
+    ("state", "State", 9),
+    ("curve", "Loss curve", 12),
+    ("loss", "Loss", 7),
+    ("l0", "L0", 6),
+    ("ev", "EV", 6),
+    ("steps", "Steps", 6),
+    ("tps", "tok/s", 6),
+    ("arch", "Arch", 9),
+    ("width", "Width", 6),
+    ("k", "k/L1", 6),
+    ("device", "Device", 6),
+]
+NARROW_COLUMNS: list[Column] = [("mark", " ", 1), ("name", "Name", 13), ("state", "State", 9), ("curve", "Loss", 8)]
+SORTABLE = [key for key in run_list.SORT_KEYS if key != "created"]
+OPTIONAL_SCREENS = {
+    "templates": ("mistudio_tui.ui.modals.templates", ("TemplatePicker",)),
+    "sweeps": ("mistudio_tui.ui.screens.sweeps", ("SweepsScreen",)),
+    "save as template": ("mistudio_tui.ui.modals.templates", ("SaveTemplateModal",)),
+}
+
+
+class RunTable(RecordTable):
+    """A RecordTable whose column set can be swapped (wide or narrow) and whose headers show the sort."""
+
+    def __init__(self, columns: Sequence[Column], **kwargs: Any) -> None:
+        super().__init__(columns, **kwargs)
+        self.columns_spec = list(columns)
+
+    def set_records(self, records: Sequence[tuple[int, Sequence[Any]]]) -> None:
+        """As RecordTable's, but only cells whose value changed are touched (each update repaints)."""
+        if [str(rid) for rid, _ in records] != [str(row.value) for row in self.rows]:
+            super().set_records(records)
+            return
+        for rid, row_cells in records:
+            self.update_record(rid, row_cells)
+
+    def update_record(self, rid: int, row_cells: Sequence[Any]) -> None:
+        """Update the changed cells of one row."""
+        for column, value in zip(self._column_keys, row_cells, strict=True):
+            if self.get_cell(str(rid), column) != value:
+                self.update_cell(str(rid), column, value)
+
+    def set_columns(self, columns: Sequence[Column], sort_key: str, descending: bool) -> None:
+        """Replace the columns (rows are dropped; the next `set_records` refills them)."""
+        self.clear(columns=True)
+        self.columns_spec = list(columns)
+        self._column_keys = [key for key, _, _ in columns]
+        for key, label, width in columns:
+            arrow = ("▼" if descending else "▲") if key == sort_key else ""
+            self.add_column(label + arrow, key=key, width=width + (1 if arrow else 0))
+
+
+def cells(row: run_list.RunRow, columns: Sequence[Column], marked: bool, sparklines: SparklineCache) -> tuple:
+    """The cells of one run for the given columns."""
+    t = row.training
+    values: dict[str, Any] = {
+        "mark": "●" if marked else " ",
+        "name": group_label(t, narrow=len(columns) < len(WIDE_COLUMNS)),
+        "state": status_text(t.status),
+        "arch": t.architecture,
+        "width": fmt.count(t.d_sae),
+        "k": fmt.num(run_list.SORT_KEYS["k"](t)),
+        "steps": fmt.count(t.steps),
+        "loss": fmt.num(t.loss),
+        "l0": fmt.num(t.l0),
+        "ev": fmt.num(t.explained_variance),
+        "tps": fmt.count(t.tokens_per_s),
+        "device": t.device or "-",
+    }
+    curve_width = next(width for key, _, width in columns if key == "curve")
+    values["curve"] = Text(sparklines.get(t.id, t.steps, curve_width), style="cyan")
+    return tuple(values[key] for key, _, _ in columns)
+
+
+def group_label(training: Training, narrow: bool) -> Text:
+    """The name cell: `group/name` (wide) or a coloured bar before the name (narrow) for grouped runs."""
+    if not training.group_name:
+        return Text(training.name)
+    if narrow:
+        return Text.assemble(("▍", "magenta"), training.name)
+    return Text.assemble((training.group_name + "/", "magenta"), training.name)
 
 
 class TrainingsScreen(StudioScreen):
-    """Runs on the left; the selected run's curve, numbers and log on the right."""
+    """Runs on the left; the selected run's curve, numbers and log on the right; enter opens the run."""
 
     TITLE_TEXT = "Trainings"
+    AUTO_FOCUS = "#trainings-table"
     BINDINGS = [
         Binding("n", "new_training", "New", id="trainings.new"),
-        Binding("c", "pause", "Pause/cancel", id="trainings.pause"),
+        Binding("enter", "open_detail", "Open", id="trainings.open", show=False),
+        Binding("space", "toggle_mark", "Mark", id="trainings.mark", show=False),
+        Binding("v", "compare", "Compare", id="trainings.compare"),
+        Binding("slash", "filter", "Filter", id="trainings.filter"),
+        Binding("s", "next_sort", "Sort", id="trainings.sort", show=False),
+        Binding("S", "reverse_sort", "Reverse sort", id="trainings.sort_reverse", show=False),
+        Binding("p", "pause", "Pause", id="trainings.pause"),
+        Binding("c", "pause", "Pause", id="trainings.pause_c", show=False),
         Binding("r", "resume", "Resume", id="trainings.resume"),
         Binding("f", "extract_features", "Features", id="trainings.features"),
-        Binding("m", "next_metric", "Metric", id="trainings.metric"),
+        Binding("m", "next_metric", "Metric", id="trainings.metric", show=False),
         Binding("l", "toggle_log", "Log y", id="trainings.log", show=False),
+        Binding("t", "templates", "Templates", id="trainings.templates", show=False),
+        Binding("w", "sweeps", "Sweeps", id="trainings.sweeps", show=False),
         Binding("x", "delete", "Delete", id="trainings.delete"),
     ]
 
@@ -47,59 +151,111 @@ class TrainingsScreen(StudioScreen):
         super().__init__()
         self.metric = "loss"
         self.log_y: bool | None = None
+        self.sort_key = "created"
+        self.descending = False
+        self.filter_text = ""
+        self.marked: set[int] = set()
+        self.sparklines = SparklineCache()
+        self.shown_ids: list[int] = []
         self._last_curve = 0.0
+        self._narrow: bool | None = None
+        self._last_key = 0.0
+        self._polled: dict[int, int] = {}
+
+    def on_mount(self) -> None:
+        self.set_interval(POLL_S, self.follow_database)
+
+    def follow_database(self) -> None:
+        """Refresh runs whose steps moved since the last poll; reload when a run starts or stops anywhere."""
+        if time.monotonic() - self._last_key < KEY_QUIET_S or not self.is_current:
+            return
+        active = dict(
+            Training.select(Training.id, Training.steps).where(Training.status.in_(("queued", "running"))).tuples()
+        )
+        previous, self._polled = self._polled, active
+        if set(active) != set(previous):
+            self.reload()
+            return
+        moved = [rid for rid, steps in active.items() if previous.get(rid) != steps and rid in self.shown_ids]
+        if moved:
+            self._refresh_rows(list(Training.select().where(Training.id.in_(moved))))
 
     def compose_body(self) -> ComposeResult:
         with Vertical(classes="split"):
             with Vertical(classes="master"):
-                yield Static("Training runs", classes="section-title")
-                yield RecordTable(
-                    [
-                        ("name", "Name", 24),
-                        ("arch", "Arch", 8),
-                        ("width", "Width", 6),
-                        ("k", "k/L1", 6),
-                        ("steps", "Steps", 6),
-                        ("loss", "Loss", 8),
-                        ("l0", "L0", 6),
-                        ("ev", "EV", 6),
-                        ("status", "Status", 10),
-                    ],
-                    id="trainings-table",
-                )
+                yield Static("Training runs", classes="section-title", id="runs-title")
+                box = Input(placeholder="filter: state:running tag:x group:g model:m dataset:d", id="run-filter")
+                box.display = False
+                yield box
+                yield RunTable(WIDE_COLUMNS, id="trainings-table")
             with Vertical(classes="detail-pane"):
                 yield CurvePlot("loss", id="curve")
                 yield Static("", id="training-detail", classes="detail")
                 yield Static("", id="training-log", classes="log-tail")
 
-    def reload(self) -> None:
-        runs = list(Training.select().order_by(Training.id))
-        self.query_one("#trainings-table", RecordTable).set_records([(t.id, self._cells(t)) for t in runs])
-        self.show_selected()
+    @property
+    def table(self) -> RunTable:
+        return self.query_one("#trainings-table", RunTable)
 
-    @staticmethod
-    def _cells(t: Training) -> tuple:
-        sae = (t.config or {}).get("sae", {})
-        sparsity = sae.get("k") if t.architecture in ("topk", "batchtopk") else sae.get("l1_coefficient")
-        return (
-            t.name,
-            t.architecture,
-            fmt.count(t.d_sae),
-            fmt.num(sparsity),
-            fmt.count(t.steps),
-            fmt.num(t.loss),
-            fmt.num(t.l0),
-            fmt.num(t.explained_variance),
-            status_text(t.status),
+    def on_key(self, event: Key) -> None:
+        self._last_key = time.monotonic()
+
+    def on_resize(self, event: Resize) -> None:
+        if (self.size.width < NARROW_BELOW) != self._narrow:
+            self.reload()
+
+    def _ensure_columns(self) -> list[Column]:
+        narrow = self.size.width < NARROW_BELOW if self.size.width else False
+        if narrow != self._narrow:
+            self._narrow = narrow
+            self.table.set_columns(NARROW_COLUMNS if narrow else WIDE_COLUMNS, self.sort_key, self.descending)
+        return self.table.columns_spec
+
+    def visible_rows(self) -> list[run_list.RunRow]:
+        """The runs the list shows: filtered, sorted, grouped (an invalid filter shows everything)."""
+        rows = run_list.load_rows()
+        try:
+            run_filter = run_list.parse_filter(self.filter_text)
+        except ValueError:
+            run_filter = run_list.RunFilter()
+        rows = [r for r in rows if run_list.matches(r, run_filter)]
+        return run_list.sort_rows(rows, self.sort_key, self.descending)
+
+    def reload(self) -> None:
+        columns = self._ensure_columns()
+        rows = self.visible_rows()
+        self.shown_ids = [r.training.id for r in rows]
+        self.marked &= {rid for (rid,) in Training.select(Training.id).tuples()}
+        self.table.set_records(
+            [(r.training.id, cells(r, columns, r.training.id in self.marked, self.sparklines)) for r in rows]
         )
+        title = "Training runs"
+        if self.filter_text:
+            title += f" · filter {self.filter_text!r}"
+        if self.marked:
+            title += f" · {len(self.marked)} marked"
+        self.query_one("#runs-title", Static).update(Text(title))
+        self.show_selected()
 
     @property
     def training(self) -> Training | None:
-        rid = self.query_one("#trainings-table", RecordTable).selected_id
+        rid = self.table.selected_id
         return Training.get_or_none(Training.id == rid) if rid is not None else None
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self.show_selected()
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        self.action_open_detail()
+
+    def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
+        key = str(event.column_key.value)
+        key = "loss" if key == "curve" else key
+        if key not in run_list.SORT_KEYS:
+            return
+        self.descending = not self.descending if key == self.sort_key else False
+        self.sort_key = key
+        self._apply_sort()
 
     def show_selected(self) -> None:
         training = self.training
@@ -107,7 +263,8 @@ class TrainingsScreen(StudioScreen):
         plot = self.query_one("#curve", CurvePlot)
         log = self.query_one("#training-log", Static)
         if training is None:
-            detail.update("No trainings yet.\n\nn: train an SAE on an activation set (Models screen, e: extract)")
+            empty = "No runs match the filter." if self.filter_text else "No trainings yet."
+            detail.update(f"{empty}\n\nn: train an SAE on an activation set (Models screen, e)")
             plot.set_series([], title=self.metric)
             log.update("")
             return
@@ -116,9 +273,10 @@ class TrainingsScreen(StudioScreen):
         train = (training.config or {}).get("train", {})
         frac = training.tokens / training.total_tokens if training.total_tokens else None
         lines = [
-            f"[b]{training.name}[/b]  {training.architecture} {sae.get('d_in', '?')}→{training.d_sae}"
+            f"[b]{escape(training.name)}[/b]  {training.architecture} {sae.get('d_in', '?')}→{training.d_sae}"
             + (f" k={sae['k']}" if sae.get("k") else "")
-            + f"  hook {training.hook_name or '-'}",
+            + f"  hook {escape(training.hook_name or '-')}"
+            + (f"  group {escape(training.group_name)}" if training.group_name else ""),
             f"tokens {fmt.count(training.tokens)}/{fmt.count(training.total_tokens)} {fmt.bar(frac, 10)}  "
             f"steps {training.steps:,}  {fmt.count(training.tokens_per_s)} tok/s  on {training.device or '-'}",
             f"loss {fmt.num(training.loss)} · L0 {fmt.num(training.l0)} · EV {fmt.num(training.explained_variance)}"
@@ -129,33 +287,108 @@ class TrainingsScreen(StudioScreen):
             ev = training.evaluation
             parts = [f"{k} {fmt.num(v)}" for k, v in ev.items() if isinstance(v, (int, float))][:6]
             lines.append("eval: " + " · ".join(parts))
-        if training.error:
-            lines.append(f"[red]error: {training.error}[/red]")
-        detail.update("\n".join(lines))
-        job = training.job
-        tail = tail_file(Path(job.log_path), 6) if job and job.log_path else []
-        log.update("\n".join(tail))
+        tail = log_tail(training, 6)
+        lines.extend(guidance_lines(training, tail))
+        detail.update("\n".join(lines), layout=False)  # fixed height: no relayout on every cursor move
+        log.update(Text("\n".join(tail)), layout=False)
 
     def draw_curve(self, training: Training) -> None:
-        data = mq.curve(training.id, self.metric)
-        log_y = self.log_y if self.log_y is not None else LOG_DEFAULT.get(self.metric, False)
-        merged = any(low != high for low, high in zip(data.lows, data.highs, strict=True))
-        band = (data.steps, data.lows, data.highs) if merged else None
-        self.query_one("#curve", CurvePlot).set_series(
-            [(self.metric, data.steps, data.values)],
-            title=f"{self.metric} · {training.name}",
-            log_y=log_y,
-            band=band,
-        )
+        draw_metric_curve(self.query_one("#curve", CurvePlot), training, self.metric, self.log_y)
         self._last_curve = time.monotonic()
 
     def on_job_update(self, message: JobUpdate) -> None:
-        super().on_job_update(message)
         event = message.event
+        if event.type != "metrics":
+            return  # StudioScreen.on_job_update, dispatched after this one along the MRO, handles it
+        message.prevent_default()  # metric rows change no job state; the jobs bar also refreshes every second
+        now = time.monotonic()
+        if now - self._last_curve < LIVE_REFRESH_S or now - self._last_key < KEY_QUIET_S:
+            return  # live redraws wait while the user is pressing keys: input first
+        # a group job (several SAEs from one forward pass) feeds several runs
+        live = [t for t in Training.select().where(Training.job == event.job_id) if t.id in self.shown_ids]
+        if not live:
+            return
+        self._refresh_rows(live)
+
+    def _refresh_rows(self, live: list[Training]) -> None:
+        self._last_curve = time.monotonic()
+        columns = self.table.columns_spec
+        for row in run_list.load_rows(live):
+            rid = row.training.id
+            self.table.update_record(rid, cells(row, columns, rid in self.marked, self.sparklines))
+        if self.table.selected_id in {t.id for t in live}:
+            self.show_selected()
+
+    # --- list: filter, sort, marks -----------------------------------------------------------------
+    def action_filter(self) -> None:
+        box = self.query_one("#run-filter", Input)
+        box.display = True
+        box.focus()
+
+    @on(Input.Changed, "#run-filter")
+    def filter_changed(self, event: Input.Changed) -> None:
+        try:
+            run_list.parse_filter(event.value)
+        except ValueError as exc:
+            self.query_one("#runs-title", Static).update(Text(str(exc), style="red"))
+            return
+        self.filter_text = event.value.strip()
+        self.reload()
+
+    @on(Input.Submitted, "#run-filter")
+    def filter_submitted(self, event: Input.Submitted) -> None:
+        self._leave_filter()
+
+    def key_escape(self) -> None:
+        if self.query_one("#run-filter", Input).has_focus:
+            self._leave_filter()
+
+    def _leave_filter(self) -> None:
+        box = self.query_one("#run-filter", Input)
+        box.display = bool(box.value.strip())
+        self.table.focus()
+
+    def action_next_sort(self) -> None:
+        keys = SORTABLE
+        self.sort_key = keys[(keys.index(self.sort_key) + 1) % len(keys)] if self.sort_key in keys else keys[0]
+        self.descending = False
+        self._apply_sort()
+
+    def action_reverse_sort(self) -> None:
+        self.descending = not self.descending
+        self._apply_sort()
+
+    def _apply_sort(self) -> None:
+        self.table.set_columns(self.table.columns_spec, self.sort_key, self.descending)
+        self.reload()
+        self.notify(f"sorted by {self.sort_key}{' (descending)' if self.descending else ''}", timeout=2)
+
+    def action_toggle_mark(self) -> None:
+        rid = self.table.selected_id
+        if rid is None:
+            return
+        self.marked ^= {rid}
+        row = self.table.cursor_row
+        self.reload()
+        if row + 1 < self.table.row_count:
+            self.table.move_cursor(row=row + 1)
+
+    def action_compare(self) -> None:
+        ids = [i for i in self.shown_ids if i in self.marked] or sorted(self.marked)
+        if len(ids) < 2:
+            self.notify("Mark two or more runs with space, then press v", severity="warning")
+            return
+        from mistudio_tui.ui.screens.training_compare import TrainingCompareScreen
+
+        self.app.push_screen(TrainingCompareScreen(ids))
+
+    def action_open_detail(self) -> None:
         training = self.training
-        ours = event.type == "metrics" and training is not None and training.job_id == event.job_id
-        if ours and time.monotonic() - self._last_curve > 0.5:
-            self.reload()
+        if training is None:
+            return
+        from mistudio_tui.ui.screens.training_detail import TrainingDetailScreen
+
+        self.app.push_screen(TrainingDetailScreen(training.id))
 
     # --- actions ---------------------------------------------------------------------------------
     def action_next_metric(self) -> None:
@@ -169,7 +402,21 @@ class TrainingsScreen(StudioScreen):
         self.log_y = not current
         self.show_selected()
 
-    def action_new_training(self) -> None:
+    def action_templates(self) -> None:
+        def picked(config: dict[str, Any] | None) -> None:
+            if config:
+                self.action_new_training(config)
+
+        open_optional(self, "templates", picked, training=self.training)
+
+    def action_sweeps(self) -> None:
+        open_optional(self, "sweeps")
+
+    def action_new_training(self, template_config: dict[str, Any] | None = None) -> None:
+        """The new-run form; a picked template's config fills its defaults and stays the run's base config."""
+        base = template_config or {}
+        sae, train = base.get("sae", {}), base.get("train", {})
+        expansion = sae["d_sae"] // sae["d_in"] if sae.get("d_sae") and sae.get("d_in") else sae.get("expansion", 8)
         sets = [(a.name, a.id) for a in ActivationSet.select().where(ActivationSet.status == "ready")]
         if not sets:
             self.notify("Extract activations first (Models screen, e)", severity="warning")
@@ -192,7 +439,7 @@ class TrainingsScreen(StudioScreen):
                 "Architecture",
                 kind="choice",
                 required=True,
-                default="topk",
+                default=sae.get("architecture", "topk"),
                 choices=[
                     ("TopK", "topk"),
                     ("BatchTopK", "batchtopk"),
@@ -200,16 +447,17 @@ class TrainingsScreen(StudioScreen):
                     ("JumpReLU", "jumprelu"),
                 ],
             ),
-            Field("k", "k (TopK / BatchTopK)", kind="int", default=32),
-            Field("l1_coefficient", "L1 coefficient (ReLU)", kind="float"),
-            Field("expansion", "Expansion factor", kind="int", default=8),
-            Field("total_tokens", "Tokens", kind="int", default="2M"),
-            Field("batch_size", "Batch size", kind="int", default=4096),
-            Field("lr", "Learning rate (blank: automatic)", kind="float"),
-            Field("device", "Device", default="auto"),
-            Field("template", "Template (optional)", kind="choice", choices=templates),
+            Field("k", "k (TopK / BatchTopK)", kind="int", default=sae.get("k", 32)),
+            Field("l1_coefficient", "L1 coefficient (ReLU)", kind="float", default=sae.get("l1_coefficient")),
+            Field("expansion", "Expansion factor", kind="int", default=expansion),
+            Field("total_tokens", "Tokens", kind="int", default=train.get("total_tokens", "2M")),
+            Field("batch_size", "Batch size", kind="int", default=train.get("batch_size", 4096)),
+            Field("lr", "Learning rate (blank: automatic)", kind="float", default=train.get("lr")),
+            Field("device", "Device", default=train.get("device", "auto")),
             Field("name", "Name (optional)"),
         ]
+        if not base:
+            fields.insert(-1, Field("template", "Template (optional)", kind="choice", choices=templates))
 
         def done(values: dict[str, Any] | None) -> None:
             if values:
@@ -219,7 +467,8 @@ class TrainingsScreen(StudioScreen):
                         self.studio,
                         values["activations"],
                         name=values["name"],
-                        template=values["template"],
+                        template=values.get("template"),
+                        template_config=template_config,
                         architecture=values["architecture"],
                         k=values["k"],
                         l1_coefficient=values["l1_coefficient"],
@@ -231,15 +480,11 @@ class TrainingsScreen(StudioScreen):
                     ),
                 )
 
-        self.app.push_screen(FormModal("Train an SAE", fields, "Train"), done)
+        title = "Train an SAE from a template" if base else "Train an SAE"
+        self.app.push_screen(FormModal(title, fields, "Train"), done)
 
     def action_pause(self) -> None:
-        training = self.training
-        if training is None or training.job is None or training.job.status not in ("queued", "running"):
-            self.notify("Select a running training", severity="warning")
-            return
-        self.studio.runner.cancel(training.job_id)
-        self.notify(f"pausing '{training.name}': it saves a checkpoint, then stops (r resumes)")
+        pause_training(self, self.training)
 
     def action_resume(self) -> None:
         training = self.training
@@ -270,3 +515,34 @@ class TrainingsScreen(StudioScreen):
     def action_delete(self) -> None:
         if self.training is not None:
             confirm_delete(self, self.training)
+
+
+def pause_training(screen: StudioScreen, training: Training | None) -> bool:
+    """Ask a running training's job to checkpoint and stop (resumable with r)."""
+    if training is None or training.job is None or training.job.status not in ("queued", "running"):
+        screen.notify("Select a running training", severity="warning")
+        return False
+    screen.studio.runner.cancel(training.job_id)
+    screen.notify(f"pausing '{training.name}': it saves a checkpoint, then stops (r resumes)")
+    return True
+
+
+def open_optional(screen: StudioScreen, which: str, callback: Any = None, **kwargs: Any) -> None:
+    """Push a screen another part of the app provides, or say it is not available yet."""
+    module_name, class_names = OPTIONAL_SCREENS[which]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        screen.notify(f"not available yet: {which}", severity="warning")
+        return
+    factory = next((getattr(module, name) for name in class_names if hasattr(module, name)), None)
+    if factory is None:
+        screen.notify(f"not available yet: {which}", severity="warning")
+        return
+    try:
+        target = factory(**kwargs)
+    except TypeError:
+        target = factory()
+    screen.app.push_screen(target, callback)

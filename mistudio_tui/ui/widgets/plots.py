@@ -8,6 +8,28 @@ from collections.abc import Sequence
 from textual_plotext import PlotextPlot
 
 
+def thin(xs: Sequence[float], ys: Sequence[float], budget: int, keep: str = "both") -> tuple[list, list]:
+    """At most about `budget` points: per bucket its lowest and/or highest point, in x order (spikes survive)."""
+    n = len(xs)
+    if n <= budget:
+        return list(xs), list(ys)
+    buckets = max(1, budget // (2 if keep == "both" else 1))
+    out_x: list[float] = []
+    out_y: list[float] = []
+    for b in range(buckets):
+        lo, hi = b * n // buckets, (b + 1) * n // buckets
+        idx = [i for i in range(lo, hi) if ys[i] == ys[i]]  # NaN (log of a non-positive value) never wins
+        if not idx:
+            continue
+        low = min(idx, key=ys.__getitem__)
+        high = max(idx, key=ys.__getitem__)
+        picks = {"min": [low], "max": [high]}.get(keep, sorted({low, high}))
+        for i in picks:
+            out_x.append(xs[i])
+            out_y.append(ys[i])
+    return out_x, out_y
+
+
 class CurvePlot(PlotextPlot):
     """One or more named series on shared axes; `set_series` replaces them and redraws."""
 
@@ -41,13 +63,18 @@ class CurvePlot(PlotextPlot):
         plt.title(self.title)
         plt.xlabel(self.x_label)
         drawn = False
+        budget = max(2 * (self.size.width or 80), 64)  # about one point per braille dot column
         if self.band is not None and self.band[0]:
             xs, lows, highs = self.band
-            plt.plot(list(xs), self._y(highs), color="gray", marker="dot")
-            plt.plot(list(xs), self._y(lows), color="gray", marker="dot")
+            plt.plot(*thin(xs, self._y(highs), budget, keep="max"), color="gray", marker="dot")
+            plt.plot(*thin(xs, self._y(lows), budget, keep="min"), color="gray", marker="dot")
         for label, xs, ys in self.series:
             if xs:
-                plt.plot(list(xs), self._y(ys), label=label if len(self.series) > 1 else None, marker="braille")
+                plt.plot(
+                    *thin(xs, self._y(ys), budget),
+                    label=label if len(self.series) > 1 else None,
+                    marker="braille",
+                )
                 drawn = True
         if self.log_y and drawn:
             plt.ylabel("log10")

@@ -1,0 +1,204 @@
+"""Worker side of a sweep: a small orchestrator that runs each trial as a normal `train` job through a job runner.
+
+The trials are ordinary Training rows and `train` jobs (own worker, log, metrics, checkpoints), submitted to a
+runner owned by this process, so they show live like any run. Cancelling the sweep (cancel event, SIGTERM or the
+parent going away) cancels the running trials, which checkpoint, and the sweep can be resumed later.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from mistudio_tui.jobs.context import JobCancelled, JobContext
+
+CHILD_WAIT_S = 0.25
+CANCEL_WAIT_S = 90.0  # the train kind's grace (60 s) plus terminate/kill slack
+
+
+@dataclass
+class _Active:
+    number: int
+    training_id: int
+
+
+def run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Run (or resume) the trials of sweep `params['sweep_id']` until done or cancelled."""
+    from mistudio_tui.db.models import Sweep
+    from mistudio_tui.studio import Studio
+
+    stop = _stop_on_sigterm()
+    studio = Studio(max_parallel=1)  # the real parallelism is read from the sweep below
+    try:
+        sweep = Sweep.get_by_id(int(params["sweep_id"]))
+        studio.runner.max_parallel = max(1, int((sweep.base_config or {}).get("parallel", 1)))
+        return _Orchestrator(studio, sweep, ctx, stop).run(bool(params.get("resume")))
+    finally:
+        studio.close(cancel_jobs=True)
+
+
+def _stop_on_sigterm() -> threading.Event:
+    """A SIGTERM (how another process cancels this job) becomes a graceful stop instead of instant death."""
+    stop = threading.Event()
+    with contextlib.suppress(ValueError):  # not the main thread (in-process tests): rely on the context
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    return stop
+
+
+class _Orchestrator:
+    def __init__(self, studio: Any, sweep: Any, ctx: JobContext, stop: threading.Event) -> None:
+        from mistudio_tui.services.sweeps import Dimension, TrialPlanner
+
+        self.studio, self.sweep, self.ctx, self.stop = studio, sweep, ctx, stop
+        self.settings = dict(sweep.base_config or {})
+        dims = [Dimension.from_dict(d) for d in sweep.space.get("dimensions", [])]
+        self.planner = TrialPlanner(sweep.method, dims, self.settings.get("trials"), int(self.settings.get("seed", 0)))
+        self.total = self.planner.n_trials
+        self.parallel = max(1, int(self.settings.get("parallel", 1)))
+        self.devices = _trial_devices(self.settings, self.parallel)
+        self.active: dict[int, _Active] = {}
+        self.done = 0
+        self.best: tuple[float, str] | None = None
+
+    # --- the loop --------------------------------------------------------------------------------
+    def run(self, resume: bool) -> dict[str, Any]:
+        from mistudio_tui.db.models import Training
+
+        backlog = self._resume_backlog() if resume else []
+        next_number = int(self.settings.get("started", 0)) if resume else 0
+        self.ctx.log(f"sweep '{self.sweep.name}': {self.sweep.method}, {self.total} trials, {self.parallel} at once")
+        self._report()
+        while True:
+            if self.ctx.cancelled() or self.stop.is_set():
+                self._cancel_active()
+                raise JobCancelled({"trials_done": self.done})
+            while len(self.active) < self.parallel and (backlog or next_number < self.total):
+                if backlog:
+                    self._start_existing(backlog.pop(0))
+                else:
+                    self._start_new(next_number)
+                    next_number += 1
+                    self._save_setting("started", next_number)
+            if not self.active:
+                break
+            for job_id in list(self.active):
+                job = self.studio.runner.wait(job_id, timeout=CHILD_WAIT_S / max(1, len(self.active)))
+                if job.status in ("completed", "failed", "cancelled", "interrupted"):
+                    self._finished(self.active.pop(job_id), job, Training)
+        best = {"score": self.best[0], "training": self.best[1]} if self.best else None
+        self.ctx.log(f"sweep '{self.sweep.name}' finished {self.done} trials; best: {best}")
+        return {"trials_done": self.done, "best": best}
+
+    def _resume_backlog(self) -> list[Any]:
+        """Finished trials are counted (and replayed into TPE); unfinished ones are queued to resume."""
+        from mistudio_tui.services.sweeps import trial_params, trials_of
+
+        backlog = []
+        for training in trials_of(self.sweep):
+            if training.status in ("ready", "completed", "failed"):
+                self.done += 1
+                value = self._score(training) if training.status != "failed" else None
+                self.planner.replay(trial_params(self.sweep, training), value)
+            else:
+                backlog.append(training)
+        return backlog
+
+    def _start_new(self, number: int) -> None:
+        from mistudio_tui.db.lookup import unique_name
+        from mistudio_tui.db.models import Training
+        from mistudio_tui.services.sweeps import trial_config
+        from mistudio_tui.services.trainings import new_training
+
+        params = self.planner.ask(number)
+        config = trial_config(self.settings["config"], params)
+        if self.devices:
+            config["train"]["device"] = self.devices[number % len(self.devices)]
+        shown = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+        try:
+            spec = new_training(
+                self.studio,
+                self.settings["activation_set"],
+                name=unique_name(Training, f"{self.sweep.name}-t{number:02d}"),
+                hook=self.settings.get("hook"),
+                template_config=config,
+                tags=f"sweep:{self.sweep.name}",
+                architecture=None,
+            )
+        except ValueError as exc:
+            self.ctx.log(f"trial {number} ({shown}) skipped: {exc}", level="warning")
+            self.planner.tell(number, None)
+            self.done += 1
+            self._report()
+            return
+        Training.update(sweep=self.sweep.id, group_name=self.sweep.name).where(
+            Training.id == spec.resource.id
+        ).execute()
+        job = spec.submit(self.studio.runner)
+        self.active[job.id] = _Active(number, spec.resource.id)
+        self.ctx.log(f"trial {number} started: {spec.resource.name} ({shown})")
+
+    def _start_existing(self, training: Any) -> None:
+        from pathlib import Path
+
+        from mistudio_tui.jobs.checkpoint_files import latest_checkpoint_step
+        from mistudio_tui.services.trainings import train_spec
+
+        resume = latest_checkpoint_step(Path(training.path)) is not None if training.path else False
+        job = train_spec(training, resume=resume).submit(self.studio.runner)
+        self.active[job.id] = _Active(-1, training.id)
+        self.ctx.log(f"trial {training.name} {'resumed' if resume else 'restarted'}")
+
+    def _finished(self, active: _Active, job: Any, training_model: Any) -> None:
+        training = training_model.get_by_id(active.training_id)
+        value = self._score(training) if job.status == "completed" else None
+        self.planner.tell(active.number, value)
+        self.done += 1
+        if value is not None and (self.best is None or value > self.best[0]):
+            self.best = (value, training.name)
+        ev = "-" if training.explained_variance is None else f"{training.explained_variance:.3f}"
+        l0 = "-" if training.l0 is None else f"{training.l0:.1f}"
+        score = "-" if value is None else f"{value:.4f}"
+        detail = f": {job.error}" if job.status != "completed" and job.error else ""
+        self.ctx.log(f"trial {training.name} {job.status}{detail}; L0 {l0}, EV {ev}, score {score}")
+        self._report()
+
+    def _score(self, training: Any) -> float | None:
+        from mistudio_tui.services.sweeps import objective_value
+
+        return objective_value(
+            self.settings.get("objective", "ev"), training, float(self.settings.get("l0_weight", 0.0))
+        )
+
+    def _cancel_active(self) -> None:
+        """Cancel the running trials and wait until each has checkpointed and stopped."""
+        self.ctx.log(f"cancelling {len(self.active)} running trial(s)")
+        for job_id in self.active:
+            self.studio.runner.cancel(job_id)
+        for job_id in list(self.active):
+            self.studio.runner.wait(job_id, timeout=CANCEL_WAIT_S)
+        self.active.clear()
+
+    def _report(self) -> None:
+        best = f"; best {self.best[0]:.4f} ({self.best[1]})" if self.best else ""
+        self.ctx.progress(self.done, self.total, text=f"{self.done}/{self.total} trials{best}", unit="trials")
+        self.ctx.flush()
+
+    def _save_setting(self, key: str, value: Any) -> None:
+        from mistudio_tui.db.models import Sweep
+
+        self.settings[key] = value
+        Sweep.update(base_config=self.settings).where(Sweep.id == self.sweep.id).execute()
+
+
+def _trial_devices(settings: dict[str, Any], parallel: int) -> list[str]:
+    """With parallel trials and several CUDA devices, spread trials over them; else leave the device alone."""
+    device = str((settings.get("config") or {}).get("train", {}).get("device", "auto"))
+    if parallel < 2 or device not in ("auto", "cuda"):
+        return []
+    import torch
+
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return [f"cuda:{i}" for i in range(count)] if count > 1 else []

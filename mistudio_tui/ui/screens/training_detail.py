@@ -1,0 +1,331 @@
+"""One training run: live curves, speed and ETA, density histogram, config, checkpoints, eval, log, actions."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.markup import escape
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.widgets import Static
+
+from mistudio_tui.db import metrics as mq
+from mistudio_tui.db.models import Training
+from mistudio_tui.jobs.checkpoint_files import checkpoint_steps
+from mistudio_tui.jobs.runner import tail_file
+from mistudio_tui.services import trainings as svc
+from mistudio_tui.services.run_diagnosis import diagnose
+from mistudio_tui.services.spec import JobSpec
+from mistudio_tui.ui import format as fmt
+from mistudio_tui.ui.actions import USER_ERRORS, confirm_delete, start_spec
+from mistudio_tui.ui.messages import DataChanged, JobUpdate
+from mistudio_tui.ui.modals.confirm import ConfirmModal
+from mistudio_tui.ui.modals.form import Field, FormModal
+from mistudio_tui.ui.screens.base import StudioScreen
+from mistudio_tui.ui.screens.jobs import status_text
+from mistudio_tui.ui.widgets.plots import BarPlot, CurvePlot
+
+DETAIL_METRICS = ("loss", "mse", "l0", "explained_variance", "dead_fraction", "lr")
+LOG_DEFAULT = {"loss": True, "mse": True, "lr": True}
+PROBLEM_STATES = ("failed", "interrupted")
+LOG_LINES = 15
+LIVE_REFRESH_S = 1.0
+POLL_S = 2.0  # runs trained by another process (the CLI, a sweep) reach the UI only through the database
+
+
+def log_tail(training: Training, n: int) -> list[str]:
+    """The last `n` lines of the run's job log (empty when it has none)."""
+    job = training.job
+    return tail_file(Path(job.log_path), n) if job and job.log_path else []
+
+
+def guidance_lines(training: Training, tail: list[str]) -> list[str]:
+    """Markup lines for a failed or unhealthy run: the error and the likely fixes."""
+    lines: list[str] = []
+    failed = training.status in PROBLEM_STATES
+    if failed and training.error:
+        lines.append(f"[red]error: {escape(training.error)}[/red]")
+    found = diagnose(training.error if failed else None, tail if failed else [], training.dead_fraction)
+    for diagnosis in found:
+        lines.append(f"[yellow]likely: {escape(diagnosis.cause)}[/yellow] → {escape(diagnosis.fix)}")
+    if failed and not found:
+        lines.append("[yellow]no known cause matched:[/yellow] read the log below; r resumes from the last checkpoint")
+    return lines
+
+
+def draw_metric_curve(plot: CurvePlot, training: Training, metric: str, log_y: bool | None) -> None:
+    """Draw one stored metric of a run, with the min/max band of merged points when there are any."""
+    data = mq.curve(training.id, metric)
+    log = log_y if log_y is not None else LOG_DEFAULT.get(metric, False)
+    merged = any(low != high for low, high in zip(data.lows, data.highs, strict=True))
+    band = (data.steps, data.lows, data.highs) if merged else None
+    plot.set_series([(metric, data.steps, data.values)], title=f"{metric} · {training.name}", log_y=log, band=band)
+
+
+def config_lines(config: dict[str, Any]) -> list[str]:
+    """`section.key value` lines of a run config."""
+    lines = []
+    for section, values in (config or {}).items():
+        if isinstance(values, dict):
+            lines.extend(f"{section}.{k} {json.dumps(v)}" for k, v in values.items())
+        else:
+            lines.append(f"{section} {json.dumps(values)}")
+    return lines
+
+
+class TrainingDetailScreen(StudioScreen):
+    """Everything about one run; the curves follow the run live."""
+
+    TITLE_TEXT = "Training run"
+    BINDINGS = [
+        Binding("escape", "back", "Back", id="training_detail.back"),
+        Binding("m", "next_metric", "Metric", id="training_detail.metric"),
+        Binding("l", "toggle_log", "Log/linear", id="training_detail.log"),
+        Binding("p", "pause", "Pause", id="training_detail.pause"),
+        Binding("r", "resume", "Resume", id="training_detail.resume"),
+        Binding("c", "cancel", "Cancel", id="training_detail.cancel"),
+        Binding("k", "clone", "Clone", id="training_detail.clone"),
+        Binding("e", "export", "Export", id="training_detail.export"),
+        Binding("s", "save_template", "Save as template", id="training_detail.save_template"),
+        Binding("x", "delete", "Delete", id="training_detail.delete"),
+    ]
+
+    def __init__(self, training_id: int) -> None:
+        super().__init__()
+        self.training_id = training_id
+        self.metric = "loss"
+        self.log_y: bool | None = None
+        self.cancel_requested = False
+        self._last_draw = 0.0
+        self._polled: tuple[str, int] | None = None
+
+    def on_mount(self) -> None:
+        self.set_interval(POLL_S, self.follow_database)
+
+    def follow_database(self) -> None:
+        """A run trained by another process (the CLI, a sweep) updates only the database: redraw when it moves."""
+        row = Training.select(Training.status, Training.steps).where(Training.id == self.training_id).tuples().first()
+        previous, self._polled = self._polled, row
+        if row is not None and previous is not None and row != previous and self.is_current:
+            self.reload()
+
+    def compose_body(self) -> ComposeResult:
+        with VerticalScroll(id="run-detail"):
+            yield Static("", id="run-summary", classes="detail")
+            yield Static("", id="run-guidance", classes="detail")
+            yield CurvePlot("loss", id="detail-curve", classes="run-plot")
+            yield CurvePlot("steps/s", id="speed-curve", classes="run-plot")
+            yield BarPlot("feature density", id="density-plot", classes="run-plot")
+            yield Static("", id="run-config", classes="detail")
+            yield Static("", id="run-log", classes="run-log")
+
+    @property
+    def training(self) -> Training | None:
+        return Training.get_or_none(Training.id == self.training_id)
+
+    def reload(self) -> None:
+        training = self.training
+        if training is None:
+            self.notify(f"training #{self.training_id} no longer exists")
+            if self.app.screen is self:
+                self.app.pop_screen()
+            return
+        self.sub_title = f"Training · {training.name}"
+        tail = log_tail(training, LOG_LINES)
+        self.query_one("#run-summary", Static).update(self._summary(training))
+        guidance = guidance_lines(training, tail)
+        box = self.query_one("#run-guidance", Static)
+        box.update("\n".join(guidance))
+        box.display = bool(guidance)
+        draw_metric_curve(self.query_one("#detail-curve", CurvePlot), training, self.metric, self.log_y)
+        self._draw_speed(training)
+        self._draw_density(training)
+        self.query_one("#run-config", Static).update(self._config_text(training))
+        self.query_one("#run-log", Static).update(Text("log:\n" + "\n".join(tail or ["(no log yet)"])))
+        self._last_draw = time.monotonic()
+
+    def _summary(self, training: Training) -> Text:
+        frac = training.tokens / training.total_tokens if training.total_tokens else None
+        history = mq.progress_history(training)
+        speed = history.steps_per_s[-1] if history.steps_per_s else None
+        text = Text.assemble(
+            (training.name, "bold"),
+            "  ",
+            status_text(training.status),
+            f"  {training.architecture} {training.d_in or '?'}→{training.d_sae or '?'}  on {training.device or '-'}\n",
+            f"tokens {fmt.count(training.tokens)}/{fmt.count(training.total_tokens)} {fmt.bar(frac, 10)} ",
+            f"steps {training.steps:,}  {fmt.count(training.tokens_per_s)} tok/s  {fmt.num(speed)} steps/s",
+            f"  ETA {fmt.duration(history.eta_s)}\n",
+            f"loss {fmt.num(training.loss)} · L0 {fmt.num(training.l0)} · EV {fmt.num(training.explained_variance)}"
+            f" · dead {fmt.num(training.dead_fraction)}   [m metric · l log/linear · esc back]",
+        )
+        return text
+
+    def _draw_speed(self, training: Training) -> None:
+        history = mq.progress_history(training)
+        self.query_one("#speed-curve", CurvePlot).set_series(
+            [("steps/s", history.steps, history.steps_per_s)], title="steps/s over the run"
+        )
+
+    def _draw_density(self, training: Training) -> None:
+        plot = self.query_one("#density-plot", BarPlot)
+        hist = training.density_histogram or {}
+        step = hist.get("step")
+        plot.title = f"feature density (log10) at step {step:,}" if step is not None else "feature density (log10)"
+        plot.set_histogram(hist.get("edges") or [], hist.get("counts") or [], xlabel="log10 firing rate")
+
+    def _config_text(self, training: Training) -> Text:
+        text = Text()
+        text.append("config\n", style="bold")
+        text.append("\n".join(config_lines(training.config)) + "\n")
+        steps = checkpoint_steps(Path(training.path)) if training.path else []
+        text.append("checkpoints ", style="bold")
+        text.append((", ".join(f"step {s:,}" for s in steps) or "none yet") + "\n")
+        text.append("eval ", style="bold")
+        if training.evaluation:
+            parts = [f"{k} {fmt.num(v) if isinstance(v, float) else v}" for k, v in training.evaluation.items()]
+            text.append(" · ".join(parts))
+        else:
+            text.append("not evaluated yet")
+        return text
+
+    def on_job_update(self, message: JobUpdate) -> None:
+        event = message.event
+        if event.type != "metrics":  # metric rows change no job state; the jobs bar also refreshes every second
+            super().on_job_update(message)
+        training = self.training
+        if training is None or training.job_id != event.job_id:
+            return
+        if event.type == "state" and self.cancel_requested and event.status not in ("queued", "running"):
+            Training.update(status="cancelled").where(Training.id == training.id).execute()
+            self.cancel_requested = False
+            self.reload()
+        elif event.type in ("metrics", "artifact") and time.monotonic() - self._last_draw > LIVE_REFRESH_S:
+            self.reload()
+
+    # --- actions ---------------------------------------------------------------------------------
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_next_metric(self) -> None:
+        i = DETAIL_METRICS.index(self.metric) if self.metric in DETAIL_METRICS else -1
+        self.metric = DETAIL_METRICS[(i + 1) % len(DETAIL_METRICS)]
+        self.log_y = None
+        self.reload()
+
+    def action_toggle_log(self) -> None:
+        current = self.log_y if self.log_y is not None else LOG_DEFAULT.get(self.metric, False)
+        self.log_y = not current
+        self.reload()
+
+    def action_pause(self) -> None:
+        from mistudio_tui.ui.screens.trainings import pause_training
+
+        pause_training(self, self.training)
+
+    def action_resume(self) -> None:
+        start_spec(self, lambda: svc.resume_training(self.training_id))
+
+    def action_cancel(self) -> None:
+        training = self.training
+        if training is None:
+            return
+        running = training.job is not None and training.job.status in ("queued", "running")
+        if not running and training.status not in ("paused", "interrupted", "failed", "pending"):
+            self.notify(f"'{training.name}' is {training.status}; nothing to cancel", severity="warning")
+            return
+        what = "stops it (after a checkpoint) and marks it" if running else "marks it"
+        message = f"Cancel run '{training.name}'? This {what} cancelled; clone it or press r to continue later."
+
+        def decided(ok: bool | None) -> None:
+            if not ok:
+                return
+            if running:
+                self.cancel_requested = True
+                self.studio.runner.cancel(training.job_id)
+            else:
+                Training.update(status="cancelled").where(Training.id == training.id).execute()
+            self.notify(f"cancelled '{training.name}'")
+            self.post_message(DataChanged())
+
+        self.app.push_screen(ConfirmModal("Cancel run", message, confirm_label="Cancel run"), decided)
+
+    def action_clone(self) -> None:
+        training = self.training
+        if training is None:
+            return
+        sae = (training.config or {}).get("sae", {})
+        train = (training.config or {}).get("train", {})
+        fields = [
+            Field("name", "Name (blank: automatic)"),
+            Field(
+                "architecture",
+                "Architecture",
+                kind="choice",
+                required=True,
+                default=sae.get("architecture", training.architecture),
+                choices=[(a, a) for a in svc.ARCHITECTURES],
+            ),
+            Field("k", "k (TopK / BatchTopK)", kind="int", default=sae.get("k")),
+            Field("l1_coefficient", "L1 coefficient (ReLU)", kind="float", default=sae.get("l1_coefficient")),
+            Field("d_sae", "Width (d_sae)", kind="int", default=sae.get("d_sae")),
+            Field("total_tokens", "Tokens", kind="int", default=train.get("total_tokens")),
+            Field("batch_size", "Batch size", kind="int", default=train.get("batch_size")),
+            Field("lr", "Learning rate (blank: automatic)", kind="float", default=train.get("lr")),
+            Field("device", "Device", default=train.get("device", "auto")),
+        ]
+
+        def done(values: dict[str, Any] | None) -> None:
+            if values:
+                name = values.pop("name")
+                start_spec(self, lambda: svc.clone_training(self.studio, training.id, name=name, **values))
+
+        self.app.push_screen(FormModal(f"Clone {training.name}", fields, "Train"), done)
+
+    def action_export(self) -> None:
+        training = self.training
+        if training is None:
+            return
+        try:
+            sae_io = importlib.import_module("mistudio_tui.services.sae_io")
+        except ModuleNotFoundError as exc:
+            if exc.name != "mistudio_tui.services.sae_io":
+                raise
+            sae_io = None
+        if sae_io is None or not hasattr(sae_io, "export_sae"):
+            self.notify("export is not available yet", severity="warning")
+            return
+        fields = [Field("path", "Export to folder", required=True, default=str(Path.cwd() / training.name))]
+
+        def done(values: dict[str, Any] | None) -> None:
+            if not values:
+                return
+            try:
+                result = sae_io.export_sae(training.id, Path(values["path"]).expanduser())
+            except USER_ERRORS as exc:
+                self.notify(str(exc), severity="error", timeout=8)
+                return
+            if isinstance(result, JobSpec):
+                start_spec(self, lambda: result)
+            else:
+                self.notify(f"exported '{training.name}' to {values['path']}")
+
+        self.app.push_screen(FormModal(f"Export {training.name}", fields, "Export"), done)
+
+    def action_save_template(self) -> None:
+        from mistudio_tui.ui.screens.trainings import open_optional
+
+        training = self.training
+        if training is not None:
+            open_optional(self, "save as template", training=training)
+
+    def action_delete(self) -> None:
+        training = self.training
+        if training is not None:
+            confirm_delete(self, training)
