@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from mistudio_tui.cli.common import add_list_show_delete, basic, count_arg, run_spec
@@ -11,6 +12,7 @@ from mistudio_tui.db import features as fq
 from mistudio_tui.db.lookup import resolve
 from mistudio_tui.db.models import FeatureSet
 from mistudio_tui.services import features as feature_svc
+from mistudio_tui.services.feature_export import FORMATS, export_feature_set, parse_feature_indices
 from mistudio_tui.studio import Studio
 
 FEATURESET_COLUMNS = [
@@ -47,10 +49,27 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("training", help="training (SAE) id or name")
     p.add_argument("--tokens", dest="n_tokens", type=count_arg("--tokens"))
     p.add_argument("--tokenization", help="tokenization to run on (default: the training's)")
-    p.add_argument("--top-k", type=int)
+    p.add_argument("--top-k", type=int, help="top activating examples kept per feature (default 20)")
+    p.add_argument("--quantiles", dest="n_quantiles", type=int, help="activation bands sampled (default 5)")
+    p.add_argument("--per-quantile", type=int, help="examples per band (default 4)")
+    p.add_argument("--context", type=context_arg, help="tokens shown before,after each example's token (default 12,4)")
+    p.add_argument("--include-bos", action="store_true", help="count the BOS token (excluded by default)")
+    p.add_argument(
+        "--include-special", action="store_true", help="count special tokens such as EOS (excluded by default)"
+    )
+    p.add_argument(
+        "--dead-density", type=float, help="features firing on fewer than this fraction of tokens are dead (1e-6)"
+    )
+    p.add_argument("--batch-size", type=int, help="sequences per forward pass (default 8)")
     p.add_argument("--device")
     p.add_argument("--name")
     p.set_defaults(func=cmd_extract)
+    p = verbs.add_parser("export", help="write a feature set as JSON, JSONL or Neuronpedia files", parents=[common])
+    p.add_argument("featureset", help="feature set id or name")
+    p.add_argument("path", help="output file (json, jsonl) or folder (neuronpedia)")
+    p.add_argument("--format", dest="fmt", default="json", choices=list(FORMATS))
+    p.add_argument("--features", help="indices and ranges to export, e.g. 0-99,512 (default: all)")
+    p.set_defaults(func=cmd_export)
     p = verbs.add_parser("list", help="features of a feature set", parents=[common])
     p.add_argument("featureset", help="feature set id or name")
     p.add_argument("--sort", default="index", choices=list(fq.SORT_COLUMNS))
@@ -66,6 +85,37 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     add_list_show_delete(verbs, common, FeatureSet, "feature set", FEATURESET_COLUMNS, featureset_summary)
 
 
+def context_arg(text: str) -> tuple[int, int]:
+    """An argparse type for '--context BEFORE,AFTER' (one number means the same on both sides)."""
+    parts = text.split(",")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values *= 2
+    if len(values) != 2 or min(values) < 0:
+        raise argparse.ArgumentTypeError(f"--context {text!r}: expected BEFORE,AFTER token counts, e.g. 12,4")
+    return values[0], values[1]
+
+
+def extraction_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The extraction options given on the command line (None for those left to the defaults)."""
+    before, after = args.context if args.context is not None else (None, None)
+    return {
+        "top_k": args.top_k,
+        "n_quantiles": args.n_quantiles,
+        "per_quantile": args.per_quantile,
+        "context_before": before,
+        "context_after": after,
+        "exclude_bos": False if args.include_bos else None,
+        "exclude_special": False if args.include_special else None,
+        "dead_density": args.dead_density,
+        "batch_size": args.batch_size,
+        "device": args.device,
+    }
+
+
 def cmd_extract(args: argparse.Namespace, studio: Studio) -> None:
     spec = feature_svc.extract_features(
         studio,
@@ -73,10 +123,17 @@ def cmd_extract(args: argparse.Namespace, studio: Studio) -> None:
         tokenization_ref=args.tokenization,
         n_tokens=args.n_tokens,
         name=args.name,
-        top_k=args.top_k,
-        device=args.device,
+        **extraction_options(args),
     )
     run_spec(args, studio, spec, featureset_summary)
+
+
+def cmd_export(args: argparse.Namespace, studio: Studio) -> None:
+    fset = resolve(FeatureSet, args.featureset)
+    indices = parse_feature_indices(args.features) if args.features else None
+    result = export_feature_set(fset, Path(args.path), args.fmt, indices)
+    data = {"feature_set": fset.name, "format": result.format, "features": result.n_features, "path": str(result.path)}
+    emit(args.json, data, lambda: f"exported {result.n_features} features of {fset.name} to {result.path}")
 
 
 def feature_row(f: Any) -> dict[str, Any]:

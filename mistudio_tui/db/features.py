@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-
-from peewee import fn
 
 from mistudio_tui.db.models import Feature, FeatureLabel, FeatureSet, Training, database, utcnow
 
@@ -32,6 +31,7 @@ class FeatureFilter:
     dead: bool | None = None
     bookmarked: bool | None = None
     min_score: float | None = None
+    max_score: float | None = None
 
     def apply(self, query: Any) -> Any:
         if self.search:
@@ -56,12 +56,69 @@ class FeatureFilter:
             query = query.where(Feature.bookmarked == self.bookmarked)
         if self.min_score is not None:
             query = query.where(Feature.label_score >= self.min_score)
+        if self.max_score is not None:
+            query = query.where(Feature.label_score <= self.max_score)
         return query
+
+
+FILTER_WORDS = {
+    "labelled": ("labelled", True),
+    "labeled": ("labelled", True),
+    "unlabelled": ("labelled", False),
+    "unlabeled": ("labelled", False),
+    "dead": ("dead", True),
+    "alive": ("dead", False),
+    "bookmarked": ("bookmarked", True),
+}
+FILTER_RANGES = {"density": ("min_density", "max_density"), "score": ("min_score", "max_score")}
+FILTER_TERM = re.compile(r"^(density|score)(>=|<=|>|<|=)(.+)$")
+FILTER_HELP = "density>1e-3 density<0.1 score>=0.7 labelled unlabelled dead alive bookmarked (! negates a word)"
+
+
+def parse_filter(text: str, search: str = "") -> FeatureFilter:
+    """Parse a filter such as `density>1e-3 labelled score>=0.7 !dead` (bounds are inclusive)."""
+    flt = FeatureFilter(search=search)
+    for term in text.split():
+        word = term.lower()
+        negated = word.startswith("!")
+        if word.lstrip("!") in FILTER_WORDS:
+            name, value = FILTER_WORDS[word.lstrip("!")]
+            setattr(flt, name, value != negated)
+            continue
+        match = FILTER_TERM.match(word)
+        if match is None:
+            raise ValueError(f"filter: {term!r} is not understood; use terms like {FILTER_HELP}")
+        field, op, raw = match.groups()
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ValueError(f"filter: {term!r} needs a number after {field}{op}, not {raw!r}") from None
+        low, high = FILTER_RANGES[field]
+        if op in (">", ">=", "="):
+            setattr(flt, low, value)
+        if op in ("<", "<=", "="):
+            setattr(flt, high, value)
+    return flt
+
+
+def toggle_bookmark(feature_set_id: int, index: int) -> bool:
+    """Flip the bookmark of feature `index` of a feature set; returns the new state."""
+    row = Feature.get_or_none((Feature.feature_set == feature_set_id) & (Feature.index == index))
+    if row is None:
+        raise ValueError(f"feature set {feature_set_id} has no feature {index}")
+    Feature.update(bookmarked=not row.bookmarked).where(Feature.id == row.id).execute()
+    return not row.bookmarked
 
 
 def _as_int(text: str) -> int:
     text = text.strip().lstrip("#")
     return int(text) if text.isdigit() else -1
+
+
+def data_version() -> tuple[int, int]:
+    """A cheap token that changes whenever any connection commits to the database (this one included)."""
+    connection = database.connection()
+    return connection.execute("PRAGMA data_version").fetchone()[0], connection.total_changes
 
 
 def sort_column(name: str) -> Any:
@@ -83,10 +140,13 @@ def feature_page(
     offset: int = 0,
     limit: int = 100,
 ) -> list[Feature]:
-    """One page of features in the requested order (ties broken by index)."""
+    """One page of features in the requested order (ties broken by index, in the same direction)."""
     column = sort_column(sort)
-    order = column.desc(nulls="LAST") if descending else column.asc(nulls="LAST")
-    query = feature_query(feature_set_id, flt).order_by(order, Feature.index)
+    if descending:  # one direction for both keys lets SQLite walk the (feature_set, column, index) index
+        order = (column.desc(nulls="LAST"), Feature.index.desc())
+    else:
+        order = (column.asc(nulls="LAST"), Feature.index.asc())
+    query = feature_query(feature_set_id, flt).order_by(*order)
     return list(query.offset(offset).limit(limit))
 
 
@@ -102,11 +162,12 @@ def position_of(feature_set_id: int, index: int, sort: str, descending: bool, fl
     column = sort_column(sort)
     value = getattr(row, column.name)
     base = feature_query(feature_set_id, flt)
+    tie = Feature.index > index if descending else Feature.index < index
     if value is None:
         before = base.where(column.is_null(False)).count()
-        return before + base.where(column.is_null() & (Feature.index < index)).count()
+        return before + base.where(column.is_null() & tie).count()
     if descending:
-        ahead = base.where((column > value) | ((column == value) & (Feature.index < index)))
+        ahead = base.where((column > value) | ((column == value) & tie))
     else:
         ahead = base.where((column < value) | ((column == value) & (Feature.index < index)))
     return ahead.count()
@@ -214,22 +275,17 @@ def labels_of(training_id: int, feature_index: int) -> list[FeatureLabel]:
 
 
 def density_histogram(feature_set_id: int, bins: int = 30) -> tuple[list[float], list[int]]:
-    """Histogram of log10 density over the alive features (edges, counts), computed in SQL."""
-    import math
+    """Histogram of log10 density over the alive features (edges, counts); one raw scan, binned by numpy."""
+    import numpy as np
 
-    query = Feature.select(fn.MIN(Feature.density), fn.MAX(Feature.density)).where(
-        (Feature.feature_set == feature_set_id) & (Feature.density > 0)
+    sql, params = (
+        Feature.select(Feature.density).where((Feature.feature_set == feature_set_id) & (Feature.density > 0)).sql()
     )
-    lo, hi = query.scalar(as_tuple=True)
-    if lo is None:
+    rows = database.execute_sql(sql, params).fetchall()
+    if not rows:
         return [], []
-    lo_l, hi_l = math.log10(lo), math.log10(hi)
-    width = max((hi_l - lo_l) / bins, 1e-9)
-    counts = [0] * bins
-    for (density,) in (
-        Feature.select(Feature.density).where((Feature.feature_set == feature_set_id) & (Feature.density > 0)).tuples()
-    ):
-        i = min(int((math.log10(density) - lo_l) / width), bins - 1)
-        counts[i] += 1
-    edges = [lo_l + i * width for i in range(bins + 1)]
-    return edges, counts
+    log_density = np.log10(np.fromiter((row[0] for row in rows), dtype=np.float64, count=len(rows)))
+    lo, hi = float(log_density.min()), float(log_density.max())
+    edges = np.linspace(lo, max(hi, lo + 1e-9 * bins), bins + 1)
+    counts, _ = np.histogram(log_density, bins=edges)
+    return [float(e) for e in edges], [int(c) for c in counts]

@@ -6,7 +6,7 @@ from typing import Any
 
 from mistudio_tui.db.lookup import resolve, unique_name
 from mistudio_tui.db.models import FeatureSet, Tokenization, Training, database
-from mistudio_tui.services.spec import JobSpec, slug
+from mistudio_tui.services.spec import JobSpec, create_pending
 from mistudio_tui.studio import Studio
 
 EXTRACTION_DEFAULTS: dict[str, Any] = {
@@ -53,18 +53,19 @@ def extract_features(
         config["n_tokens"] = int(n_tokens)
     if int(config["n_tokens"]) <= 0:
         raise ValueError("the number of tokens must be positive")
+    check_extraction_config(config)
     default = f"{training.name}-features"
     with database.atomic():
-        fset = FeatureSet.create(
+        fset = create_pending(
+            studio,
+            FeatureSet,
+            "features",
             name=_name(name, default),
             training=training,
             tokenization=tokenization,
             d_sae=training.d_sae or 0,
             config=config,
-            status="pending",
         )
-        fset.path = str(studio.paths.dir("features") / f"{fset.id}-{slug(fset.name)}")
-        fset.save()
     params = dict(config)
     params.update(
         sae_dir=training.path,
@@ -76,6 +77,18 @@ def extract_features(
         out_dir=fset.path,
     )
     return JobSpec("features.extract", params, f"Features of {training.name}", fset)
+
+
+def check_extraction_config(config: dict[str, Any]) -> None:
+    """Raise ValueError naming the first extraction option that is out of range."""
+    for key in ("top_k", "n_quantiles", "per_quantile", "batch_size"):
+        if int(config[key]) < 1:
+            raise ValueError(f"extraction option {key} must be at least 1, got {config[key]}")
+    for key in ("context_before", "context_after"):
+        if int(config[key]) < 0:
+            raise ValueError(f"extraction option {key} must be zero or more tokens, got {config[key]}")
+    if not 0.0 <= float(config["dead_density"]) < 1.0:
+        raise ValueError(f"extraction option dead_density must be in [0, 1), got {config['dead_density']}")
 
 
 def _name(name: str | None, default: str) -> str:

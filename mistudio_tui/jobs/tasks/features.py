@@ -95,13 +95,20 @@ def load_tokenizer_for(tokens: Any, loaded: Any) -> Any:
 
 
 def special_ids(tokens: Any, params: dict[str, Any]) -> list[int]:
-    """Token ids never counted: BOS and (optionally) every special token of the tokenizer."""
+    """Token ids never counted: BOS and every other special token, each unless asked to keep them.
+
+    Keeping BOS wins over excluding special tokens (BOS is usually one of them, e.g. GPT-2's <|endoftext|>).
+    """
     meta = tokens.meta
     ids: set[int] = set()
-    if params.get("exclude_bos", True) and meta.get("bos_token_id") is not None:
-        ids.add(int(meta["bos_token_id"]))
     if params.get("exclude_special", True):
         ids.update(int(i) for i in meta.get("special_token_ids") or [])
+    bos = meta.get("bos_token_id")
+    if bos is not None:
+        if params.get("exclude_bos", True):
+            ids.add(int(bos))
+        else:
+            ids.discard(int(bos))
     return sorted(ids)
 
 

@@ -53,6 +53,7 @@ def example_text(example: Any, vocab: list[str], peak: float) -> Text:
 
 
 def feature_header(detail: Any, labels: list[Any]) -> Text:
+    """The feature's numbers and its current label with who or what set it, when, and its score."""
     text = Text()
     text.append(f"feature {detail.index}", style="bold")
     if detail.dead:
@@ -67,14 +68,42 @@ def feature_header(detail: Any, labels: list[Any]) -> Text:
         if current.semantic:
             text.append(f"\n{current.semantic}")
         score = f" · score {current.score:.2f}" if current.score is not None else ""
-        text.append(f"\n[{current.method}{' ' + current.model if current.model else ''}{score}]", style="dim")
+        who = label_origin(current)
+        text.append(f"\n[{who} · {current.created_at:%Y-%m-%d %H:%M}{score}]", style="dim")
+    else:
+        text.append("\nunlabelled · e labels it by hand, L with a model", style="dim")
     others = len(labels) - (1 if current is not None else 0)
     if others > 0:
-        text.append(f"  (+{others} other label{'s' if others > 1 else ''}: L)", style="dim")
+        text.append(f"  (+{others} other label{'s' if others > 1 else ''}: h)", style="dim")
+    return text
+
+
+def label_origin(label: Any) -> str:
+    """Who or what set a label: its method, model and author (when not the model itself)."""
+    who = label.method + (f" {label.model}" if label.model else "")
+    if label.author and label.author != label.model:
+        who += f" by {label.author}"
+    return who
+
+
+def activation_text(tokens: list[str], values: list[float]) -> Text:
+    """Typed text with each token shaded by the feature's activation, the strongest one underlined."""
+    text = Text()
+    peak = max(values, default=0.0)
+    strongest = values.index(peak) if values and peak > 0 else -1
+    for i, (token, value) in enumerate(zip(tokens, values, strict=True)):
+        style = shade(float(value), peak)
+        if i == strongest:
+            style = style + Style(bold=True, underline=True)
+        text.append(visible(token), style=style)
+    text.append(
+        f"\nmax {fmt.num(peak)}" + (f" on {visible(tokens[strongest])!r}" if strongest >= 0 else ""), style="dim"
+    )
     return text
 
 
 def logit_text(detail: Any, vocab: list[str], top: int = 8) -> Text:
+    """The tokens the decoder direction promotes and suppresses through the unembedding."""
     text = Text()
     if detail.promoted_ids is None:
         return Text("logit lens: not available (not a causal LM)", style="dim")
@@ -86,6 +115,7 @@ def logit_text(detail: Any, vocab: list[str], top: int = 8) -> Text:
 
 
 def similar_text(detail: Any, top: int = 8) -> Text:
+    """The features whose decoder directions are closest, with their cosine."""
     if detail.similar_ids is None:
         return Text("")
     text = Text("similar (decoder cosine): ", style="bold")
