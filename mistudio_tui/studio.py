@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 from peewee import SqliteDatabase
@@ -20,6 +21,8 @@ class Studio:
         self.interrupted: list[int] = recover_interrupted()
         self._max_parallel = max_parallel
         self._runner = None
+        self._inference = None
+        self._inference_lock = threading.Lock()
 
     @property
     def runner(self):  # -> JobRunner (imported lazily: the runner starts a thread)
@@ -33,11 +36,23 @@ class Studio:
     def has_runner(self) -> bool:
         return self._runner is not None
 
+    @property
+    def inference(self):  # -> InferenceSession: one torch worker shared by every screen, started on first request
+        with self._inference_lock:
+            if self._inference is None:
+                from mistudio_tui.inference.session import InferenceSession
+
+                self._inference = InferenceSession(self.paths.home)
+            return self._inference
+
     def schema_version(self) -> int:
         return schema_version(self.db)
 
     def close(self, cancel_jobs: bool = True) -> None:
-        """Stop the runner (cancelling its jobs unless told otherwise) and close the database."""
+        """Stop the runner (cancelling its jobs unless told otherwise), the inference worker, and the database."""
+        if self._inference is not None:
+            self._inference.close()
+            self._inference = None
         if self._runner is not None:
             self._runner.shutdown(cancel=cancel_jobs)
             self._runner = None

@@ -1,0 +1,1 @@
+"""Feature analysis on a model + SAE: ablation, decoder maps, co-occurrence on texts."""
