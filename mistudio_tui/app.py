@@ -12,6 +12,7 @@ from pathlib import Path
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
 from mistudio_tui.jobs.runner import JobEvent
@@ -30,6 +31,8 @@ MODE_KEYS = [
     ("6", "monitor", "Monitor"),
     ("j", "jobs", "Jobs"),
 ]
+# The mode keys share one footer entry ("1…6 j Screens") so each screen's own actions, ? and q stay visible.
+MODE_GROUP = Binding.Group("Screens", compact=True)
 
 
 def lazy_screen(module: str, name: str) -> Screen:
@@ -57,11 +60,13 @@ class MiStudioApp(App):
     DEFAULT_MODE = "datasets"
     BINDINGS = [
         *[
-            Binding(key, f"switch_mode('{mode}')", label, id=f"mode.{mode}", show=key in "1234567j")
+            Binding(key, f"switch_mode('{mode}')", label, id=f"mode.{mode}", group=MODE_GROUP)
             for key, mode, label in MODE_KEYS
         ],
         Binding("question_mark", "toggle_keys", "Keys", id="app.keys"),
         Binding("q", "request_quit", "Quit", id="app.quit"),
+        # Textual's own ctrl+q quits at once; here it asks first when jobs are running, like q
+        Binding("ctrl+q", "request_quit", "Quit", id="app.quit_ctrl", show=False, priority=True),
     ]
 
     def __init__(self, studio: Studio | None = None, offer_sample: bool = True) -> None:
@@ -122,6 +127,10 @@ class MiStudioApp(App):
             elif event.status == "failed":
                 err = (job.error if job else "") or "failed"
                 self.notify(f"✗ {title} failed: {err}", severity="error", timeout=10)
+            elif job is not None and job.kind == "train":  # pausing a training cancels its job after a checkpoint
+                self.notify(
+                    f"{title} stopped at its last checkpoint; r on Trainings (3) resumes it", severity="warning"
+                )
             else:
                 self.notify(f"{title} cancelled", severity="warning")
         self.screen.post_message(JobUpdate(event))
@@ -134,12 +143,31 @@ class MiStudioApp(App):
         if lost:
             self.screen.post_message(DataChanged("job"))
 
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Show a toast as plain text: names and error messages may hold '[' (and '[/]' is a markup error)."""
+        if timeout is None:
+            super().notify(message, title=title, severity=severity, markup=False)
+        else:
+            super().notify(message, title=title, severity=severity, timeout=timeout, markup=False)
+
     # --- actions ---------------------------------------------------------------------------------
     def action_toggle_keys(self) -> None:
         if self.screen.query("HelpPanel"):
             self.action_hide_help_panel()
         else:
             self.action_show_help_panel()
+
+    async def action_quit(self) -> None:
+        """Textual's quit (the palette's Quit command) asks first too when jobs are running."""
+        self.action_request_quit()
 
     def action_request_quit(self) -> None:
         running = self.studio.runner.running_ids() if self.studio.has_runner else []
@@ -198,9 +226,24 @@ class MiStudioApp(App):
             yield SystemCommand(f"Go to {label}", f"Switch to the {label} screen", partial(self.switch_mode, mode))
         yield SystemCommand("Build the offline sample", "Corpus + tiny GPT-2 trained here", self.offer_to_build_sample)
         yield SystemCommand("About miStudio", "Version, database schema version and data folder", self.show_about)
+        yield from self.screen_binding_commands(screen)
         extra = getattr(screen, "palette_commands", None)
         if extra is not None:
             yield from extra()
+
+    def screen_binding_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Every key the screen itself binds, footer or not, as a palette entry naming its key."""
+        title = getattr(screen, "TITLE_TEXT", "") or type(screen).__name__
+        for active in screen.active_bindings.values():
+            binding = active.binding
+            if active.node is not screen or not binding.description:
+                continue
+            key = self.get_key_display(binding)
+            yield SystemCommand(
+                f"{title}: {binding.description}",
+                f"key {key}",
+                partial(self.call_later, self.run_action, binding.action, screen),
+            )
 
 
 def run_app() -> int:

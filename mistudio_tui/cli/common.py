@@ -19,13 +19,13 @@ from mistudio_tui.units import parse_count
 
 
 def count_arg(what: str) -> Callable[[str], int]:
-    """An argparse type for counts like 100k or 1e6."""
+    """An argparse type for counts like 100k or 1e6 (argparse names the option itself)."""
 
     def parse(text: str) -> int:
         try:
             return parse_count(text, what)
         except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
+            raise argparse.ArgumentTypeError(str(exc).removeprefix(f"{what}: ")) from None
 
     return parse
 

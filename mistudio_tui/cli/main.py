@@ -15,10 +15,15 @@ COMMAND_MODULES = [
     "mistudio_tui.cli.data_cmd",
     "mistudio_tui.cli.model_cmd",
     "mistudio_tui.cli.train_cmd",
+    "mistudio_tui.cli.sae_cmd",
+    "mistudio_tui.cli.template_cmd",
+    "mistudio_tui.cli.sweep_cmd",
     "mistudio_tui.cli.feature_cmd",
     "mistudio_tui.cli.label_cmd",
     "mistudio_tui.cli.jobs_cmd",
     "mistudio_tui.cli.misc_cmd",
+    "mistudio_tui.cli.steer_cmd",
+    "mistudio_tui.cli.monitor_cmd",
 ]
 
 

@@ -206,6 +206,7 @@ class Training(BaseModel):
     group_name = CharField(null=True)
     tags = CharField(default="")
     evaluation = JSONField(null=True)
+    density_histogram = JSONField(null=True)  # latest {step, tokens, edges, counts} (migration 0005)
     error = TextField(null=True)
     job = ForeignKeyField(Job, null=True, on_delete="SET NULL")
     created_at = DateTimeField(default=utcnow)
@@ -215,7 +216,7 @@ class Training(BaseModel):
 class TrainingMetric(BaseModel):
     """One (possibly downsampled) point of a training curve; `span` raw points merged into it."""
 
-    training = ForeignKeyField(Training, backref="metrics", on_delete="CASCADE")
+    training = ForeignKeyField(Training, backref="metrics", on_delete="CASCADE", index=False)  # (training, step)
     step = IntegerField()
     tokens = IntegerField(null=True)
     loss = FloatField(null=True)
@@ -270,7 +271,12 @@ class Feature(BaseModel):
     bookmarked = BooleanField(default=False)
 
     class Meta:
-        indexes = ((("feature_set", "index"), True),)
+        indexes = (
+            (("feature_set", "index"), True),
+            (("feature_set", "density", "index"), False),  # sort indexes: migration 0008
+            (("feature_set", "max_activation", "index"), False),
+            (("feature_set", "label_score", "index"), False),
+        )
 
 
 class LabelingJob(BaseModel):

@@ -86,6 +86,9 @@ def worker_main(
     redirect_output(log_path)
     os.environ.update(env)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # tqdm bars of transformers/hub/datasets would fill the log tail; jobs report progress over the pipe instead
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     ctx = PipeContext(conn, cancel_event, parent_pid)
     print(f"[job {job_id}] {entry} pid={os.getpid()}", flush=True)
     ctx._send(p.Started(pid=os.getpid(), device=str(params.get("device") or "cpu")))

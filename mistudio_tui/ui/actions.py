@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from peewee import Model
 from textual.screen import Screen
@@ -12,7 +13,18 @@ from mistudio_tui.db.lookup import NotFound
 from mistudio_tui.services.spec import JobSpec
 from mistudio_tui.ui.messages import DataChanged
 
+if TYPE_CHECKING:
+    from mistudio_tui.ui.modals.form import FormModal
+
 USER_ERRORS = (ValueError, FileNotFoundError, NotFound, PermissionError)
+
+
+def submit_spec(screen: Screen, spec: JobSpec) -> int:
+    """Submit a built job, say so and let the screens reload."""
+    job = spec.submit(screen.app.studio.runner)
+    screen.notify(f"started: {spec.title} (job {job.id})")
+    screen.post_message(DataChanged())
+    return job.id
 
 
 def start_spec(screen: Screen, make_spec: Callable[[], JobSpec]) -> int | None:
@@ -22,10 +34,17 @@ def start_spec(screen: Screen, make_spec: Callable[[], JobSpec]) -> int | None:
     except USER_ERRORS as exc:
         screen.notify(str(exc), severity="error", timeout=8)
         return None
-    job = spec.submit(screen.app.studio.runner)
-    screen.notify(f"started: {spec.title} (job {job.id})")
-    screen.post_message(DataChanged())
-    return job.id
+    return submit_spec(screen, spec)
+
+
+def open_job_form(screen: Screen, form: FormModal) -> None:
+    """Show a form whose `build` makes the job: a bad value keeps the form open, a valid job starts on close."""
+
+    def done(values: dict[str, Any] | None) -> None:
+        if values is not None and form.built is not None:
+            submit_spec(screen, form.built)
+
+    screen.app.push_screen(form, done)
 
 
 def confirm_delete(screen: Screen, row: Model) -> None:

@@ -103,8 +103,11 @@ def test_pipeline_from_corpus_to_labelled_features(capsys, corpus_file, tiny_lm_
     labelled = cli(capsys, "features", "list", str(fset["id"]), "--sort", "density", "--limit", "3")
     assert all(r["semantic_label"] for r in labelled)
 
-    db_text = (Path(dataset["path"]).parents[1] / "mistudio.db").read_bytes()
+    home = Path(dataset["path"]).parents[1]
+    db_text = (home / "mistudio.db").read_bytes()
     assert b"sk-test-secret-123" not in db_text
+    logs = " ".join(p.read_text(errors="replace") for p in (home / "logs").glob("job-*.log"))
+    assert "it/s]" not in logs  # no tqdm bars of transformers/hub/datasets filling the log tails
 
 
 def test_errors_are_one_line_and_exit_non_zero(capsys, tmp_path):

@@ -19,8 +19,11 @@ from mistudio_tui.db.models import (
 WORDS = [" the", " cat", " sat", " on", " mat", ".", "\n", " dog", " ran", " far", "<|endoftext|>", " a"]
 
 
-def write_feature_store(folder: Path, d_sae: int = 12) -> None:
-    """Feature i fires (value i+1, an exact float) on token id i of a fixed token grid."""
+def write_feature_store(folder: Path, d_sae: int = 12, similar: bool = False) -> None:
+    """Feature i fires (value i+1, an exact float) on token id i of a fixed token grid.
+
+    With `similar`, decoder row i is e_i + 0.5·e_(i+1), so each feature's nearest neighbours are i±1.
+    """
     import torch
 
     from mistudio_tui.ml.features.accumulate import FeatureAccumulator
@@ -34,7 +37,13 @@ def write_feature_store(folder: Path, d_sae: int = 12) -> None:
     acc = FeatureAccumulator(d_sae, top_k=4, n_quantiles=2, per_quantile=2, context=(3, 1), hist_bins=8)
     acc.update(codes, tokens, torch.arange(8), torch.ones(8, 10, dtype=torch.bool))
     stats = acc.finalize()
-    FeatureSetWriter(folder).write(stats, {"hook": "blocks.0.hook_resid_post"})
+    neighbours = None
+    if similar:
+        from mistudio_tui.ml.features.similarity import similar_by_decoder
+
+        decoder = torch.eye(d_sae + 1)[:d_sae] + 0.5 * torch.eye(d_sae + 1)[1:]
+        neighbours = similar_by_decoder(decoder, top=3)
+    FeatureSetWriter(folder).write(stats, {"hook": "blocks.0.hook_resid_post"}, similar=neighbours)
     (folder / "vocab.json").write_text(json.dumps(WORDS))
 
 
@@ -167,3 +176,81 @@ def populate(home: Path) -> dict[str, int]:
     bulk_insert_features(fset, rows)
     add_label(tr.id, 1, technical="cat", semantic="The word cat, as a noun.", method="manual")
     return {"dataset": ds.id, "model": lm.id, "training": tr.id, "featureset": fset.id}
+
+
+def populate_runs(home: Path) -> dict[str, int]:
+    """Trainings in every state on top of `populate`: a group of two, a failed OOM run with a log, a paused run."""
+    from mistudio_tui.db.models import Job
+
+    base = populate(home)
+    first = Training.get_by_id(base["training"])
+    logs = home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    specs = [
+        ("topk-k8", "running", "topk", {"k": 8}, 0.8, "L0-multi", "baseline", None),
+        ("topk-k16", "running", "topk", {"k": 16}, 0.6, "L0-multi", "", None),
+        ("relu-l1", "failed", "relu", {"l1_coefficient": 0.004}, 1.4, None, "ablation", "oom"),
+        ("batchtopk-b", "paused", "batchtopk", {"k": 12}, 1.1, None, "baseline", None),
+    ]
+    ids = {"first": first.id}
+    for i, (name, status, arch, sparsity, scale, group, tags, failure) in enumerate(specs):
+        job = None
+        if failure:
+            log = logs / f"{name}.log"
+            log.write_text(
+                "step 120 loss 0.52\nstep 130 loss 0.51\n"
+                "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB\n"
+            )
+            job = Job.create(kind="train", title=f"Train {name}", status="failed", log_path=str(log))
+        tr = Training.create(
+            name=name,
+            activation_set=first.activation_set,
+            model=first.model,
+            tokenization=first.tokenization,
+            architecture=arch,
+            hook_name=first.hook_name,
+            d_in=32,
+            d_sae=64 * (i + 1),
+            status=status,
+            total_tokens=2_000_000,
+            group_name=group,
+            tags=tags,
+            job=job,
+            error="CUDA out of memory. Tried to allocate 2.00 GiB" if failure else None,
+            config={
+                "sae": {"architecture": arch, "d_in": 32, "d_sae": 64 * (i + 1), **sparsity},
+                "train": {"batch_size": 4096, "lr": 1e-3 * (i + 1), "dtype": "fp32"},
+            },
+            device="cuda:0" if status == "running" else "cpu",
+            path=str(home / "saes" / name),
+            density_histogram={"step": 100, "edges": [-4, -3, -2, -1, 0], "counts": [3, 10, 40, 11]},
+        )
+        n = 150 if failure else 300
+        mq.bulk_load(
+            tr.id,
+            [
+                {
+                    "step": s,
+                    "tokens": s * 4096,
+                    "loss": scale / (1 + s / 20),
+                    "l0": 30.0 - s / 20,
+                    "explained_variance": min(0.95, s / (200 * scale)),
+                    "dead_fraction": 0.1,
+                    "lr": 1e-3 * (i + 1),
+                    "tokens_per_s": 40_000.0 + 100 * (s % 7),
+                }
+                for s in range(n)
+            ],
+        )
+        last = n - 1
+        Training.update(
+            steps=last,
+            tokens=last * 4096,
+            loss=scale / (1 + last / 20),
+            l0=30.0 - last / 20,
+            explained_variance=min(0.95, last / (200 * scale)),
+            dead_fraction=0.1,
+            tokens_per_s=40_600.0,
+        ).where(Training.id == tr.id).execute()
+        ids[name] = tr.id
+    return ids

@@ -27,7 +27,7 @@ class ConfirmModal(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog", classes="dialog"):
             yield Static(self.title_text, classes="dialog-title")
-            yield Static(self.message, classes="dialog-body")
+            yield Static(self.message, classes="dialog-body", markup=False)  # names may hold '['
             with Horizontal(classes="dialog-buttons"):
                 yield Button(f"{self.confirm_label} (y)", variant="error" if self.danger else "primary", id="yes")
                 yield Button("Cancel (n)", id="no")

@@ -12,6 +12,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Checkbox, Input, Label, Select, Static
 
+from mistudio_tui.ui.actions import USER_ERRORS
 from mistudio_tui.units import parse_count
 
 
@@ -67,7 +68,11 @@ def parse_value(spec: Field, raw: Any) -> Any:
 
 
 class FormModal(ModalScreen[dict[str, Any] | None]):
-    """Returns the parsed values, or None if cancelled. ctrl+s or Enter on the last field submits."""
+    """Returns the parsed values, or None if cancelled. ctrl+s or Enter on the last field submits.
+
+    With `build`, submitting also calls it with the values; a user error it raises stays in the form (nothing typed is
+    lost) and what it returns is kept in `built`.
+    """
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", id="form.cancel"),
@@ -81,8 +86,11 @@ class FormModal(ModalScreen[dict[str, Any] | None]):
         submit_label: str = "Start",
         note: str = "",
         check: Callable[[dict[str, Any]], str | None] | None = None,
+        build: Callable[[dict[str, Any]], Any] | None = None,
     ) -> None:
         super().__init__()
+        self.build = build
+        self.built: Any = None
         self.form_title = title
         self.fields = list(fields)
         self.submit_label = submit_label
@@ -91,12 +99,12 @@ class FormModal(ModalScreen[dict[str, Any] | None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="dialog", classes="dialog form"):
-            yield Static(self.form_title, classes="dialog-title")
+            yield Static(self.form_title, classes="dialog-title", markup=False)
             if self.note:
-                yield Static(self.note, classes="dialog-note")
+                yield Static(self.note, classes="dialog-note", markup=False)
             for spec in self.fields:
                 yield from self._compose_field(spec)
-            yield Static("", id="form-error", classes="form-error")
+            yield Static("", id="form-error", classes="form-error", markup=False)  # messages name files and ids
             with Horizontal(classes="dialog-buttons"):
                 yield Button(f"{self.submit_label} (ctrl+s)", variant="primary", id="submit")
                 yield Button("Cancel (esc)", id="cancel")
@@ -147,7 +155,15 @@ class FormModal(ModalScreen[dict[str, Any] | None]):
             error.update(f"⚠ {exc}")
             if exc.field:
                 self.query_one(f"#field-{exc.field}").focus()
+            self.notify(str(exc), severity="error", timeout=8)
             return
+        if self.build is not None:
+            try:
+                self.built = self.build(values)
+            except USER_ERRORS as exc:
+                error.update(f"⚠ {exc}")
+                self.notify(str(exc), severity="error", timeout=8)
+                return
         self.dismiss(values)
 
     def action_cancel(self) -> None:

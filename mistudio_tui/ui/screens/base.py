@@ -38,7 +38,9 @@ class StudioScreen(Screen):
         """Re-read what this screen shows from the database."""
 
     def on_job_update(self, message: JobUpdate) -> None:
-        """A job changed; by default reload when one ends."""
+        """A job changed; by default reload when one ends (metric rows change no job: the bar refreshes itself)."""
+        if message.event.type == "metrics":
+            return
         self.query_one(JobsBar).refresh_jobs()
         if message.event.type == "state":
             self.reload()

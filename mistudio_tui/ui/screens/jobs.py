@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rich.markup import escape
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -17,6 +18,7 @@ from mistudio_tui.ui import format as fmt
 from mistudio_tui.ui.jobview import JobView
 from mistudio_tui.ui.messages import JobUpdate
 from mistudio_tui.ui.screens.base import StudioScreen
+from mistudio_tui.ui.widgets.record_table import RecordTable
 
 STATUS_STYLE = {
     "running": "bold green",
@@ -43,15 +45,19 @@ class JobsScreen(StudioScreen):
 
     def compose_body(self) -> ComposeResult:
         with Vertical(id="jobs-layout"):
-            table = DataTable(id="jobs-table", cursor_type="row", zebra_stripes=True)
-            table.add_column("ID", key="id", width=4)
-            table.add_column("Job", key="job", width=26)
-            table.add_column("Status", key="status", width=11)
-            table.add_column("Progress", key="progress", width=18)
-            table.add_column("Elapsed", key="elapsed", width=8)
-            table.add_column("ETA", key="eta", width=7)
-            table.add_column("Device", key="device", width=7)
-            yield table
+            yield RecordTable(
+                [
+                    ("id", "ID", 4),
+                    ("job", "Job", 26),
+                    ("status", "Status", 11),
+                    ("progress", "Progress", 18),
+                    ("elapsed", "Elapsed", 8),
+                    ("eta", "ETA", 7),
+                    ("device", "Device", 7),
+                ],
+                flex="job",
+                id="jobs-table",
+            )
             yield Static("", id="job-detail", classes="detail")
             yield Static("", id="job-log", classes="log-tail")
 
@@ -64,25 +70,7 @@ class JobsScreen(StudioScreen):
             self.reload()
 
     def reload(self) -> None:
-        table = self.query_one(DataTable)
-        selected = self.selected_id()
-        jobs = recent_jobs(200)
-        keys = [str(j.id) for j in jobs]
-        existing = [str(r.value) for r in table.rows]
-        if keys != existing:
-            table.clear()
-            for job in jobs:
-                table.add_row(*self._cells(job), key=str(job.id))
-            if selected is not None and str(selected) in keys:
-                table.move_cursor(row=keys.index(str(selected)))
-        else:
-            for job in jobs:
-                for column, value in zip(
-                    ("id", "job", "status", "progress", "elapsed", "eta", "device"),
-                    self._cells(job),
-                    strict=True,
-                ):
-                    table.update_cell(str(job.id), column, value)
+        self.query_one(RecordTable).set_records([(job.id, self._cells(job)) for job in recent_jobs(200)])
         self.show_detail()
 
     def _cells(self, job: Job) -> tuple:
@@ -90,7 +78,7 @@ class JobsScreen(StudioScreen):
         title = job.title or job.kind
         return (
             str(job.id),
-            title[:26],
+            title,
             status_text(job.status),
             view.progress_cell(10),
             fmt.duration(view.elapsed),
@@ -99,14 +87,7 @@ class JobsScreen(StudioScreen):
         )
 
     def selected_id(self) -> int | None:
-        table = self.query_one(DataTable)
-        if table.row_count == 0:
-            return None
-        try:
-            key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
-        except Exception:
-            return None
-        return int(key.value) if key and key.value else None
+        return self.query_one(RecordTable).selected_id
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         self.show_detail()
@@ -122,12 +103,12 @@ class JobsScreen(StudioScreen):
         job = Job.get_or_none(Job.id == job_id)
         if job is None:
             return
-        lines = [f"[b]#{job.id} {job.title or job.kind}[/b]  {job.kind}  pid {job.pid or '-'}"]
+        lines = [f"[b]#{job.id} {escape(job.title or job.kind)}[/b]  {job.kind}  pid {job.pid or '-'}"]
         if job.progress_text:
-            lines.append(f"progress: {job.progress_text}")
+            lines.append(f"progress: {escape(job.progress_text)}")
         if job.error:
-            lines.append(f"[red]error: {job.error}[/red]")
-        lines.append(f"log: {job.log_path}")
+            lines.append(f"[red]error: {escape(job.error)}[/red]")
+        lines.append(f"log: {escape(str(job.log_path))}")
         detail.update("\n".join(lines))
         tail = tail_file(Path(job.log_path), 12) if job.log_path else []
         log.update(Text("\n".join(tail) if tail else "(log is empty)", no_wrap=False))

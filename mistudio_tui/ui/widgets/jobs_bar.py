@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.widgets import Static
 
 from mistudio_tui.db.jobs import ACTIVE_STATES
 from mistudio_tui.db.models import Job
 from mistudio_tui.ui.jobview import JobView
+
+# On a narrow terminal the footer shows only a screen's first keys: say where the rest are.
+IDLE_TEXT = "no jobs running · j: jobs · ?: keys"
 
 
 class JobsBar(Static):
@@ -27,9 +31,9 @@ class JobsBar(Static):
         queued = len(jobs) - len(running)
         self.set_class(bool(jobs), "-busy")
         if not jobs:
-            self.update("no jobs running · j: jobs")
+            self.update(IDLE_TEXT)
             return
         parts = " · ".join(JobView(j).short() for j in running[:3])
         more = f" +{len(running) - 3}" if len(running) > 3 else ""
         waiting = f" · {queued} queued" if queued else ""
-        self.update(f"▶ {len(running)} running: {parts}{more}{waiting} · j: jobs")
+        self.update(Text(f"▶ {len(running)} running: {parts}{more}{waiting} · j: jobs"))
