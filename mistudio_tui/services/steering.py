@@ -200,16 +200,56 @@ def steerable_trainings() -> list[Training]:
     return list(query.order_by(Training.id.desc()))
 
 
-def search_features(training_id: int, term: str, limit: int = 10) -> list[tuple[int, str]]:
-    """(index, label) of features whose label or top tokens contain `term`, in the newest ready feature set."""
-    from mistudio_tui.db.models import Feature, FeatureSet
+def newest_feature_set(training_id: int) -> Any:
+    """The training's newest ready FeatureSet, or None."""
+    from mistudio_tui.db.models import FeatureSet
 
-    fset = (
+    return (
         FeatureSet.select()
         .where((FeatureSet.training == training_id) & (FeatureSet.status == "ready"))
         .order_by(FeatureSet.id.desc())
         .first()
     )
+
+
+DENSITY_BANDS = (("dead", 0.0), ("rare < 1e-4", 1e-4), ("1e-4 – 1e-2", 1e-2), ("dense ≥ 1e-2", float("inf")))
+MAP_COLOURINGS = ("none", "density", "label")
+
+
+def map_groups(training_id: int, by: str) -> dict[str, list[int]]:
+    """Feature indices grouped for colouring the decoder map: by density band or labelled/unlabelled.
+
+    Empty when `by` is "none" or the training has no feature set yet (the map is then drawn in one colour)."""
+    from mistudio_tui.db.models import Feature
+
+    if by not in MAP_COLOURINGS:
+        raise ValueError(f"colour the map by one of {', '.join(MAP_COLOURINGS)}, not {by!r}")
+    fset = newest_feature_set(training_id)
+    if by == "none" or fset is None:
+        return {}
+    rows = Feature.select(Feature.index, Feature.density, Feature.dead, Feature.semantic_label).where(
+        Feature.feature_set == fset
+    )
+    if by == "label":
+        groups: dict[str, list[int]] = {"labelled": [], "unlabelled": []}
+        for f in rows.tuples().iterator():
+            groups["labelled" if f[3] else "unlabelled"].append(f[0])
+        return groups
+    groups = {name: [] for name, _ in DENSITY_BANDS}
+    for index, density, dead, _ in rows.tuples().iterator():
+        if dead or density <= 0:
+            groups["dead"].append(index)
+            continue
+        name = next(name for name, upper in DENSITY_BANDS[1:] if density < upper)
+        groups[name].append(index)
+    return groups
+
+
+def search_features(training_id: int, term: str, limit: int = 10) -> list[tuple[int, str]]:
+    """(index, label) of features whose label or top tokens contain `term`, in the newest ready feature set."""
+    from mistudio_tui.db.models import Feature
+
+    fset = newest_feature_set(training_id)
     if fset is None or not term.strip():
         return []
     term = term.strip()

@@ -8,6 +8,7 @@ import pytest
 
 from mistudio_tui.app import MiStudioApp
 from mistudio_tui.db.models import SteeringPreset
+from mistudio_tui.services import steering as svc
 from mistudio_tui.ui.screens.steering import SteeringScreen
 from mistudio_tui.ui.widgets.steering_plots import CooccurrenceHeatmap, DecoderMap
 from tests.ui.populate import populate
@@ -129,6 +130,36 @@ async def test_analysis_tab_shows_ablation_cooccurrence_and_the_map(app) -> None
         await pilot.pause()
         assert "12 decoder directions mapped by pca" in _text(screen, "an-result")
         assert screen.query_one(CooccurrenceHeatmap) and screen.query_one(DecoderMap)
+        drawn = screen.query_one(DecoderMap).groups_drawn  # coloured by density band by default
+        assert drawn and all(any(band in g for band, _ in svc.DENSITY_BANDS) for g in drawn)
+        assert sum(int(g.rsplit("(", 1)[1].rstrip(")").replace(",", "")) for g in drawn) == 12
+        screen.query_one("#an-map-colour").value = "label"
+        await pilot.pause()
+        assert {g.split(" (")[0] for g in screen.query_one(DecoderMap).groups_drawn} <= {"labelled", "unlabelled"}
+        screen.query_one("#an-map-colour").value = "none"
+        await pilot.pause()
+        assert screen.query_one(DecoderMap).groups_drawn == []
+
+
+def test_map_groups_split_features_by_density_band_and_label(app) -> None:
+    from mistudio_tui.db.models import Feature
+
+    training = app.ids["training"]
+    by_density = svc.map_groups(training, "density")
+    rows = list(Feature.select().where(Feature.feature_set == svc.newest_feature_set(training)))
+    assert sorted(i for group in by_density.values() for i in group) == sorted(f.index for f in rows)
+    for f in rows:
+        expected = (
+            "dead"
+            if f.dead or f.density <= 0
+            else next(name for name, upper in svc.DENSITY_BANDS[1:] if f.density < upper)
+        )
+        assert f.index in by_density[expected]
+    by_label = svc.map_groups(training, "label")
+    assert set(by_label["labelled"]) == {f.index for f in rows if f.semantic_label}
+    assert svc.map_groups(training, "none") == {}
+    with pytest.raises(ValueError, match="colour the map by one of"):
+        svc.map_groups(training, "size")
 
 
 async def test_add_feature_right_after_switching_mode(app) -> None:

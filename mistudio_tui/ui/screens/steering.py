@@ -119,6 +119,13 @@ class SteeringScreen(StudioScreen):
                     yield Button("Ablate", id="an-ablate", compact=True)
                     yield Button("Co-occurrence", id="an-cooccurrence", compact=True)
                     yield Button("Decoder map", id="an-map", compact=True)
+                    yield Select(
+                        [(f"colour: {c}", c) for c in svc.MAP_COLOURINGS],
+                        value="density",
+                        allow_blank=False,
+                        compact=True,
+                        id="an-map-colour",
+                    )
                 yield Static(
                     "Ablate zeroes the features on the prompt; co-occurrence scans the prompt and completions "
                     "(ctrl+p runs them by name, ctrl+t switches tabs).",
@@ -235,7 +242,9 @@ class SteeringScreen(StudioScreen):
 
     # --- events ----------------------------------------------------------------------------------
     def on_select_changed(self, event: Select.Changed) -> None:
-        if event.select.id == "steer-training":
+        if event.select.id == "an-map-colour":
+            self.draw_map()
+        elif event.select.id == "steer-training":
             self.load_presets()
         elif event.select.id == "steer-preset" and isinstance(event.value, int):
             try:
@@ -454,7 +463,18 @@ class SteeringScreen(StudioScreen):
             self.query_one(CooccurrenceHeatmap).show(result["features"], result["jaccard"])
         else:
             out.update(f"{len(result['coords'])} decoder directions mapped by {result['method']}")
-            self.query_one(DecoderMap).show(result["coords"], result["features"], result["method"])
+            self._map_result = result
+            self.draw_map()
+
+    def draw_map(self) -> None:
+        """Draw the last decoder map, coloured as the colour select says (by density band or label)."""
+        result = getattr(self, "_map_result", None)
+        training_id = self.query_one("#steer-training", Select).value
+        if result is None:
+            return
+        by = str(self.query_one("#an-map-colour", Select).value)
+        groups = svc.map_groups(training_id, by) if isinstance(training_id, int) else {}
+        self.query_one(DecoderMap).show(result["coords"], result["features"], result["method"], groups)
 
     def on_unmount(self) -> None:
         self.action_stop()

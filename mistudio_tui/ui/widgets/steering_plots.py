@@ -12,6 +12,7 @@ from textual_plotext import PlotextPlot
 
 CELL = 7  # characters per heatmap cell
 MAP_POINT_BUDGET = 4000  # plotting more points than terminal cells only costs time
+GROUP_COLOURS = ("gray", "cyan", "green", "yellow", "magenta")
 
 
 class CooccurrenceHeatmap(Static):
@@ -45,16 +46,33 @@ def heatmap_text(features: Sequence[int], jaccard: Sequence[Sequence[float]]) ->
 class DecoderMap(PlotextPlot):
     """Every feature's decoder direction as a point; the selected features drawn on top in another colour."""
 
-    def show(self, coords: Sequence[Sequence[float]], selected: Sequence[int], method: str) -> None:
-        """Scatter `coords` [[x, y] per feature], highlighting `selected`."""
+    groups_drawn: list[str] = []
+
+    def show(
+        self,
+        coords: Sequence[Sequence[float]],
+        selected: Sequence[int],
+        method: str,
+        groups: dict[str, list[int]] | None = None,
+    ) -> None:
+        """Scatter `coords` [[x, y] per feature], coloured by `groups` (name → feature indices), `selected` on top."""
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
         plt.title(f"decoder directions ({method})")
+        self.groups_drawn = []
         step = max(1, len(coords) // MAP_POINT_BUDGET)
-        shown = coords[::step]
-        if shown:
-            plt.scatter([c[0] for c in shown], [c[1] for c in shown], marker="dot", color="gray")
+        if groups:
+            for (name, indices), colour in zip(groups.items(), GROUP_COLOURS, strict=False):
+                points = [coords[i] for i in indices[::step] if 0 <= i < len(coords)]
+                if points:
+                    label = f"{name} ({len(indices):,})"
+                    plt.scatter([c[0] for c in points], [c[1] for c in points], marker="dot", color=colour, label=label)
+                    self.groups_drawn.append(label)
+        else:
+            shown = coords[::step]
+            if shown:
+                plt.scatter([c[0] for c in shown], [c[1] for c in shown], marker="dot", color="gray")
         picked = [i for i in selected if 0 <= i < len(coords)]
         if picked:
             plt.scatter(
