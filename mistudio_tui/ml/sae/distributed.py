@@ -230,10 +230,12 @@ def run_rank(
         trainer._emit_metrics()  # the last window, summed over ranks while they are all still here
         ctx.collective = False
         trainer.collectives_done = True
-        if rank != 0:
-            return None
-        summary = trainer.finish(run.eval_source() if run.eval_source is not None else None)
-        summary["world_size"] = world
+        summary = None
+        if rank == 0:
+            summary = trainer.finish(run.eval_source() if run.eval_source is not None else None)
+            summary["world_size"] = world
+        # Leave together: a rank tearing its gloo pairs down while another still holds them can abort (SIGABRT).
+        dist.barrier()
         return summary
     finally:
         with contextlib.suppress(Exception):
