@@ -63,16 +63,21 @@ DEAD_FEATURES = Diagnosis(
     "many features are dead (never fire)",
     "clone with AuxK (aux_k) enabled and/or a lower learning rate; for TopK a larger k also helps",
 )
+DEAD_FEATURES_WITH_AUXK = Diagnosis(
+    "many features are dead (never fire) despite AuxK",
+    "clone with a lower learning rate, a larger AuxK coefficient, a larger k or a smaller width",
+)
 
 
 def diagnose(
     error: str | None,
     log_lines: Sequence[str] = (),
     dead_fraction: float | None = None,
+    uses_auxk: bool = False,
 ) -> list[Diagnosis]:
     """The diagnoses whose pattern matches the error or the log tail, plus a dead-features warning; no duplicates."""
     text = "\n".join([error or "", *log_lines])
     found = [rule.diagnosis for rule in RULES if rule.pattern.search(text)]
     if dead_fraction is not None and dead_fraction >= DEAD_FRACTION_ALARM:
-        found.append(DEAD_FEATURES)
+        found.append(DEAD_FEATURES_WITH_AUXK if uses_auxk else DEAD_FEATURES)
     return found

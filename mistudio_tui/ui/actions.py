@@ -63,3 +63,16 @@ def confirm_delete(screen: Screen, row: Model) -> None:
             screen.post_message(DataChanged())
 
     screen.app.push_screen(ConfirmModal("Delete", plan.describe()), decided)
+
+
+def training_form_choices(screen: Screen) -> tuple[list[tuple[str, int]], list[tuple[str, int]]] | None:
+    """(ready activation sets, training templates with favourites first and starred) for a form that trains;
+    None, with a hint, when there is nothing to train on yet."""
+    from mistudio_tui.db.models import ActivationSet
+    from mistudio_tui.services.templates import list_templates
+
+    sets = [(a.name, a.id) for a in ActivationSet.select().where(ActivationSet.status == "ready")]
+    if not sets:
+        screen.notify("Extract activations first (Models screen, e)", severity="warning")
+        return None
+    return sets, [(t.name + (" ★" if t.favourite else ""), t.id) for t in list_templates()]

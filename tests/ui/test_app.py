@@ -195,3 +195,21 @@ async def test_about_reports_the_schema_version(studio):
         app.show_about()
         await pilot.pause()
         assert any("schema v" in str(n.message) for n in app._notifications)
+
+
+async def test_a_finished_job_reloads_each_screen_once(studio):
+    from mistudio_tui.jobs.runner import JobEvent
+
+    populate(studio.paths.home)
+    app = MiStudioApp(studio, offer_sample=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        for key in ("j", "3"):  # screens that add their own job handler to the shared one
+            await pilot.press(key)
+            await pilot.pause()
+            screen, calls = app.screen, []
+            original = screen.reload
+            screen.reload = lambda original=original, calls=calls: (calls.append(1), original())
+            app._on_runner_event(JobEvent(1, "state", "completed", {}))
+            await pilot.pause()
+            screen.reload = original
+            assert len(calls) == 1, type(screen).__name__  # Textual already calls the base handler: no super()

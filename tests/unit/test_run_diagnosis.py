@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mistudio_tui.services.run_diagnosis import DEAD_FEATURES, diagnose
+from mistudio_tui.services.run_diagnosis import DEAD_FEATURES, DEAD_FEATURES_WITH_AUXK, diagnose
 
 
 @pytest.mark.parametrize(
@@ -26,6 +26,8 @@ def test_common_failures_get_their_fix(error, log, fix_word):
 
 def test_many_dead_features_suggest_auxk_even_without_an_error():
     assert diagnose(None, [], dead_fraction=0.8) == [DEAD_FEATURES]
+    # a TopK run already trains with AuxK: suggesting to enable it would be wrong
+    assert diagnose(None, [], dead_fraction=0.8, uses_auxk=True) == [DEAD_FEATURES_WITH_AUXK]
     assert "AuxK" in DEAD_FEATURES.fix and "lower learning rate" in DEAD_FEATURES.fix
     assert diagnose(None, [], dead_fraction=0.05) == []
 

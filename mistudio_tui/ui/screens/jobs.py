@@ -128,6 +128,6 @@ class JobsScreen(StudioScreen):
         self.reload()
 
     def on_job_update(self, message: JobUpdate) -> None:
-        super().on_job_update(message)
+        # StudioScreen.on_job_update runs too (Textual dispatches along the MRO): no super() call here
         if message.event.type == "progress":
             self.reload()

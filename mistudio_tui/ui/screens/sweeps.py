@@ -10,10 +10,10 @@ from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
-from mistudio_tui.db.models import ActivationSet, Sweep, TrainingTemplate
+from mistudio_tui.db.models import Sweep
 from mistudio_tui.services import sweeps as svc
 from mistudio_tui.ui import format as fmt
-from mistudio_tui.ui.actions import start_spec
+from mistudio_tui.ui.actions import start_spec, training_form_choices
 from mistudio_tui.ui.modals.form import Field, FormModal
 from mistudio_tui.ui.screens.base import StudioScreen
 from mistudio_tui.ui.screens.jobs import status_text
@@ -225,14 +225,10 @@ class SweepsScreen(StudioScreen):
             start_spec(self, lambda: svc.resume_sweep(sweep.id))
 
     def action_new_sweep(self) -> None:
-        sets = [(a.name, a.id) for a in ActivationSet.select().where(ActivationSet.status == "ready")]
-        if not sets:
-            self.notify("Extract activations first (Models screen, e)", severity="warning")
+        choices = training_form_choices(self)
+        if choices is None:
             return
-        templates = [
-            (t.name + (" ★" if t.favourite else ""), t.id)
-            for t in TrainingTemplate.select().order_by(TrainingTemplate.favourite.desc(), TrainingTemplate.name)
-        ]
+        sets, templates = choices
         fields = [
             Field("activations", "Activation set", "choice", sets[0][1], choices=sets, required=True),
             Field(

@@ -15,9 +15,8 @@ from textual.widgets import DataTable, Static
 from mistudio_tui.db import metrics as mq
 from mistudio_tui.db.models import Training
 from mistudio_tui.ui import format as fmt
-from mistudio_tui.ui.messages import JobUpdate
 from mistudio_tui.ui.screens.base import StudioScreen
-from mistudio_tui.ui.screens.training_detail import DETAIL_METRICS, LOG_DEFAULT
+from mistudio_tui.ui.screens.training_detail import LOG_DEFAULT, MetricKeys
 from mistudio_tui.ui.widgets.plots import CurvePlot
 
 FINAL_METRICS = (
@@ -54,7 +53,7 @@ def config_rows(runs: Sequence[Training]) -> list[tuple[str, list[str], bool]]:
     return sorted(rows, key=lambda row: not row[2])
 
 
-class TrainingCompareScreen(StudioScreen):
+class TrainingCompareScreen(MetricKeys, StudioScreen):
     """Runs overlaid: m cycles the metric, l toggles log y, escape goes back."""
 
     TITLE_TEXT = "Compare runs"
@@ -110,20 +109,8 @@ class TrainingCompareScreen(StudioScreen):
             legend = f"no {self.metric} points for {', '.join(empty)} · " + legend
         self.query_one("#compare-legend", Static).update(legend)
 
-    def on_job_update(self, message: JobUpdate) -> None:
-        if message.event.type != "metrics":  # metric rows change no job state; the jobs bar also refreshes itself
-            super().on_job_update(message)
-
     def action_back(self) -> None:
         self.app.pop_screen()
 
-    def action_next_metric(self) -> None:
-        i = DETAIL_METRICS.index(self.metric) if self.metric in DETAIL_METRICS else -1
-        self.metric = DETAIL_METRICS[(i + 1) % len(DETAIL_METRICS)]
-        self.log_y = None
-        self.reload()
-
-    def action_toggle_log(self) -> None:
-        current = self.log_y if self.log_y is not None else LOG_DEFAULT.get(self.metric, False)
-        self.log_y = not current
+    def redraw_metric(self) -> None:
         self.reload()

@@ -51,7 +51,9 @@ def guidance_lines(training: Training, tail: list[str]) -> list[str]:
     failed = training.status in PROBLEM_STATES
     if failed and training.error:
         lines.append(f"[red]error: {escape(training.error)}[/red]")
-    found = diagnose(training.error if failed else None, tail if failed else [], training.dead_fraction)
+    sae = (training.config or {}).get("sae", {})
+    uses_auxk = training.architecture in ("topk", "batchtopk") and sae.get("aux_k_coefficient", 1.0) > 0
+    found = diagnose(training.error if failed else None, tail if failed else [], training.dead_fraction, uses_auxk)
     for diagnosis in found:
         lines.append(f"[yellow]likely: {escape(diagnosis.cause)}[/yellow] → {escape(diagnosis.fix)}")
     if failed and not found:
@@ -79,7 +81,29 @@ def config_lines(config: dict[str, Any]) -> list[str]:
     return lines
 
 
-class TrainingDetailScreen(StudioScreen):
+class MetricKeys:
+    """`m` cycles the plotted metric (through METRICS) and `l` toggles its log axis; then `redraw_metric()`."""
+
+    METRICS: tuple[str, ...] = DETAIL_METRICS
+    metric = "loss"
+    log_y: bool | None = None  # None: the metric's default (LOG_DEFAULT)
+
+    def redraw_metric(self) -> None:
+        raise NotImplementedError
+
+    def action_next_metric(self) -> None:
+        i = self.METRICS.index(self.metric) if self.metric in self.METRICS else -1
+        self.metric = self.METRICS[(i + 1) % len(self.METRICS)]
+        self.log_y = None
+        self.redraw_metric()
+
+    def action_toggle_log(self) -> None:
+        current = self.log_y if self.log_y is not None else LOG_DEFAULT.get(self.metric, False)
+        self.log_y = not current
+        self.redraw_metric()
+
+
+class TrainingDetailScreen(MetricKeys, StudioScreen):
     """Everything about one run; the curves follow the run live."""
 
     TITLE_TEXT = "Training run"
@@ -114,6 +138,9 @@ class TrainingDetailScreen(StudioScreen):
         previous, self._polled = self._polled, row
         if row is not None and previous is not None and row != previous and self.is_current:
             self.reload()
+
+    def redraw_metric(self) -> None:
+        self.reload()
 
     def compose_body(self) -> ComposeResult:
         with VerticalScroll(id="run-detail"):
@@ -196,9 +223,8 @@ class TrainingDetailScreen(StudioScreen):
         return text
 
     def on_job_update(self, message: JobUpdate) -> None:
+        # StudioScreen.on_job_update runs too (Textual dispatches along the MRO): no super() call here
         event = message.event
-        if event.type != "metrics":  # metric rows change no job state; the jobs bar also refreshes every second
-            super().on_job_update(message)
         training = self.training
         if training is None or training.job_id != event.job_id:
             return
@@ -212,17 +238,6 @@ class TrainingDetailScreen(StudioScreen):
     # --- actions ---------------------------------------------------------------------------------
     def action_back(self) -> None:
         self.app.pop_screen()
-
-    def action_next_metric(self) -> None:
-        i = DETAIL_METRICS.index(self.metric) if self.metric in DETAIL_METRICS else -1
-        self.metric = DETAIL_METRICS[(i + 1) % len(DETAIL_METRICS)]
-        self.log_y = None
-        self.reload()
-
-    def action_toggle_log(self) -> None:
-        current = self.log_y if self.log_y is not None else LOG_DEFAULT.get(self.metric, False)
-        self.log_y = not current
-        self.reload()
 
     def action_pause(self) -> None:
         from mistudio_tui.ui.screens.trainings import pause_training

@@ -16,23 +16,28 @@ from textual.containers import Vertical
 from textual.events import Key, Resize
 from textual.widgets import DataTable, Input, Static
 
-from mistudio_tui.db.models import ActivationSet, Training, TrainingTemplate
+from mistudio_tui.db.models import Training
 from mistudio_tui.services import features as feature_svc
 from mistudio_tui.services import run_list
 from mistudio_tui.services import trainings as svc
 from mistudio_tui.ui import format as fmt
-from mistudio_tui.ui.actions import confirm_delete, start_spec
+from mistudio_tui.ui.actions import confirm_delete, start_spec, training_form_choices
 from mistudio_tui.ui.messages import JobUpdate
 from mistudio_tui.ui.modals.form import Field, FormModal
 from mistudio_tui.ui.screens.base import StudioScreen
 from mistudio_tui.ui.screens.jobs import status_text
-from mistudio_tui.ui.screens.training_detail import POLL_S, draw_metric_curve, guidance_lines, log_tail
+from mistudio_tui.ui.screens.training_detail import (
+    POLL_S,
+    MetricKeys,
+    draw_metric_curve,
+    guidance_lines,
+    log_tail,
+)
 from mistudio_tui.ui.widgets.plots import CurvePlot
 from mistudio_tui.ui.widgets.record_table import RecordTable
 from mistudio_tui.ui.widgets.sparkline import SparklineCache
 
 CURVE_METRICS = ("loss", "mse", "l0", "explained_variance", "dead_fraction", "lr", "tokens_per_s")
-LOG_DEFAULT = {"loss": True, "mse": True}
 NARROW_BELOW = 80
 LIVE_REFRESH_S = 1.0
 KEY_QUIET_S = 0.5
@@ -123,11 +128,12 @@ def group_label(training: Training, narrow: bool) -> Text:
     return Text.assemble((training.group_name + "/", "magenta"), training.name)
 
 
-class TrainingsScreen(StudioScreen):
+class TrainingsScreen(MetricKeys, StudioScreen):
     """Runs on the left; the selected run's curve, numbers and log on the right; enter opens the run."""
 
     TITLE_TEXT = "Trainings"
     AUTO_FOCUS = "#trainings-table"
+    METRICS = CURVE_METRICS
     BINDINGS = [
         Binding("n", "new_training", "New", id="trainings.new"),
         Binding("enter", "open_detail", "Open", id="trainings.open", show=False),
@@ -391,15 +397,7 @@ class TrainingsScreen(StudioScreen):
         self.app.push_screen(TrainingDetailScreen(training.id))
 
     # --- actions ---------------------------------------------------------------------------------
-    def action_next_metric(self) -> None:
-        i = CURVE_METRICS.index(self.metric) if self.metric in CURVE_METRICS else -1
-        self.metric = CURVE_METRICS[(i + 1) % len(CURVE_METRICS)]
-        self.log_y = None
-        self.show_selected()
-
-    def action_toggle_log(self) -> None:
-        current = self.log_y if self.log_y is not None else LOG_DEFAULT.get(self.metric, False)
-        self.log_y = not current
+    def redraw_metric(self) -> None:
         self.show_selected()
 
     def action_templates(self) -> None:
@@ -417,14 +415,10 @@ class TrainingsScreen(StudioScreen):
         base = template_config or {}
         sae, train = base.get("sae", {}), base.get("train", {})
         expansion = sae["d_sae"] // sae["d_in"] if sae.get("d_sae") and sae.get("d_in") else sae.get("expansion", 8)
-        sets = [(a.name, a.id) for a in ActivationSet.select().where(ActivationSet.status == "ready")]
-        if not sets:
-            self.notify("Extract activations first (Models screen, e)", severity="warning")
+        choices = training_form_choices(self)
+        if choices is None:
             return
-        templates = [
-            (t.name + (" ★" if t.favourite else ""), t.id)
-            for t in TrainingTemplate.select().order_by(TrainingTemplate.favourite.desc(), TrainingTemplate.name)
-        ]
+        sets, templates = choices
         fields = [
             Field(
                 "activations",
