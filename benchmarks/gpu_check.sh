@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # One short run on a GPU machine: the CUDA figures of every benchmark and the CUDA-only tests.
-# Usage (repository root): OUT=/some/dir bash benchmarks/gpu_check.sh
+# Usage (repository root): OUT=/some/dir [STEPS="train_fp32 features"] bash benchmarks/gpu_check.sh
 # Packages missing there can travel as wheels in .whl/ (installed into /tmp/site first).
 set -u
 OUT=${OUT:-/tmp/mistudio-gpu}
+STEPS=${STEPS:-all}
 mkdir -p "$OUT"
 if [ -d .whl ]; then
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
@@ -18,6 +19,7 @@ python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_devic
 step() {  # step NAME SECONDS COMMAND…: run with a time limit, keep the log, collect the BENCH lines
     local name=$1 limit=$2
     shift 2
+    [[ $STEPS == all || " $STEPS " == *" $name "* ]] || return 0
     local t0=$SECONDS
     timeout "$limit" "$@" >"$OUT/step.log" 2>&1
     echo "== $name rc=$? $((SECONDS - t0))s" >>"$OUT/summary.txt"
@@ -26,6 +28,8 @@ step() {  # step NAME SECONDS COMMAND…: run with a time limit, keep the log, c
     rm -f "$OUT/step.log"
 }
 
+step profile_train 90 python3 benchmarks/gpu_profile.py --device cuda --what train --dtype bf16 --architectures topk,batchtopk
+step profile_features 60 python3 benchmarks/gpu_profile.py --device cuda --what features
 step cuda_tests 150 python3 -m pytest -q -p no:cacheprovider -k "cuda or gpu or bf16" tests/unit
 step train_fp32 60 python3 benchmarks/train.py --device cuda
 step train_bf16 60 python3 benchmarks/train.py --device cuda --dtype bf16

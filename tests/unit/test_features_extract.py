@@ -111,6 +111,26 @@ def test_token_limit_is_exact_and_reported() -> None:
     assert any("ran out" in line for line in ctx.logs)
 
 
+def test_small_batches_are_gathered_into_full_encode_chunks() -> None:
+    token_ids, acts = dataset(3)
+    sae = LinearSAE(D_IN, D_SAE, seed=3)
+    valid = token_ids != BOS
+    shapes: list[int] = []
+
+    def encode(x: torch.Tensor) -> torch.Tensor:
+        shapes.append(x.shape[0])
+        return sae.encode(x)
+
+    gathered = ExtractionOptions(top_k=3, context=(1, 1), encode_chunk_tokens=4 * BATCH * SEQ_LEN)
+    stats = extract_feature_stats(batches(token_ids, acts, valid), encode, D_SAE, gathered, LocalContext())
+    # 40 rows in batches of 6: chunks of 24 rows (4 batches) then the 16 left, instead of 7 small encodes
+    assert shapes == [24 * SEQ_LEN, 16 * SEQ_LEN]
+    one_by_one = ExtractionOptions(top_k=3, context=(1, 1), encode_chunk_tokens=SEQ_LEN)
+    single = extract_feature_stats(batches(token_ids, acts, valid), sae.encode, D_SAE, one_by_one, LocalContext())
+    assert torch.equal(stats.count, single.count) and torch.equal(stats.top.sequence, single.top.sequence)
+    torch.testing.assert_close(stats.top.acts, single.top.acts)
+
+
 def test_cooccurrence_sees_the_same_codes() -> None:
     token_ids, acts = dataset(2)
     sae = LinearSAE(D_IN, D_SAE, seed=2)
@@ -128,7 +148,7 @@ def test_cancel_and_bad_input() -> None:
     token_ids, acts = dataset()
     sae = LinearSAE(D_IN, D_SAE)
     valid = torch.ones(N_SEQ, SEQ_LEN, dtype=torch.bool)
-    options = ExtractionOptions(top_k=2)
+    options = ExtractionOptions(top_k=2, encode_chunk_tokens=BATCH * SEQ_LEN)
     with pytest.raises(JobCancelled):
         extract_feature_stats(batches(token_ids, acts, valid), sae.encode, D_SAE, options, LocalContext(cancel_after=2))
     with pytest.raises(ValueError, match="no valid tokens"):

@@ -9,6 +9,7 @@ import torch
 
 from mistudio_tui.ml.sae.architectures import BatchTopKSAE, JumpReLUSAE, StandardSAE, TopKSAE, create_sae
 from mistudio_tui.ml.sae.config import SAEConfig, TrainConfig
+from mistudio_tui.ml.sae.dense_ops import auxk_codes, batch_topk_codes
 from mistudio_tui.ml.sae.sparse_ops import (
     row_dots_gather,
     row_dots_sddmm,
@@ -265,3 +266,50 @@ def test_both_sampled_product_kernels_agree() -> None:
     expected = (left[rows] * right[cols]).sum(-1)
     torch.testing.assert_close(row_dots_sddmm(crow, cols, left, right), expected)
     torch.testing.assert_close(row_dots_gather(crow, cols, left, right), expected)
+
+
+def test_dense_batch_topk_is_exact_or_a_superset_when_one_row_dominates() -> None:
+    torch.manual_seed(3)
+    for boost in (0.0, 100.0):  # with the boost, row 3 holds all 16 of the batch's top values (> 4k candidates)
+        pre = torch.randn(16, 64)
+        pre[3] += boost
+        codes, top = batch_topk_codes(pre, k=1)
+        expected = set(pre.relu().flatten().topk(16).indices.tolist())
+        kept = set(codes.flatten().nonzero().squeeze(1).tolist())
+        assert expected <= kept
+        if boost == 0.0:
+            assert kept == expected
+            assert torch.equal(top.sort().values, pre.flatten().topk(16).values.relu().sort().values)
+
+
+def test_dense_auxk_codes_pick_only_dead_latents_and_are_zero_without_any() -> None:
+    pre = torch.tensor([[3.0, -1.0, 2.0, 0.5], [1.0, 4.0, -2.0, 0.1]])
+    dead = torch.tensor([False, True, True, False])
+    codes = auxk_codes(pre, dead, aux_k=1)
+    torch.testing.assert_close(codes, torch.tensor([[0.0, 0.0, 2.0, 0.0], [0.0, 4.0, 0.0, 0.0]]))
+    assert not auxk_codes(pre, torch.zeros(4, dtype=torch.bool), aux_k=2).any()
+
+
+def test_batch_topk_threshold_ignores_batches_without_positive_values() -> None:
+    sae = _topk_sae(BatchTopKSAE)
+    sae._update_threshold(torch.tensor([0.0, 0.0]))
+    assert sae.threshold.tolist() == [0.0, 0.0, 0.0] and int(sae.threshold_updates) == 0
+    sae._update_threshold(torch.tensor([0.0, 2.0, 5.0]))
+    assert sae.threshold.tolist() == pytest.approx([2.0] * 3) and int(sae.threshold_updates) == 1
+    sae._update_threshold(torch.tensor([4.0]))
+    assert sae.threshold.tolist() == pytest.approx([2.0 * 0.99 + 4.0 * 0.01] * 3)
+
+
+@pytest.mark.parametrize("architecture", ["standard", "topk", "batchtopk", "jumprelu"])
+def test_dense_losses_under_bf16_autocast_stay_close_to_fp32(architecture: str) -> None:
+    torch.manual_seed(4)
+    sae = create_sae(SAEConfig(d_in=16, d_sae=64, k=4, architecture=architecture))
+    sae.use_sparse_kernels = False
+    x = torch.randn(32, 16)
+    full = sae.loss(x, dead_mask=torch.ones(64, dtype=torch.bool))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half = sae.loss(x, dead_mask=torch.ones(64, dtype=torch.bool))
+    half.total.backward()
+    assert half.total.dtype == torch.float32
+    assert half.mse.item() == pytest.approx(full.mse.item(), rel=0.05)
+    assert all(p.grad is None or torch.isfinite(p.grad).all() for p in sae.parameters())

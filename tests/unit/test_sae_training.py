@@ -15,7 +15,7 @@ from mistudio_tui.ml.sae.architectures import TopKSAE
 from mistudio_tui.ml.sae.checkpoint import latest_checkpoint, load_checkpoint
 from mistudio_tui.ml.sae.config import SAEConfig, TrainConfig
 from mistudio_tui.ml.sae.formats import load_saelens
-from mistudio_tui.ml.sae.trainer import SAETrainer, effective_dead_threshold, train_sae
+from mistudio_tui.ml.sae.trainer import DEAD_CHECK_EVERY, SAETrainer, effective_dead_threshold, train_sae
 
 METRIC_KEYS = {
     "step",
@@ -216,6 +216,25 @@ def test_cancel_checkpoint_holds_the_whole_training_state(tmp_path: Path) -> Non
     assert {"model", "optimizer", "schedule", "rng", "act_scale", "tokens_since_fired"} <= set(state)
     assert len(state["optimizer"]["state"]) == 4  # Adam moments for W_enc, W_dec, b_enc, b_dec
     assert {"python", "numpy", "torch"} <= set(state["rng"])
+
+
+def test_auxk_runs_only_once_latents_can_be_dead_and_the_check_is_checkpointed(tmp_path: Path) -> None:
+    data, _ = planted_data(4096, d_in=8, n_features=12, per_token=2)
+    cfg = small_train_cfg(total_tokens=128 * 64)
+    trainer = SAETrainer(SAEConfig(d_in=8, d_sae=16, k=2), cfg, TensorBatchSource(data), tmp_path, LocalContext())
+    trainer.prepare(resume=False)
+    assert trainer.dead_threshold > 128
+    assert trainer._dead_mask() is None  # no latent can have been silent for dead_threshold tokens yet
+    while trainer.tokens < trainer.dead_threshold:
+        trainer.train_step()
+    trainer.tokens_since_fired[3] = trainer.dead_threshold  # latent 3 has been silent long enough
+    trainer.auxk_active = None
+    mask = trainer._dead_mask()
+    assert mask is not None and mask.nonzero().squeeze(1).tolist() == [3] and trainer.auxk_active is True
+    assert load_checkpoint(trainer.save_checkpoint())["auxk_active"] is True
+    trainer.tokens_since_fired.zero_()
+    trainer.step = DEAD_CHECK_EVERY * 100  # the host re-reads "any dead?" every few steps only
+    assert trainer._dead_mask() is None and trainer.auxk_active is False
 
 
 def test_out_of_memory_retries_with_half_the_rows_and_keeps_the_result(

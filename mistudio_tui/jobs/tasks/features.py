@@ -128,10 +128,10 @@ def sequence_batches(loaded: Any, tokens: Any, hook: str, batch_size: int, speci
             with torch.no_grad():
                 cap.run(input_ids=ids.to(device), attention_mask=attention.to(device))
             acts = cap[hook].float()
-            yield SequenceBatch(
-                token_ids=ids.to(acts.device),
-                sequence_index=torch.arange(lo, lo + ids.shape[0], device=acts.device),
-                valid_mask=valid_token_mask(ids, special, length).to(acts.device),
+            yield SequenceBatch(  # ids and masks stay on the CPU, where the extraction reads them
+                token_ids=ids,
+                sequence_index=torch.arange(lo, lo + ids.shape[0]),
+                valid_mask=valid_token_mask(ids, special, length),
                 activations=acts,
             )
 

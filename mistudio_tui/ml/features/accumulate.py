@@ -124,36 +124,30 @@ class _ExampleBuffer:
     def offer(self, feature: Tensor, key: Tensor, flat: Tensor, value: Tensor, windows: _Windows) -> None:
         """Fold candidate items (feature, key, flat token index, activation) [M] into the slots.
 
-        Each feature's winners replace its lowest-key slots in place, so only the new windows are written.
+        A feature's new candidates, best first, replace its old slots lowest first while they beat them (the
+        merge of two sorted lists), so only the winners' windows are gathered and written. Two waits for the
+        device in all (the two filters); everything else has fixed shapes.
         """
-        keep = key > self.key.min(dim=1).values[feature]
+        d, s = self.key.shape
+        keep = (key > self.key.amin(dim=1)[feature]).nonzero().squeeze(1)
         feature, key, flat, value = feature[keep], key[keep], flat[keep], value[keep]
         if feature.numel() == 0:
             return
         order = torch.argsort(key, descending=True, stable=True)
         order = order[torch.argsort(feature[order], stable=True)]
         feature, key, flat, value = feature[order], key[order], flat[order], value[order]
-        rows, counts = torch.unique_consecutive(feature, return_counts=True)
-        row_of = torch.repeat_interleave(torch.arange(len(rows), device=rows.device), counts)
-        rank = torch.arange(len(feature), device=rows.device) - (counts.cumsum(0) - counts)[row_of]
-        take = rank < self.slots
-        feature, key, flat, value = feature[take], key[take], flat[take], value[take]
-        row_of, rank = row_of[take], rank[take]
-
-        # each row's candidates are sorted by key, so the winners are its first `wins` candidates
-        s = self.slots
-        new_key = torch.full((len(rows), s), float("-inf"), device=key.device)
-        new_key[row_of, rank] = key
-        old_key = self.key[rows]
-        best, pick = torch.cat([old_key, new_key], dim=1).topk(s, dim=1)
-        wins = ((pick >= s) & (best > float("-inf"))).sum(1)
-        won = rank < wins[row_of]
-        # ... and they take over the row's `wins` lowest-key slots (empty slots first)
-        slot = old_key.argsort(dim=1)[row_of, rank]
-        feature, slot, flat = feature[won], slot[won], flat[won]
+        counts = torch.zeros(d, dtype=torch.int64, device=feature.device).index_add_(
+            0, feature, torch.ones_like(feature)
+        )
+        rank = torch.arange(len(feature), device=feature.device) - (counts.cumsum(0) - counts)[feature]
+        old_key, old_slot = self.key.sort(dim=1)  # each feature's slots, lowest key first
+        at = feature * s + rank.clamp(max=s - 1)
+        won = ((rank < s) & (key > old_key.reshape(-1)[at])).nonzero().squeeze(1)
+        feature, key, flat, value = feature[won], key[won], flat[won], value[won]
+        slot = old_slot.reshape(-1)[at[won]]
         sequence, position, tokens, acts, mask = windows.gather(flat, feature)
-        self.key[feature, slot] = key[won]
-        self.value[feature, slot] = value[won]
+        self.key[feature, slot] = key
+        self.value[feature, slot] = value
         self.sequence[feature, slot] = sequence
         self.position[feature, slot] = position
         self.tokens[feature, slot] = tokens
@@ -238,19 +232,20 @@ class FeatureAccumulator:
         if tuple(sequence_index.shape) != (batch,):
             raise ValueError(f"sequence_index must have shape [{batch}], got {tuple(sequence_index.shape)}")
         dev = self.device
+        # counted where the mask lives (pass it on the CPU to spare a wait for the GPU)
+        self.tokens_seen += int(valid_mask.sum())
         codes = codes.to(dev, torch.float32)
-        token_ids = token_ids.to(dev)
-        valid = valid_mask.to(dev, torch.bool)
-        sequence_index = sequence_index.to(dev, torch.int64)
+        token_ids = token_ids.to(dev, non_blocking=True)
+        valid = valid_mask.to(dev, torch.bool, non_blocking=True)
+        sequence_index = sequence_index.to(dev, torch.int64, non_blocking=True)
 
-        self.tokens_seen += int(valid.sum())
         flat_codes = codes.reshape(batch * length, self.d_sae)
         flat, feature = ((flat_codes > 0) & valid.reshape(-1, 1)).nonzero(as_tuple=True)
         if flat.numel() == 0:
             return
         value = flat_codes[flat, feature]
 
-        self.count += torch.bincount(feature, minlength=self.d_sae)
+        self.count.index_add_(0, feature, torch.ones_like(feature))  # bincount would wait for the GPU
         self.total.index_add_(0, feature, value.double())
         self.max.scatter_reduce_(0, feature, value, reduce="amax")
         self.min.scatter_reduce_(0, feature, value, reduce="amin")

@@ -16,7 +16,8 @@ from mistudio_tui.ml.features.cooccurrence import CooccurrenceAccumulator
 
 @dataclass
 class SequenceBatch:
-    """B whole sequences of T tokens with the model's activations at the SAE's hook point."""
+    """B whole sequences of T tokens with the model's activations at the SAE's hook point (ids and masks may stay on
+    the CPU: the extraction works them out there)."""
 
     token_ids: Tensor  # [B, T] int
     sequence_index: Tensor  # [B] int: which sequence of the tokenization each row is
@@ -70,6 +71,52 @@ def _check_batch(batch: SequenceBatch, d_in: int | None) -> None:
         )
 
 
+class _Pending:
+    """Rows of several small batches gathered until one encode chunk is full (fewer, larger GPU updates)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
+        self.tokens = 0
+        self.length: int | None = None
+
+    def add(self, activations: Tensor, token_ids: Tensor, sequence_index: Tensor, valid: Tensor) -> None:
+        self.rows.append((activations, token_ids, sequence_index, valid))
+        self.tokens += valid.numel()
+        self.length = int(token_ids.shape[1])
+
+    def take(self, device: torch.device) -> SequenceBatch:
+        """Everything gathered as one batch (activations on `device`), and start again."""
+        parts = list(zip(*self.rows, strict=True))
+        self.rows, self.tokens, self.length = [], 0, None
+        acts = torch.cat([a.to(device, non_blocking=True) for a in parts[0]])
+        return SequenceBatch(torch.cat(parts[1]), torch.cat(parts[2]), torch.cat(parts[3]), acts)
+
+
+def _encode_rows(
+    batch: SequenceBatch,
+    encode: Callable[[Tensor], Tensor],
+    d_sae: int,
+    options: ExtractionOptions,
+    accumulator: FeatureAccumulator,
+    cooccurrence: CooccurrenceAccumulator | None,
+    ctx: JobContext,
+) -> None:
+    """Encode whole rows at most `encode_chunk_tokens` at a time and fold the codes into the accumulators."""
+    n_rows, length, d_in = batch.activations.shape
+    step = max(1, options.encode_chunk_tokens // length)
+    for lo in range(0, n_rows, step):
+        ctx.check_cancelled()
+        hi = min(lo + step, n_rows)
+        codes = encode(batch.activations[lo:hi].reshape(-1, d_in))
+        if codes.shape[-1] != d_sae:
+            raise ValueError(f"the SAE encode returned {codes.shape[-1]} features per token, expected {d_sae}")
+        codes = codes.reshape(hi - lo, length, d_sae)
+        valid = batch.valid_mask[lo:hi]
+        accumulator.update(codes, batch.token_ids[lo:hi], batch.sequence_index[lo:hi], valid)
+        if cooccurrence is not None:
+            cooccurrence.update(codes, valid)
+
+
 def extract_feature_stats(
     batches: Iterable[SequenceBatch],
     encode: Callable[[Tensor], Tensor],
@@ -93,6 +140,15 @@ def extract_feature_stats(
     accumulator: FeatureAccumulator | None = None
     device: torch.device | None = pick_device(options.device) if options.device else None
     d_in: int | None = None
+    pending = _Pending()
+    counted = 0  # valid tokens taken so far (the accumulator's count lags behind the pending rows)
+
+    def flush() -> None:
+        assert accumulator is not None and device is not None
+        if pending.rows:
+            _encode_rows(pending.take(device), encode, d_sae, options, accumulator, cooccurrence, ctx)
+            ctx.progress(accumulator.tokens_seen, limit, "extracting features", "tokens")
+
     ctx.log(f"extracting feature statistics for {d_sae} features" + (f" over {limit} tokens" if limit else ""))
     with torch.no_grad():
         for batch in batches:
@@ -113,36 +169,31 @@ def extract_feature_stats(
                     device=device,
                     seed=options.seed,
                 )
-            token_ids = batch.token_ids.to(device)
-            valid = batch.valid_mask.to(device, torch.bool)
+            # masks and token ids are worked out on the CPU: no step here waits for the GPU
+            token_ids = batch.token_ids.cpu()
+            valid = batch.valid_mask.cpu().bool()
             if special:
                 valid = valid & valid_token_mask(token_ids, special)
             if limit is not None:
-                valid = _limit_tokens(valid, limit - accumulator.tokens_seen)
-            keep = valid.any(dim=1)
-            if not bool(keep.any()):
-                if limit is not None and accumulator.tokens_seen >= limit:
-                    break
-                continue
-            rows = keep.nonzero(as_tuple=True)[0]
-            activations = batch.activations.to(device)
-            sequence_index = batch.sequence_index.to(device)
-            length = token_ids.shape[1]
-            step = max(1, options.encode_chunk_tokens // length)
-            for lo in range(0, len(rows), step):
-                ctx.check_cancelled()
-                chunk = rows[lo : lo + step]
-                codes = encode(activations[chunk].reshape(-1, d_in))
-                if codes.shape[-1] != d_sae:
-                    raise ValueError(f"the SAE encode returned {codes.shape[-1]} features per token, expected {d_sae}")
-                codes = codes.reshape(len(chunk), length, d_sae)
-                chunk_valid = valid[chunk]
-                accumulator.update(codes, token_ids[chunk], sequence_index[chunk], chunk_valid)
-                if cooccurrence is not None:
-                    cooccurrence.update(codes, chunk_valid)
-                ctx.progress(accumulator.tokens_seen, limit, "extracting features", "tokens")
-            if limit is not None and accumulator.tokens_seen >= limit:
+                valid = _limit_tokens(valid, limit - counted)
+            rows = valid.any(dim=1).nonzero(as_tuple=True)[0]
+            if len(rows):
+                if pending.length not in (None, token_ids.shape[1]):
+                    flush()
+                counted += int(valid.sum())
+                acts = batch.activations
+                pending.add(
+                    acts if len(rows) == len(valid) else acts[rows.to(acts.device)],
+                    token_ids[rows],
+                    batch.sequence_index.cpu()[rows],
+                    valid[rows],
+                )
+                if pending.tokens >= options.encode_chunk_tokens:
+                    flush()
+            if limit is not None and counted >= limit:
                 break
+        if accumulator is not None:
+            flush()
     if accumulator is None or accumulator.tokens_seen == 0:
         raise ValueError("the token batches held no valid tokens: nothing to extract feature statistics from")
     if limit is not None and accumulator.tokens_seen < limit:

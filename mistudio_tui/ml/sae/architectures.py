@@ -9,7 +9,8 @@ from torch import Tensor, nn
 
 from mistudio_tui.ml.sae.base import LossOutput, SparseAutoencoder
 from mistudio_tui.ml.sae.config import SAEConfig
-from mistudio_tui.ml.sae.sparse_ops import select, select_dead, sparse_decode, sparse_encode
+from mistudio_tui.ml.sae.dense_ops import auxk_codes, batch_topk_codes, fired_counts, topk_codes
+from mistudio_tui.ml.sae.sparse_ops import sparse_decode, sparse_encode
 
 THRESHOLD_EMA = 0.99  # BatchTopK: weight of the running threshold against each batch's cut
 
@@ -25,11 +26,11 @@ class StandardSAE(SparseAutoencoder):
 
     def loss(self, x: Tensor, sparsity_coefficient: float | None = None, dead_mask: Tensor | None = None) -> LossOutput:
         coefficient = self.cfg.l1_coefficient if sparsity_coefficient is None else sparsity_coefficient
-        codes = self.pre_activations(x).float().relu()
+        codes = self.pre_activations(x).relu()  # in the autocast dtype, like the matmuls around it
         x_hat = codes @ self.W_dec + self.b_dec
         mse = self.mse(x, x_hat)
         n = x.shape[0]
-        sparsity = coefficient * (codes @ self.W_dec.norm(dim=1)).sum() / n
+        sparsity = coefficient * (codes @ self.W_dec.norm(dim=1)).float().sum() / n
         active = codes.detach() > 0
         return LossOutput(
             total=mse + sparsity,
@@ -38,7 +39,7 @@ class StandardSAE(SparseAutoencoder):
             aux=mse.new_zeros(()),
             x_hat=x_hat.detach(),
             l0=torch.count_nonzero(active) / n,
-            l1=codes.detach().sum() / n,
+            l1=codes.detach().sum(dtype=torch.float32) / n,
             fired=torch.count_nonzero(active, dim=0),
         )
 
@@ -110,7 +111,7 @@ class JumpReLUSAE(_ThresholdFP32, SparseAutoencoder):
 
     def loss(self, x: Tensor, sparsity_coefficient: float | None = None, dead_mask: Tensor | None = None) -> LossOutput:
         coefficient = self.cfg.l0_coefficient if sparsity_coefficient is None else sparsity_coefficient
-        pre = self.pre_activations(x).float()
+        pre = self.pre_activations(x)
         bw = self.cfg.jumprelu_bandwidth
         codes, l0, active = _JumpReLUWithL0.apply(pre, self.threshold, bw)
         x_hat = codes @ self.W_dec + self.b_dec
@@ -124,7 +125,7 @@ class JumpReLUSAE(_ThresholdFP32, SparseAutoencoder):
             aux=mse.new_zeros(()),
             x_hat=x_hat.detach(),
             l0=torch.count_nonzero(active) / n,
-            l1=codes.detach().sum() / n,
+            l1=codes.detach().sum(dtype=torch.float32) / n,
             fired=torch.count_nonzero(active, dim=0),
         )
 
@@ -163,22 +164,24 @@ class TopKSAE(SparseAutoencoder):
             x_hat = sparse_decode(main, self.W_dec) + self.b_dec
             aux_recon = sparse_decode(aux, self.W_dec) if aux is not None else None
             values, fired = main.values, main.fired_counts()
-        else:
-            pre = self.pre_activations(x).float()
-            codes = self._masked_relu(pre, select(pre.detach(), self.cfg.k, self.batch_topk))
+        else:  # dense and free of host synchronisation (the GPU path)
+            pre = self.pre_activations(x)
+            if self.batch_topk:
+                codes, values = batch_topk_codes(pre, self.cfg.k)
+                fired = torch.count_nonzero(codes, dim=0)
+            else:
+                codes, values, index = topk_codes(pre, self.cfg.k)
+                fired = fired_counts(index, values, self.d_sae)
             x_hat = codes @ self.W_dec + self.b_dec
-            aux_recon = None
-            if dead_mask is not None and bool(dead_mask.any()):
-                aux_recon = self._masked_relu(pre, select_dead(pre.detach(), dead_mask, aux_k)) @ self.W_dec
-            values, fired = codes[codes > 0], (codes > 0).sum(0)
+            aux_recon = auxk_codes(pre, dead_mask, aux_k) @ self.W_dec if dead_mask is not None else None
         if self.training and self.batch_topk:
             self._update_threshold(values.detach())
         mse = self.mse(x, x_hat)
         aux_loss = mse.new_zeros(())
         if aux_recon is not None and dead_mask is not None:
-            n_dead = int(dead_mask.sum())
+            scale = (dead_mask.sum() / aux_k).clamp(max=1.0)
             residual = (x - x_hat).detach().float()
-            aux_loss = min(n_dead / aux_k, 1.0) * (aux_recon.float() - residual).pow(2).sum(-1).mean()
+            aux_loss = scale * (aux_recon.float() - residual).pow(2).sum(-1).mean()
         n = x.shape[0]
         return LossOutput(
             total=mse + self.cfg.aux_k_coefficient * aux_loss,
@@ -186,18 +189,10 @@ class TopKSAE(SparseAutoencoder):
             sparsity=mse.new_zeros(()),
             aux=aux_loss,
             x_hat=x_hat.detach(),
-            l0=(values.detach() > 0).sum().float() / n,
-            l1=values.detach().sum() / n,
+            l0=fired.sum().float() / n,
+            l1=values.detach().sum(dtype=torch.float32) / n,
             fired=fired,
         )
-
-    @staticmethod
-    def _masked_relu(pre: Tensor, selection: tuple[Tensor, Tensor, Tensor]) -> Tensor:
-        crow, cols, _ = selection
-        rows = torch.repeat_interleave(torch.arange(pre.shape[0], device=pre.device), crow.diff())
-        mask = torch.zeros_like(pre, dtype=torch.bool)
-        mask[rows, cols] = True
-        return pre.relu() * mask
 
     def _update_threshold(self, values: Tensor) -> None:
         """Subclasses that learn an inference threshold update it here."""
@@ -223,15 +218,13 @@ class BatchTopKSAE(_ThresholdFP32, TopKSAE):
 
     @torch.no_grad()
     def _update_threshold(self, values: Tensor) -> None:
-        positive = values[values > 0]
-        if positive.numel() == 0:
-            return
-        cut = positive.min().float()
-        if int(self.threshold_updates) == 0:
-            self.threshold.fill_(cut)
-        else:
-            self.threshold.mul_(THRESHOLD_EMA).add_((1.0 - THRESHOLD_EMA) * cut)
-        self.threshold_updates.add_(1)
+        """EMA of the smallest positive kept value (on the device: no host synchronisation)."""
+        cut = torch.where(values > 0, values, float("inf")).min().float()
+        seen = torch.isfinite(cut)
+        blended = self.threshold * THRESHOLD_EMA + (1.0 - THRESHOLD_EMA) * cut
+        ema = torch.where(self.threshold_updates == 0, cut, blended)
+        self.threshold.copy_(torch.where(seen, ema, self.threshold))
+        self.threshold_updates.add_(seen.long())
 
     def inference_tensors(self) -> dict[str, Tensor]:
         return {**super().inference_tensors(), "threshold": self.threshold.detach()}

@@ -37,6 +37,7 @@ from mistudio_tui.ml.sae.schedule import LRSchedule, sparsity_coefficient_at, sp
 
 CHECKPOINT_VERSION = 1
 AUXK_ARCHITECTURES = ("topk", "batchtopk")
+DEAD_CHECK_EVERY = 16  # steps between host reads of "any latent dead?" (each read waits for the GPU)
 
 
 def effective_dead_threshold(sae_cfg: SAEConfig, train_cfg: TrainConfig) -> int:
@@ -97,6 +98,7 @@ class SAETrainer:
         self.last_metrics: dict[str, float] = {}
         self.last_checkpoint_step = -1
         self.resumed_from: int | None = None
+        self.auxk_active: bool | None = None  # whether some latent was dead at the last check
         self._window_start = time.perf_counter()
 
     # --- set-up ----------------------------------------------------------------------------------
@@ -178,7 +180,7 @@ class SAETrainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         coefficient = sparsity_coefficient_at(self.step, self.base_coefficient, self.sparsity_warmup)
-        dead_mask = self.tokens_since_fired >= self.dead_threshold if self.uses_auxk else None
+        dead_mask = self._dead_mask()
         outputs = self._gradients_with_oom_retry(x, coefficient, dead_mask)
         self._reduce_gradients(x.shape[0], n)
         self.sae.before_optimizer_step()
@@ -191,6 +193,15 @@ class SAETrainer:
         self.step += 1
         self.tokens += n
         self.last_lr = lr
+
+    def _dead_mask(self) -> Tensor | None:
+        """Latents dead at this step for AuxK, or None when none is (checked on the host every few steps only)."""
+        if not self.uses_auxk or self.tokens < self.dead_threshold:  # nothing can have been silent that long yet
+            return None
+        mask = self.tokens_since_fired >= self.dead_threshold
+        if self.auxk_active is None or self.step % DEAD_CHECK_EVERY == 0:
+            self.auxk_active = bool(mask.any())
+        return mask if self.auxk_active else None
 
     def _gradients_with_oom_retry(
         self, x: Tensor, coefficient: float, dead_mask: Tensor | None
@@ -317,6 +328,7 @@ class SAETrainer:
             "histogram_fired": self.histogram_fired,
             "histogram_tokens": self.histogram_tokens,
             "last_metrics": self.last_metrics,
+            "auxk_active": self.auxk_active,
         }
 
     def save_checkpoint(self) -> Path:
@@ -348,6 +360,7 @@ class SAETrainer:
         self.histogram_fired = state["histogram_fired"].to(self.device)
         self.histogram_tokens = int(state["histogram_tokens"])
         self.last_metrics = dict(state["last_metrics"])
+        self.auxk_active = state.get("auxk_active")
         self.last_checkpoint_step = self.step
         self.resumed_from = self.step
 
