@@ -75,15 +75,13 @@ class CooccurrenceAccumulator:
         if codes.shape[-1] != self.d_sae:
             raise ValueError(f"codes must end in d_sae={self.d_sae} features, got shape {tuple(codes.shape)}")
         flat = codes.reshape(-1, self.d_sae).to(self.device)
-        valid = (
-            torch.ones(flat.shape[0], dtype=torch.bool, device=self.device)
-            if valid_mask is None
-            else valid_mask.reshape(-1).to(self.device, torch.bool)
-        )
-        if valid.shape[0] != flat.shape[0]:
-            raise ValueError(f"valid_mask has {valid.shape[0]} tokens but the codes have {flat.shape[0]}")
+        if valid_mask is None:
+            valid_mask = torch.ones(flat.shape[0], dtype=torch.bool)
+        if valid_mask.numel() != flat.shape[0]:
+            raise ValueError(f"valid_mask has {valid_mask.numel()} tokens but the codes have {flat.shape[0]}")
+        self.tokens_seen += int(valid_mask.sum())  # where the mask lives (the CPU, in extraction): no GPU wait
+        valid = valid_mask.reshape(-1).to(self.device, torch.bool, non_blocking=True)
         active = (flat > 0) & valid[:, None]
-        self.tokens_seen += int(valid.sum())
         self.fired += active.sum(0)
         if self.group is not None and self.group_counts is not None:
             in_group = active[:, self.group].float()
