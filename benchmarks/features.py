@@ -82,6 +82,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass (the job's default)")
     parser.add_argument("--tokens", type=int, default=None, help="tokens per timing (default 131072; quick 8192)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--encode-chunk", type=int, default=None, help="tokens encoded at once (default: the job's)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -92,6 +93,8 @@ def main() -> None:
     n_rows = max(1, n_tokens // context)
     hook = f"blocks.{args.layers // 2}.hook_resid_post"
     options = ExtractionOptions(top_k=20, n_quantiles=5, per_quantile=4, context=(12, 4), special_ids=(BOS,))
+    if args.encode_chunk:
+        options.encode_chunk_tokens = args.encode_chunk
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

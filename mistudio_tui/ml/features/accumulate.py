@@ -100,11 +100,11 @@ class _Windows:
         position = flat % length
         at = position[:, None] + self.offsets[None, :]
         inside = (at >= 0) & (at < length)
-        at = at.clamp(0, length - 1)
-        rows = row[:, None].expand_as(at)
-        tokens = self.token_ids[rows, at].to(torch.int32).masked_fill(~inside, self.pad_id)
-        mask = inside & self.valid[rows, at]
-        acts = self.codes[rows, at, feature[:, None]].masked_fill(~mask, 0.0)
+        # flat indices and `take`: several times faster than 3-D advanced indexing
+        token = (row * length)[:, None] + at.clamp(0, length - 1)
+        tokens = self.token_ids.take(token).to(torch.int32).masked_fill(~inside, self.pad_id)
+        mask = inside & self.valid.take(token)
+        acts = self.codes.take(token * self.codes.shape[2] + feature[:, None]).masked_fill(~mask, 0.0)
         return self.sequence_index[row], position, tokens, acts, mask
 
 
@@ -122,7 +122,7 @@ class _ExampleBuffer:
         self.mask = torch.zeros(d_sae, slots, width, dtype=torch.bool, device=device)
 
     def offer(self, feature: Tensor, key: Tensor, flat: Tensor, value: Tensor, windows: _Windows) -> None:
-        """Fold candidate items (feature, key, flat token index, activation) [M] into the slots.
+        """Fold candidate items (feature, key >= 0, flat token index, activation) [M] into the slots.
 
         A feature's new candidates, best first, replace its old slots lowest first while they beat them (the
         merge of two sorted lists), so only the winners' windows are gathered and written. Two waits for the
@@ -133,8 +133,9 @@ class _ExampleBuffer:
         feature, key, flat, value = feature[keep], key[keep], flat[keep], value[keep]
         if feature.numel() == 0:
             return
-        order = torch.argsort(key, descending=True, stable=True)
-        order = order[torch.argsort(feature[order], stable=True)]
+        # by feature, then key descending, in one sort: a non-negative float32's bits order like the float
+        descending = 0x7FFFFFFF - key.float().contiguous().view(torch.int32).long()
+        order = torch.argsort(feature * (1 << 31) + descending)
         feature, key, flat, value = feature[order], key[order], flat[order], value[order]
         counts = torch.zeros(d, dtype=torch.int64, device=feature.device).index_add_(
             0, feature, torch.ones_like(feature)
@@ -240,10 +241,13 @@ class FeatureAccumulator:
         sequence_index = sequence_index.to(dev, torch.int64, non_blocking=True)
 
         flat_codes = codes.reshape(batch * length, self.d_sae)
-        flat, feature = ((flat_codes > 0) & valid.reshape(-1, 1)).nonzero(as_tuple=True)
+        # one pass over the dense codes (they are sparse: most entries are 0); sign and mask on the firings only
+        flat, feature = flat_codes.nonzero(as_tuple=True)
+        value = flat_codes[flat, feature]
+        keep = ((value > 0) & valid.reshape(-1)[flat]).nonzero().squeeze(1)
+        flat, feature, value = flat[keep], feature[keep], value[keep]
         if flat.numel() == 0:
             return
-        value = flat_codes[flat, feature]
 
         self.count.index_add_(0, feature, torch.ones_like(feature))  # bincount would wait for the GPU
         self.total.index_add_(0, feature, value.double())
