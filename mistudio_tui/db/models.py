@@ -17,6 +17,8 @@ from peewee import (
     TextField,
 )
 
+from mistudio_tui.db.home_paths import HomePathField
+
 database = DatabaseProxy()
 
 
@@ -46,7 +48,7 @@ class Job(BaseModel):
     pid = IntegerField(null=True)
     runner_pid = IntegerField(null=True)
     device = CharField(null=True)
-    log_path = CharField(null=True)
+    log_path = HomePathField(null=True)
     exit_code = IntegerField(null=True)
     error = TextField(null=True)
     traceback = TextField(null=True)
@@ -68,7 +70,7 @@ class Dataset(BaseModel):
     hub_split = CharField(null=True)
     text_field = CharField(null=True)
     cleaning = JSONField(default=dict)
-    path = TextField(default="")
+    path = HomePathField(default="")
     status = CharField(default="pending", index=True)
     n_documents = IntegerField(default=0)
     n_chars = IntegerField(default=0)
@@ -85,7 +87,7 @@ class LanguageModel(BaseModel):
     source_type = CharField(default="local")  # local | hub | sample
     source = TextField(default="")
     revision = CharField(null=True)
-    path = TextField(default="")
+    path = HomePathField(default="")
     dtype = CharField(default="float32")
     quantization = CharField(null=True)
     trust_remote_code = BooleanField(default=False)
@@ -117,7 +119,7 @@ class Tokenization(BaseModel):
     max_tokens = IntegerField(null=True)
     n_tokens = IntegerField(default=0)
     n_sequences = IntegerField(default=0)
-    path = TextField(default="")
+    path = HomePathField(default="")
     status = CharField(default="pending", index=True)
     stats = JSONField(null=True)
     error = TextField(null=True)
@@ -147,7 +149,7 @@ class ActivationSet(BaseModel):
     dtype = CharField(default="float32")
     n_tokens = IntegerField(default=0)
     context_size = IntegerField(null=True)
-    path = TextField(default="")
+    path = HomePathField(default="")
     manifest = JSONField(null=True)
     origin = CharField(default="extracted")  # extracted | imported
     status = CharField(default="pending", index=True)
@@ -202,7 +204,7 @@ class Training(BaseModel):
     dead_fraction = FloatField(null=True)
     tokens_per_s = FloatField(null=True)
     device = CharField(null=True)
-    path = TextField(default="")
+    path = HomePathField(default="")
     group_name = CharField(null=True)
     tags = CharField(default="")
     evaluation = JSONField(null=True)
@@ -247,7 +249,7 @@ class FeatureSet(BaseModel):
     d_sae = IntegerField(default=0)
     n_tokens = IntegerField(default=0)
     n_alive = IntegerField(default=0)
-    path = TextField(default="")
+    path = HomePathField(default="")
     config = JSONField(default=dict)
     status = CharField(default="pending", index=True)
     error = TextField(null=True)
@@ -260,22 +262,25 @@ class Feature(BaseModel):
 
     feature_set = ForeignKeyField(FeatureSet, backref="features", on_delete="CASCADE")
     index = IntegerField()
-    density = FloatField(default=0.0, index=True)
+    density = FloatField(default=0.0)
     mean_activation = FloatField(default=0.0)
-    max_activation = FloatField(default=0.0, index=True)
+    max_activation = FloatField(default=0.0)
     top_tokens = TextField(default="")
     technical_label = TextField(default="")
     semantic_label = TextField(default="")
-    label_score = FloatField(null=True, index=True)
+    label_score = FloatField(null=True)
     dead = BooleanField(default=False)
     bookmarked = BooleanField(default=False)
 
     class Meta:
         indexes = (
             (("feature_set", "index"), True),
-            (("feature_set", "density", "index"), False),  # sort indexes: migration 0008
-            (("feature_set", "max_activation", "index"), False),
-            (("feature_set", "label_score", "index"), False),
+            # browse indexes (migration 0010): each sort order carries the filter columns, so counts read no rows
+            (("feature_set", "density", "index", "dead", "bookmarked", "max_activation", "label_score"), False),
+            (("feature_set", "max_activation", "index", "dead", "bookmarked", "density", "label_score"), False),
+            (("feature_set", "label_score", "index", "dead", "bookmarked", "density", "max_activation"), False),
+            (("feature_set", "index", "dead", "bookmarked", "density", "max_activation", "label_score"), False),
+            (("feature_set", "semantic_label", "index"), False),
         )
 
 

@@ -111,13 +111,18 @@ def _resume_params(row: Dataset | Tokenization, what: str, job: str) -> dict[str
 def resume_ingest(studio: Studio, ref: str | int) -> JobSpec:
     """Continue an interrupted or cancelled ingest where it stopped."""
     dataset = resolve(Dataset, ref)
-    return JobSpec("ingest", _resume_params(dataset, "dataset", "ingest"), f"Resume ingest {dataset.name}", dataset)
+    params = _resume_params(dataset, "dataset", "ingest")
+    params["out_dir"] = dataset.path  # the home may have moved since the job started
+    return JobSpec("ingest", params, f"Resume ingest {dataset.name}", dataset)
 
 
 def resume_tokenization(studio: Studio, ref: str | int) -> JobSpec:
     """Continue an interrupted or cancelled tokenization from its last checkpoint."""
     tok = resolve(Tokenization, ref)
     params = _resume_params(tok, "tokenization", "tokenize")
+    params.update(dataset_dir=tok.dataset.path, out_dir=tok.path)  # the home may have moved since the job started
+    if tok.model is not None:
+        params["tokenizer"] = tok.model.path
     return JobSpec("tokenize", params, f"Resume tokenizing {tok.name}", tok)
 
 

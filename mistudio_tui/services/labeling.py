@@ -103,6 +103,7 @@ def resume_labeling(ref: int) -> JobSpec:
     if run.job is None:
         raise ValueError(f"labeling run {ref} never started")
     params = dict(run.job.params)
+    params["feature_dir"] = run.feature_set.path  # the home may have moved since the job started
     done = FeatureLabel.select(FeatureLabel.feature_index).where(FeatureLabel.labeling_job == run.id)
     params["skip"] = sorted({row.feature_index for row in done})
     return JobSpec("label", params, f"Resume labeling run {run.id}", run)

@@ -159,6 +159,8 @@ def resume_extraction(studio: Studio, ref: str | int) -> JobSpec:
             raise ValueError(f"activation set '{aset.name}' cannot resume: its {what} was deleted")
         if row.status != "ready":
             raise ValueError(f"activation set '{aset.name}' cannot resume: {what} '{row.name}' is {row.status}")
+    # the home may have moved since the job started
+    params.update(model_path=aset.model.path, tokenization_dir=aset.tokenization.path, out_dir=aset.path)
     return JobSpec("activations.extract", params, f"Resume {aset.name}", aset)
 
 

@@ -87,6 +87,7 @@ class SteeringScreen(StudioScreen):
         self.request: svc.SteeringRequest | None = None
         self.result: dict[str, Any] | None = None
         self._pending_feature: tuple[int, int] | None = None
+        self._pending_training: int | None = None
 
     # --- layout ----------------------------------------------------------------------------------
     def compose_body(self) -> ComposeResult:
@@ -150,6 +151,9 @@ class SteeringScreen(StudioScreen):
                 select.value = current
             elif ids:
                 select.value = ids[0]
+        if self._pending_training is not None:
+            training_id, self._pending_training = self._pending_training, None
+            self.follow_training(training_id)
         if self._pending_feature is not None:
             self.add_feature(*self._pending_feature)
         self.load_presets()
@@ -165,21 +169,37 @@ class SteeringScreen(StudioScreen):
         value = self.query_one("#steer-training", Select).value
         return value if isinstance(value, int) else None
 
+    def follow_training(self, training_id: int) -> None:
+        """Show SAE `training_id`, the one the Features screen browses as the user comes here from it."""
+        if not self.is_mounted:
+            self._pending_training = training_id
+            return
+        if training_id != self.training_id and self.select_training(training_id):
+            self.set_status(f"SAE #{training_id}: the one the Features screen shows; {INTRO}")
+
+    def select_training(self, training_id: int) -> bool:
+        """Select training `training_id`, clearing features chosen for another SAE; False (said) when not steerable."""
+        if training_id == self.training_id:
+            return True
+        select = self.query_one("#steer-training", Select)
+        with select.prevent(Select.Changed):
+            try:
+                select.value = training_id
+            except InvalidSelectValueError:  # the training is not steerable (unfinished, no model)
+                self.set_status(f"training #{training_id} cannot be steered (unfinished or without a model)")
+                return False
+        self.query_one("#steer-features", Input).value = ""
+        self.load_presets()
+        return True
+
     def add_feature(self, training_id: int, index: int) -> None:
         """Select training `training_id` and add feature `index` (e.g. from the Features screen)."""
         if not self.is_mounted:
             self._pending_feature = (training_id, index)
             return
         self._pending_feature = None
-        select = self.query_one("#steer-training", Select)
-        if training_id != self.training_id:
-            with select.prevent(Select.Changed):
-                try:
-                    select.value = training_id
-                except InvalidSelectValueError:  # the training is not steerable (unfinished, no model)
-                    self.set_status(f"training #{training_id} cannot be steered (unfinished or without a model)")
-                    return
-            self.query_one("#steer-features", Input).value = ""
+        if not self.select_training(training_id):
+            return
         box = self.query_one("#steer-features", Input)
         parts = [p.strip() for p in box.value.split(",") if p.strip()]
         if str(index) not in parts:

@@ -1,0 +1,244 @@
+"""Paths under the home are stored relative to it: a moved home opens with every artifact found in its new place."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from peewee import SqliteDatabase
+
+from mistudio_tui.db.connection import close_database, migrate, open_database
+from mistudio_tui.db.home_paths import PATH_COLUMNS, from_stored, to_stored
+from mistudio_tui.db.jobs import create_job, finish_job
+from mistudio_tui.db.models import (
+    ActivationSet,
+    Dataset,
+    FeatureSet,
+    Job,
+    LabelingJob,
+    LanguageModel,
+    Tokenization,
+    Training,
+)
+from mistudio_tui.jobs.context import LocalContext
+from mistudio_tui.jobs.registry import get_kind
+from mistudio_tui.services.spec import JobSpec
+from mistudio_tui.studio import Studio
+
+HOOK = "blocks.1.hook_resid_post"
+
+
+def run_here(studio: Studio, spec: JobSpec) -> dict[str, Any]:
+    """Run a job's task in this process and record it as the runner would (job row, finisher)."""
+    job = create_job(spec.kind, spec.title, spec.params, spec.resource, os.getpid(), studio.paths.dir("logs"))
+    kind = get_kind(spec.kind)
+    module, name = kind.entry.split(":")
+    result = getattr(importlib.import_module(module), name)(dict(spec.params), LocalContext())
+    finish_job(job.id, "completed", result=result)
+    kind.on_finish(Job.get_by_id(job.id), "completed", result)
+    return result
+
+
+def raw_paths(db_file: Path) -> dict[str, list[str]]:
+    """The path columns as SQLite holds them."""
+    con = sqlite3.connect(db_file)
+    try:
+        return {
+            f"{table}.{column}": [v for (v,) in con.execute(f'SELECT "{column}" FROM "{table}" ORDER BY id') if v]
+            for table, column in PATH_COLUMNS
+        }
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def moved_home(tmp_path_factory: pytest.TempPathFactory, tiny_lm_dir: Path, tiny_corpus: list[str]) -> dict:
+    """The whole chain built in one home, then the home moved elsewhere (the old folder is gone)."""
+    from mistudio_tui.services import datasets as dataset_svc
+    from mistudio_tui.services import features as feature_svc
+    from mistudio_tui.services import models as model_svc
+    from mistudio_tui.services import trainings as training_svc
+
+    root = tmp_path_factory.mktemp("relocate")
+    corpus = root / "corpus.jsonl"
+    corpus.write_text("\n".join(json.dumps({"text": f"{t} ({i})"}) for i, t in enumerate(tiny_corpus)))
+    old = root / "old-home"
+    studio = Studio(old)
+    try:
+        inside = shutil.copytree(tiny_lm_dir, studio.paths.dir("models") / "mine")
+        run_here(studio, model_svc.add_model(studio, str(inside), name="tiny"))
+        lm = LanguageModel.get(LanguageModel.name == "tiny")
+        run_here(studio, model_svc.add_model(studio, str(tiny_lm_dir), name="outside"))
+        run_here(studio, dataset_svc.add_dataset(studio, str(corpus), name="corpus"))
+        tok = dataset_svc.tokenize_dataset(studio, "corpus", model_ref=lm.id, context_size=16)
+        run_here(studio, tok)
+        aset = model_svc.extract_activations(
+            studio, lm.id, tok.resource.id, hooks=[HOOK], n_tokens=256, batch_size=4, shard_tokens=128, device="cpu"
+        )
+        run_here(studio, aset)
+        training = training_svc.new_training(
+            studio, aset.resource.id, architecture="topk", k=4, expansion=2, total_tokens=1024, batch_size=64,
+            device="cpu", checkpoint_every=1000,
+        )  # fmt: skip
+        run_here(studio, training)
+        run_here(studio, feature_svc.extract_features(studio, training.resource.id, n_tokens=128, device="cpu"))
+        before = raw_paths(studio.paths.db)
+    finally:
+        studio.close()
+    new = root / "somewhere" / "new-home"
+    new.parent.mkdir()
+    shutil.move(old, new)
+    studio = Studio(new)
+    yield {"studio": studio, "old": old, "new": new, "before": before, "outside": tiny_lm_dir}
+    studio.close()
+
+
+@pytest.fixture
+def moved(moved_home: dict) -> dict:
+    """The moved home, its database bound again (other tests bind theirs)."""
+    open_database(moved_home["studio"].paths.db)
+    return moved_home
+
+
+def test_the_database_holds_home_paths_relative_and_outside_paths_absolute(moved: dict) -> None:
+    stored = moved["before"]
+    for column in ("dataset.path", "tokenization.path", "activation_set.path", "training.path", "feature_set.path"):
+        assert len(stored[column]) == 1 and not os.path.isabs(stored[column][0]), (column, stored[column])
+    assert stored["language_model.path"] == ["models/mine", str(moved["outside"])]
+    assert stored["job.log_path"] and all(p.startswith("logs/job-") for p in stored["job.log_path"])
+
+
+def test_a_moved_home_finds_every_artifact_in_its_new_place(moved: dict) -> None:
+    from mistudio_tui.ml.activations.store import ActivationStore
+    from mistudio_tui.ml.data.ingest import iter_documents
+    from mistudio_tui.ml.data.token_store import TokenStore
+    from mistudio_tui.ml.features.store import FeatureSetReader
+    from mistudio_tui.ml.models.loading import load_model
+    from mistudio_tui.ml.sae.formats import load_any
+
+    new, old = moved["new"], moved["old"]
+    assert not old.exists()
+    rows = {
+        "dataset": Dataset.get(),
+        "tokenization": Tokenization.get(),
+        "activations": ActivationSet.get(),
+        "training": Training.get(),
+        "features": FeatureSet.get(),
+        "model": LanguageModel.get(LanguageModel.name == "tiny"),
+    }
+    for what, row in rows.items():
+        assert row.status in ("ready", "completed"), (what, row.status, row.error)
+        assert Path(row.path).is_relative_to(new) and Path(row.path).is_dir(), (what, row.path)
+    assert all(Path(job.log_path).is_relative_to(new) for job in Job.select())
+
+    dataset = rows["dataset"]
+    assert sum(1 for _ in iter_documents(dataset.path)) == dataset.n_documents > 0
+    tokens = TokenStore(Path(rows["tokenization"].path))
+    assert tokens.n_tokens == rows["tokenization"].n_tokens > 0 and len(tokens.row(0)) > 0
+    activations = ActivationStore(rows["activations"].path)
+    assert activations.read(HOOK).shape == (rows["activations"].n_tokens, rows["activations"].d_in)
+    sae = load_any(Path(rows["training"].path)).sae
+    assert (sae.d_in, sae.d_sae) == (rows["training"].d_in, rows["training"].d_sae)
+    with FeatureSetReader(Path(rows["features"].path)) as reader:
+        assert len(list(reader.summary_table())) == rows["features"].d_sae
+        assert reader.feature(0).index == 0
+    loaded = load_model(rows["model"].path, device="cpu")
+    assert loaded.tokenizer is not None
+
+    outside = LanguageModel.get(LanguageModel.name == "outside")
+    assert outside.path == str(moved["outside"])
+
+
+def test_resuming_after_a_move_works_on_the_new_folders(moved: dict) -> None:
+    from mistudio_tui.services.datasets import resume_ingest, resume_tokenization
+    from mistudio_tui.services.labeling import resume_labeling
+    from mistudio_tui.services.models import resume_extraction
+
+    new, old = moved["new"], moved["old"]
+    studio = moved["studio"]
+    specs = []
+    for model, resume in (
+        (Dataset, lambda row: resume_ingest(studio, row.id)),
+        (Tokenization, lambda row: resume_tokenization(studio, row.id)),
+        (ActivationSet, lambda row: resume_extraction(studio, row.id)),
+    ):
+        row = model.get()
+        model.update(status="cancelled").execute()
+        try:
+            specs.append(resume(row))
+        finally:
+            model.update(status="ready").execute()
+    fset = FeatureSet.get()
+    run = LabelingJob.create(feature_set=fset, status="cancelled")
+    stale = {"settings": {}, "indices": [0], "skip": [], "feature_dir": str(old / "features" / Path(fset.path).name)}
+    run.job = Job.create(kind="label", params=stale, status="cancelled")
+    run.save()
+    specs.append(resume_labeling(run.id))
+    for spec in specs:
+        folders = {k: v for k, v in spec.params.items() if k.endswith(("_dir", "_path")) or k == "tokenizer"}
+        assert folders and all(Path(v).is_relative_to(new) for v in folders.values()), (spec.kind, folders)
+        assert str(old) not in json.dumps(folders)
+
+
+def test_stored_text_round_trips(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert to_stored(home / "saes" / "3-run", home) == "saes/3-run"
+    assert from_stored("saes/3-run", home) == str(home / "saes" / "3-run")
+    assert to_stored("/elsewhere/model", home) == "/elsewhere/model"
+    assert from_stored("/elsewhere/model", home) == "/elsewhere/model"
+    assert to_stored("", home) == "" and from_stored("", home) == ""
+    assert to_stored(home / "x" / ".." / "logs" / "job-1.log", home) == "logs/job-1.log"
+
+
+def test_a_relative_path_given_by_the_caller_is_taken_from_the_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    open_database(tmp_path / "home" / "mistudio.db")
+    monkeypatch.chdir(tmp_path)
+    lm = LanguageModel.create(name="mine", path="my-model")
+    assert LanguageModel.get_by_id(lm.id).path == str(tmp_path / "my-model")
+
+
+def test_migration_0009_rewrites_paths_under_the_home_and_adopts_a_moved_home(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / "saes" / "2-copied").mkdir(parents=True)
+    db_file = home / "mistudio.db"
+    close_database()
+    old = SqliteDatabase(str(db_file))
+    old.connect()
+    migrate(old, target="0008_feature_sort_indexes")
+    rows = [
+        ("inside", f"{home}/saes/1-inside"),
+        ("copied", "/gone/old-home/saes/2-copied"),  # written before the home was moved: its twin is here
+        ("missing", "/gone/old-home/saes/9-missing"),  # no twin here: left as it was
+        ("imported", "/data/my-sae"),
+        ("empty", ""),
+    ]
+    for name, path in rows:
+        old.execute_sql(
+            "insert into training (name, origin, architecture, config, status, steps, tokens, path, tags, created_at) "
+            "values (?, 'trained', 'topk', '{}', 'completed', 0, 0, ?, '', '2026-01-01')",
+            (name, path),
+        )
+    old.execute_sql(
+        "insert into job (kind, title, status, params, progress_done, progress_text, progress_unit, log_path, "
+        "created_at, updated_at) values ('train', 't', 'completed', '{}', 1, '', '', ?, '2026-01-01', '2026-01-01')",
+        (f"{home}/logs/job-1.log",),
+    )
+    old.close()
+    open_database(db_file)
+    stored = raw_paths(db_file)
+    assert stored["training.path"] == [
+        "saes/1-inside",
+        "saes/2-copied",
+        "/gone/old-home/saes/9-missing",
+        "/data/my-sae",
+    ]
+    assert stored["job.log_path"] == ["logs/job-1.log"]
+    assert Training.get(Training.name == "copied").path == str(home / "saes" / "2-copied")
