@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
 
+from textual import events
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.notifications import SeverityLevel
@@ -17,6 +18,7 @@ from textual.screen import Screen
 
 from mistudio_tui.jobs.runner import JobEvent
 from mistudio_tui.studio import Studio
+from mistudio_tui.ui.idle_gc import IdleCollector
 from mistudio_tui.ui.messages import DataChanged, JobUpdate
 from mistudio_tui.ui.screens.datasets import DatasetsScreen
 
@@ -74,12 +76,14 @@ class MiStudioApp(App):
         self.studio = studio or Studio()
         self.offer_sample = offer_sample
         self._owns_studio = studio is None
+        self.idle_gc = IdleCollector()
 
     # --- life cycle ------------------------------------------------------------------------------
     def on_mount(self) -> None:
         probe = os.environ.get("MISTUDIO_STARTUP_PROBE")
         if probe:  # benchmarks/startup.py: record the first frame, then leave
             self.call_after_refresh(self._write_startup_probe, probe)
+        self.call_after_refresh(self.idle_gc.start, self)
         self.studio.runner.add_listener(self._on_runner_event)
         if self.studio.interrupted:
             n = len(self.studio.interrupted)
@@ -105,9 +109,15 @@ class MiStudioApp(App):
         self.exit()
 
     def on_unmount(self) -> None:
+        self.idle_gc.stop()
         self.studio.runner.remove_listener(self._on_runner_event)
         if self._owns_studio:
             self.studio.close(cancel_jobs=True)
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.InputEvent):
+            self.idle_gc.touch()
+        await super().on_event(event)
 
     def _on_runner_event(self, event: JobEvent) -> None:
         # Called on the runner's thread: hand over to the UI thread as a message.

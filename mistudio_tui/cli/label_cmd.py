@@ -51,7 +51,11 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("featureset", nargs="?", help="feature set id or name")
     p.add_argument("--endpoint", help="base URL, e.g. https://api.openai.com/v1 or http://localhost:8000/v1")
     p.add_argument("--model", help="model name at the endpoint")
-    p.add_argument("--features", default="alive", help="all | alive (default) | unlabeled | a list like 1,2,10-20")
+    p.add_argument(
+        "--features",
+        default="alive",
+        help="all | alive (default) | unlabeled (no semantic label) | a list like 1,2,10-20",
+    )
     p.add_argument("--search", default="", help="only features whose labels/top tokens match")
     p.add_argument("--limit", type=int, help="at most this many features (densest first)")
     p.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the key")

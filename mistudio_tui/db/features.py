@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from peewee import SQL, Case, Tuple, fn
+
 from mistudio_tui.db.models import Feature, FeatureLabel, FeatureSet, Training, database, utcnow
 
 SORT_COLUMNS = {
@@ -34,14 +36,8 @@ class FeatureFilter:
     max_score: float | None = None
 
     def apply(self, query: Any) -> Any:
-        if self.search:
-            like = f"%{self.search.strip()}%"
-            query = query.where(
-                (Feature.technical_label**like)
-                | Feature.semantic_label**like
-                | Feature.top_tokens**like
-                | (Feature.index == _as_int(self.search))
-            )
+        if self.search.strip():
+            query = query.where(text_match(self.search.strip()) | (Feature.index == _as_int(self.search)))
         if self.min_density is not None:
             query = query.where(Feature.density >= self.min_density)
         if self.max_density is not None:
@@ -72,7 +68,10 @@ FILTER_WORDS = {
 }
 FILTER_RANGES = {"density": ("min_density", "max_density"), "score": ("min_score", "max_score")}
 FILTER_TERM = re.compile(r"^(density|score)(>=|<=|>|<|=)(.+)$")
-FILTER_HELP = "density>1e-3 density<0.1 score>=0.7 labelled unlabelled dead alive bookmarked (! negates a word)"
+FILTER_HELP = (
+    "density>1e-3 density<0.1 score>=0.7 labelled unlabelled dead alive bookmarked "
+    "(! negates a word; labelled: has a semantic label)"
+)
 
 
 def parse_filter(text: str, search: str = "") -> FeatureFilter:
@@ -108,6 +107,18 @@ def toggle_bookmark(feature_set_id: int, index: int) -> bool:
         raise ValueError(f"feature set {feature_set_id} has no feature {index}")
     Feature.update(bookmarked=not row.bookmarked).where(Feature.id == row.id).execute()
     return not row.bookmarked
+
+
+TRIGRAM = 3  # the trigram index finds substrings of at least this many characters
+
+
+def text_match(text: str) -> Any:
+    """Features whose technical label, semantic label or top tokens contain `text` (any case)."""
+    if len(text) < TRIGRAM:
+        like = f"%{text}%"
+        return (Feature.technical_label**like) | (Feature.semantic_label**like) | (Feature.top_tokens**like)
+    phrase = '"' + text.replace('"', '""') + '"'
+    return Feature.id.in_(SQL("(SELECT rowid FROM feature_text WHERE feature_text MATCH ?)", [phrase]))
 
 
 def _as_int(text: str) -> int:
@@ -156,21 +167,48 @@ def feature_count(feature_set_id: int, flt: FeatureFilter | None = None) -> int:
 
 def position_of(feature_set_id: int, index: int, sort: str, descending: bool, flt: FeatureFilter | None) -> int:
     """The row number of feature `index` in the current order (for 'jump to feature'); -1 if filtered out."""
-    row = Feature.get_or_none((Feature.feature_set == feature_set_id) & (Feature.index == index))
-    if row is None or not feature_query(feature_set_id, flt).where(Feature.id == row.id).exists():
-        return -1
+    return count_and_position(feature_set_id, flt, sort, descending, index)[1]
+
+
+def count_and_position(
+    feature_set_id: int,
+    flt: FeatureFilter | None = None,
+    sort: str = "index",
+    descending: bool = False,
+    index: int | None = None,
+) -> tuple[int, int]:
+    """How many features the filter shows, and the row of feature `index` among them in this order (-1: not shown).
+
+    Numeric filters read the set's index for `sort` (it carries the filter columns): a count, then a range count of
+    the rows ahead. A text search reads the text index once, for both numbers.
+    """
     column = sort_column(sort)
-    value = getattr(row, column.name)
-    base = feature_query(feature_set_id, flt)
-    tie = Feature.index > index if descending else Feature.index < index
-    if value is None:
-        before = base.where(column.is_null(False)).count()
-        return before + base.where(column.is_null() & tie).count()
-    if descending:
-        ahead = base.where((column > value) | ((column == value) & tie))
+    flt = flt or FeatureFilter()
+    query = feature_query(feature_set_id, flt)
+    kept = None
+    if index is not None:
+        kept = (
+            Feature.select(column.alias("value"))
+            .where((Feature.feature_set == feature_set_id) & (Feature.index == index))
+            .dicts()
+            .first()
+        )
+    if kept is None:
+        return query.count(), -1
+    value = kept["value"]
+    if value is None:  # NULLs sort last in both directions
+        ahead = column.is_null(False) | (Feature.index > index if descending else Feature.index < index)
     else:
-        ahead = base.where((column < value) | ((column == value) & (Feature.index < index)))
-    return ahead.count()
+        tie, mark = Tuple(column, Feature.index), Tuple(value, index)
+        ahead = tie > mark if descending else tie < mark
+    if flt.search.strip():
+        total, before, shown = query.select(
+            fn.COUNT(SQL("*")), fn.SUM(Case(None, [(ahead, 1)], 0)), fn.MAX(Feature.index == index)
+        ).scalar(as_tuple=True)
+        return total, int(before) if shown else -1
+    if not query.where(Feature.index == index).exists():
+        return query.count(), -1
+    return query.count(), query.where(ahead).count()
 
 
 def bulk_insert_features(feature_set: FeatureSet, rows: Iterable[dict[str, Any]], batch: int = 2000) -> int:
@@ -263,6 +301,16 @@ def set_current(label: FeatureLabel) -> None:
             values[Feature.technical_label] = label.technical
         values[Feature.semantic_label] = label.semantic
         Feature.update(values).where(Feature.feature_set.in_(sets) & (Feature.index == label.feature_index)).execute()
+
+
+def technical_label_of(feature_set_id: int, index: int) -> str:
+    """The technical label the browser's table shows for feature `index` of a set ('' when it has none)."""
+    row = (
+        Feature.select(Feature.technical_label)
+        .where((Feature.feature_set == feature_set_id) & (Feature.index == index))
+        .first()
+    )
+    return row.technical_label if row is not None else ""
 
 
 def labels_of(training_id: int, feature_index: int) -> list[FeatureLabel]:

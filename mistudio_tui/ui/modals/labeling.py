@@ -17,7 +17,7 @@ from mistudio_tui.ui.modals.form import Field, FormModal
 WHICH = [
     ("alive features", "alive"),
     ("all features", "all"),
-    ("unlabeled features", "unlabeled"),
+    ("features without a semantic label", "unlabeled"),
     ("the current filter", "filter"),
     ("the selection below", "selection"),
     ("bookmarked features", "bookmarked"),

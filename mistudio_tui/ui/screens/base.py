@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from textual import events
 from textual.app import ComposeResult
 from textual.containers import Container
+from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer, Header
+from textual.widgets import Header
 
 from mistudio_tui.ui.messages import DataChanged, JobUpdate
 from mistudio_tui.ui.widgets.jobs_bar import JobsBar
+from mistudio_tui.ui.widgets.key_footer import KeyFooter
 
 
 class StudioScreen(Screen):
@@ -16,13 +21,14 @@ class StudioScreen(Screen):
 
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (80, "-wide")]
     TITLE_TEXT = ""
+    _styled_for: tuple[Any, ...] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header(icon="◆")
         with Container(id="body"):
             yield from self.compose_body()
         yield JobsBar()
-        yield Footer()
+        yield KeyFooter()
 
     def compose_body(self) -> ComposeResult:
         yield from ()
@@ -33,6 +39,18 @@ class StudioScreen(Screen):
 
     def on_screen_resume(self) -> None:
         self.reload()
+
+    def style_inputs(self) -> tuple[Any, ...]:
+        """The app state a suspended screen's styles depend on (a stylesheet or theme change is handled by Textual)."""
+        return self.app.app_focus, self.app.size, self.app.theme
+
+    def on_screen_suspend(self) -> None:
+        self._styled_for = self.style_inputs()
+
+    def post_message(self, message: Message) -> bool:
+        if isinstance(message, events.ScreenResume) and self._styled_for == self.style_inputs():
+            message.refresh_styles = False  # restyling every widget of a screen shown again costs ~50 ms for nothing
+        return super().post_message(message)
 
     def reload(self) -> None:
         """Re-read what this screen shows from the database."""

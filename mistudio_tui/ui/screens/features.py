@@ -107,10 +107,12 @@ class FeaturesScreen(StudioScreen):
         self.descending = True
         self._readers: dict[int, tuple[Any, list[str]]] = {}
         self._timer: Timer | None = None
+        self._typed_at = -math.inf
         self._shown_set: int | None = None
         self._detail_shown: int | None = None
         self._pending_detail: int | None = None
         self._detail_timer: Timer | None = None
+        self._detail_scheduled = False
         self._reloaded_at = -math.inf
         self._skip_reload = False
         self._loaded_version: tuple[int, int] | None = None
@@ -195,7 +197,7 @@ class FeaturesScreen(StudioScreen):
         table.show(fset.id, self.sort, self.descending, self.flt, keep=keep)
         self.update_status()
         if detail or table.selected_id != self._detail_shown:
-            self.show_feature(table.selected_id)
+            self.show_feature_soon(table.selected_id)
 
     @work(thread=True, exclusive=True, group="density-histogram")
     def load_density_histogram(self, fset_id: int) -> None:
@@ -218,21 +220,41 @@ class FeaturesScreen(StudioScreen):
         fset = self.feature_set
         status = self.query_one("#features-status", Static)
         if problem:
-            status.update(Text(f"⚠ {problem}", style="bold red"))
+            status.update(Text(f"⚠ {problem}", style="bold red"), layout=False)
             return
         if fset is None:
-            status.update("")
+            status.update("", layout=False)
             return
         arrow = "↓" if self.descending else "↑"
-        status.update(f"{self.table.total:,} of {fset.d_sae:,} · sort {self.sort} {arrow}")
+        # one line high in every layout: a new text never needs a relayout of the screen
+        status.update(f"{self.table.total:,} of {fset.d_sae:,} · sort {self.sort} {arrow}", layout=False)
 
     def on_feature_table_highlighted(self, event: FeatureTable.Highlighted) -> None:
-        """Show the feature at once, then at most every DETAIL_EVERY_S while a key is held (the table never waits)."""
+        """Show the feature a frame after the cursor's, then at most every DETAIL_EVERY_S while a key is held."""
         self._pending_detail = event.index
         if event.index == self._detail_shown or self._detail_timer is not None:
             return
-        self.show_feature(event.index)
+        self.show_feature_soon(event.index)
         self._detail_timer = self.set_timer(DETAIL_EVERY_S, self._detail_catch_up)
+
+    def show_feature_soon(self, index: int | None) -> None:
+        """Fill the detail pane with feature `index` after the next frame, so the table's cursor and rows never wait.
+
+        Redrawing the pane (examples, plots, similar features) relayouts the screen: ~30-60 ms on a 2-core machine.
+        """
+        self._pending_detail = index
+        if not self._detail_scheduled:
+            self._detail_scheduled = True
+            self.call_after_refresh(self._show_pending_detail)
+
+    def _show_pending_detail(self) -> None:
+        self._detail_scheduled = False
+        self.show_feature(self._pending_detail)
+
+    @property
+    def detail_index(self) -> int | None:
+        """The feature the detail pane shows."""
+        return self._detail_shown
 
     def _detail_catch_up(self) -> None:
         self._detail_timer = None
@@ -251,6 +273,13 @@ class FeaturesScreen(StudioScreen):
         # Showing the screen sends Mount and then ScreenResume (twice, with modes): one reload is enough.
         # This runs before StudioScreen.on_screen_resume, whose reload() then returns at once.
         self._skip_reload = time.monotonic() - self._reloaded_at < RELOAD_SKIP_S
+
+    def on_screen_suspend(self) -> None:
+        # Leaving for Steering (5, the palette or x): it takes the SAE of the set browsed here.
+        fset = self.feature_set
+        follow = getattr(self.app.screen, "follow_training", None)
+        if self.app.current_mode == "steering" and fset is not None and follow is not None:
+            follow(fset.training_id)
 
     def on_job_update(self, message: JobUpdate) -> None:
         # StudioScreen.on_job_update runs after this one (Textual dispatches along the MRO).
@@ -286,7 +315,8 @@ class FeaturesScreen(StudioScreen):
             self.query_one("#feature-detail", Static).update(Text(f"feature {index}: {exc}", style="red"))
             return
         labels = fq.labels_of(fset.training_id, index)
-        self.query_one("#feature-detail", Static).update(feature_header(detail, labels))
+        technical = fq.technical_label_of(fset.id, index)
+        self.query_one("#feature-detail", Static).update(feature_header(detail, labels, technical))
         examples = Text()
         examples.append("top activations\n", style="bold")
         for example in detail.top_examples[:EXAMPLES_SHOWN]:
@@ -321,10 +351,18 @@ class FeaturesScreen(StudioScreen):
         self.query_one("#feature-filter", Input).focus()
 
     def on_input_changed(self, event: Input.Changed) -> None:
+        """Apply a keystroke that follows a pause at once; keys closer than DEBOUNCE_S apply when they stop."""
         if event.input.id in ("feature-search", "feature-filter"):
+            now = time.monotonic()
+            burst = self._timer is not None or now - self._typed_at < DEBOUNCE_S
+            self._typed_at = now
             if self._timer is not None:
                 self._timer.stop()
-            self._timer = self.set_timer(DEBOUNCE_S, self.apply_query)
+                self._timer = None
+            if burst:
+                self._timer = self.set_timer(DEBOUNCE_S, self.apply_query)
+            else:
+                self.apply_query()
 
     def apply_query(self) -> None:
         """Apply the search and filter inputs (debounced); a bad filter is reported and not applied."""

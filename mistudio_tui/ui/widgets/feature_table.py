@@ -130,9 +130,12 @@ class FeatureTable(ScrollView, can_focus=True):
         self.sort, self.descending = sort, descending
         self.filter = flt or fq.FeatureFilter()
         self._pages.clear()
-        self.total = fq.feature_count(feature_set_id, self.filter) if feature_set_id is not None else 0
+        self.total, row = (
+            fq.count_and_position(feature_set_id, self.filter, sort, descending, keep)
+            if feature_set_id is not None
+            else (0, -1)
+        )
         self.virtual_size = Size(self.size.width, self.total + 1)
-        row = self.position(keep) if keep is not None else -1
         self._highlighted = None
         self.cursor = max(row, 0)
         self.refresh()

@@ -52,8 +52,12 @@ def example_text(example: Any, vocab: list[str], peak: float) -> Text:
     return text
 
 
-def feature_header(detail: Any, labels: list[Any]) -> Text:
-    """The feature's numbers and its current label with who or what set it, when, and its score."""
+def feature_header(detail: Any, labels: list[Any], technical: str = "") -> Text:
+    """The feature's numbers and labels with who or what set them, when, and the score.
+
+    `technical` is the technical label the table shows (the feature row's): the current label's, an older label's,
+    or the one the extraction derived from the top token ("auto"). Unlabelled means no semantic label.
+    """
     text = Text()
     text.append(f"feature {detail.index}", style="bold")
     if detail.dead:
@@ -63,19 +67,29 @@ def feature_header(detail: Any, labels: list[Any]) -> Text:
         f"mean {fmt.num(detail.mean_nonzero)}"
     )
     current = next((lb for lb in labels if lb.is_current), None)
+    if current is not None and current.technical:
+        text.append(f"\n{current.technical}", style="bold cyan")
+    elif technical:
+        text.append(f"\n{technical}", style="bold cyan")
+        text.append(f"  [technical · {technical_origin(technical, labels)}]", style="dim")
+    if current is not None and current.semantic:
+        text.append(f"\n{current.semantic}")
+    else:
+        text.append("\nunlabelled: no semantic label · e labels it by hand, L with a model", style="dim")
     if current is not None:
-        text.append(f"\n{current.technical or '-'}", style="bold cyan")
-        if current.semantic:
-            text.append(f"\n{current.semantic}")
         score = f" · score {current.score:.2f}" if current.score is not None else ""
         who = label_origin(current)
         text.append(f"\n[{who} · {current.created_at:%Y-%m-%d %H:%M}{score}]", style="dim")
-    else:
-        text.append("\nunlabelled · e labels it by hand, L with a model", style="dim")
     others = len(labels) - (1 if current is not None else 0)
     if others > 0:
         text.append(f"  (+{others} other label{'s' if others > 1 else ''}: h)", style="dim")
     return text
+
+
+def technical_origin(technical: str, labels: list[Any]) -> str:
+    """Who set a technical label no current label names: the newest label with it, else 'auto' (extraction)."""
+    source = next((lb for lb in labels if lb.technical == technical), None)
+    return label_origin(source) if source is not None else "auto"
 
 
 def label_origin(label: Any) -> str:
