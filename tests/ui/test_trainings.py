@@ -113,7 +113,7 @@ async def test_live_metrics_update_the_running_row(studio):
         await select(pilot, app, "topk-k8")
         rows = [{"step": s, "tokens": s * 4096, "loss": 5.0} for s in range(300, 400)]
         mq.record_metrics(ids["topk-k8"], rows)
-        app.screen._last_key = app.screen._last_curve = 0.0
+        app.screen.live.last_key = app.screen.live.last_draw = 0.0
         app._on_runner_event(JobEvent(job.id, "metrics", "running", rows))
         await pilot.pause()
         table = app.screen.query_one("#trainings-table", DataTable)
@@ -130,7 +130,7 @@ async def test_runs_trained_by_another_process_are_followed_through_the_database
         await open_trainings(pilot)
         await select(pilot, app, "topk-k8")
         screen = app.screen
-        screen._last_key = 0.0
+        screen.live.last_key = 0.0
         screen.follow_database()  # the first poll notes what runs
         # another process (a CLI `mistudio train`) records metrics: no runner event reaches this app
         mq.record_metrics(ids["topk-k8"], [{"step": s, "tokens": s * 4096, "loss": 4.0} for s in range(300, 450)])

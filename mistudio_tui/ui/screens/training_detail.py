@@ -13,6 +13,7 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
+from textual.events import Key
 from textual.widgets import Static
 
 from mistudio_tui.db import metrics as mq
@@ -24,6 +25,7 @@ from mistudio_tui.services.run_diagnosis import diagnose
 from mistudio_tui.services.spec import JobSpec
 from mistudio_tui.ui import format as fmt
 from mistudio_tui.ui.actions import USER_ERRORS, confirm_delete, start_spec
+from mistudio_tui.ui.live_redraw import LiveRedraw, set_series_if_changed, update_if_changed
 from mistudio_tui.ui.messages import DataChanged, JobUpdate
 from mistudio_tui.ui.modals.confirm import ConfirmModal
 from mistudio_tui.ui.modals.form import Field, FormModal
@@ -35,7 +37,6 @@ DETAIL_METRICS = ("loss", "mse", "l0", "explained_variance", "dead_fraction", "l
 LOG_DEFAULT = {"loss": True, "mse": True, "lr": True}
 PROBLEM_STATES = ("failed", "interrupted")
 LOG_LINES = 15
-LIVE_REFRESH_S = 1.0
 POLL_S = 2.0  # runs trained by another process (the CLI, a sweep) reach the UI only through the database
 
 
@@ -67,7 +68,7 @@ def draw_metric_curve(plot: CurvePlot, training: Training, metric: str, log_y: b
     log = log_y if log_y is not None else LOG_DEFAULT.get(metric, False)
     merged = any(low != high for low, high in zip(data.lows, data.highs, strict=True))
     band = (data.steps, data.lows, data.highs) if merged else None
-    plot.set_series([(metric, data.steps, data.values)], title=f"{metric} · {training.name}", log_y=log, band=band)
+    set_series_if_changed(plot, [(metric, data.steps, data.values)], f"{metric} · {training.name}", log, band)
 
 
 def config_lines(config: dict[str, Any]) -> list[str]:
@@ -126,21 +127,29 @@ class TrainingDetailScreen(MetricKeys, StudioScreen):
         self.metric = "loss"
         self.log_y: bool | None = None
         self.cancel_requested = False
-        self._last_draw = 0.0
-        self._polled: tuple[str, int] | None = None
+        self.live = LiveRedraw(self, self.reload)
+        self._job_id: int | None = None
+        self._drawn: tuple[str, int] | None = None
+        self._density_drawn: dict[str, Any] | None = None
 
     def on_mount(self) -> None:
         self.set_interval(POLL_S, self.follow_database)
 
+    def on_key(self, event: Key) -> None:
+        self.live.key_pressed()
+
     def follow_database(self) -> None:
         """A run trained by another process (the CLI, a sweep) updates only the database: redraw when it moves."""
+        if not self.is_current or self.live.typing() or time.monotonic() - self.live.last_event < POLL_S:
+            return  # a run whose metrics arrive as events is redrawn by `live`
         row = Training.select(Training.status, Training.steps).where(Training.id == self.training_id).tuples().first()
-        previous, self._polled = self._polled, row
-        if row is not None and previous is not None and row != previous and self.is_current:
+        if row is not None and row != self._drawn:
             self.reload()
 
     def redraw_metric(self) -> None:
-        self.reload()
+        training = self.training
+        if training is not None:
+            draw_metric_curve(self.query_one("#detail-curve", CurvePlot), training, self.metric, self.log_y)
 
     def compose_body(self) -> ComposeResult:
         with VerticalScroll(id="run-detail"):
@@ -164,18 +173,20 @@ class TrainingDetailScreen(MetricKeys, StudioScreen):
                 self.app.pop_screen()
             return
         self.sub_title = f"Training · {training.name}"
+        self._job_id = training.job_id
+        self._drawn = (training.status, training.steps)
         tail = log_tail(training, LOG_LINES)
-        self.query_one("#run-summary", Static).update(self._summary(training))
+        update_if_changed(self.query_one("#run-summary", Static), self._summary(training))
         guidance = guidance_lines(training, tail)
         box = self.query_one("#run-guidance", Static)
-        box.update("\n".join(guidance))
+        update_if_changed(box, "\n".join(guidance))
         box.display = bool(guidance)
         draw_metric_curve(self.query_one("#detail-curve", CurvePlot), training, self.metric, self.log_y)
         self._draw_speed(training)
         self._draw_density(training)
-        self.query_one("#run-config", Static).update(self._config_text(training))
-        self.query_one("#run-log", Static).update(Text("log:\n" + "\n".join(tail or ["(no log yet)"])))
-        self._last_draw = time.monotonic()
+        update_if_changed(self.query_one("#run-config", Static), self._config_text(training))
+        update_if_changed(self.query_one("#run-log", Static), Text("log:\n" + "\n".join(tail or ["(no log yet)"])))
+        self.live.drawn()
 
     def _summary(self, training: Training) -> Text:
         frac = training.tokens / training.total_tokens if training.total_tokens else None
@@ -196,16 +207,18 @@ class TrainingDetailScreen(MetricKeys, StudioScreen):
 
     def _draw_speed(self, training: Training) -> None:
         history = mq.progress_history(training)
-        self.query_one("#speed-curve", CurvePlot).set_series(
-            [("steps/s", history.steps, history.steps_per_s)], title="steps/s over the run"
-        )
+        plot = self.query_one("#speed-curve", CurvePlot)
+        set_series_if_changed(plot, [("steps/s", history.steps, history.steps_per_s)], "steps/s over the run")
 
     def _draw_density(self, training: Training) -> None:
         plot = self.query_one("#density-plot", BarPlot)
         hist = training.density_histogram or {}
+        if self._density_drawn == hist:
+            return
         step = hist.get("step")
         plot.title = f"feature density (log10) at step {step:,}" if step is not None else "feature density (log10)"
         plot.set_histogram(hist.get("edges") or [], hist.get("counts") or [], xlabel="log10 firing rate")
+        self._density_drawn = hist
 
     def _config_text(self, training: Training) -> Text:
         text = Text()
@@ -225,14 +238,16 @@ class TrainingDetailScreen(MetricKeys, StudioScreen):
     def on_job_update(self, message: JobUpdate) -> None:
         # StudioScreen.on_job_update runs too (Textual dispatches along the MRO): no super() call here
         event = message.event
+        if event.type in ("metrics", "artifact"):
+            if event.job_id == self._job_id:  # the job id noted at the last reload: no query per metric batch
+                self.live.request()
+            return
         training = self.training
         if training is None or training.job_id != event.job_id:
             return
         if event.type == "state" and self.cancel_requested and event.status not in ("queued", "running"):
             Training.update(status="cancelled").where(Training.id == training.id).execute()
             self.cancel_requested = False
-            self.reload()
-        elif event.type in ("metrics", "artifact") and time.monotonic() - self._last_draw > LIVE_REFRESH_S:
             self.reload()
 
     # --- actions ---------------------------------------------------------------------------------

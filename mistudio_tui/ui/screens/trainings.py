@@ -16,31 +16,25 @@ from textual.containers import Vertical
 from textual.events import Key, Resize
 from textual.widgets import DataTable, Input, Static
 
-from mistudio_tui.db.models import Training
+from mistudio_tui.db.models import Job, Training
 from mistudio_tui.services import features as feature_svc
 from mistudio_tui.services import run_list
 from mistudio_tui.services import trainings as svc
 from mistudio_tui.ui import format as fmt
 from mistudio_tui.ui.actions import confirm_delete, start_spec, training_form_choices
+from mistudio_tui.ui.live_redraw import LiveRedraw, update_if_changed
 from mistudio_tui.ui.messages import JobUpdate
 from mistudio_tui.ui.modals.form import Field, FormModal
 from mistudio_tui.ui.screens.base import StudioScreen
 from mistudio_tui.ui.screens.jobs import status_text
-from mistudio_tui.ui.screens.training_detail import (
-    POLL_S,
-    MetricKeys,
-    draw_metric_curve,
-    guidance_lines,
-    log_tail,
-)
+from mistudio_tui.ui.screens.training_detail import POLL_S, MetricKeys, draw_metric_curve, guidance_lines, log_tail
 from mistudio_tui.ui.widgets.plots import CurvePlot
 from mistudio_tui.ui.widgets.record_table import RecordTable
 from mistudio_tui.ui.widgets.sparkline import SparklineCache
 
 CURVE_METRICS = ("loss", "mse", "l0", "explained_variance", "dead_fraction", "lr", "tokens_per_s")
 NARROW_BELOW = 80
-LIVE_REFRESH_S = 1.0
-KEY_QUIET_S = 0.5
+ACTIVE_RUN_STATES = ("queued", "running")  # the runs the database poll follows
 Column = tuple[str, str, int]
 WIDE_COLUMNS: list[Column] = [
     ("mark", " ", 1),
@@ -163,26 +157,34 @@ class TrainingsScreen(MetricKeys, StudioScreen):
         self.marked: set[int] = set()
         self.sparklines = SparklineCache()
         self.shown_ids: list[int] = []
-        self._last_curve = 0.0
         self._narrow: bool | None = None
-        self._last_key = 0.0
         self._polled: dict[int, int] = {}
+        self._select_new: int | None = None  # a run just started here: the cursor goes to it when it is listed
+        self._drawn_steps: dict[int, int] = {}  # steps each shown run had when its row was last drawn
+        self._live_jobs: set[int] = set()  # jobs whose metrics arrived since the last live redraw
+        self._event_jobs: dict[int, float] = {}  # job id → when its metrics last arrived as an event
+        self.live = LiveRedraw(self, self._redraw_live_jobs)
 
     def on_mount(self) -> None:
         self.set_interval(POLL_S, self.follow_database)
 
     def follow_database(self) -> None:
-        """Refresh runs whose steps moved since the last poll; reload when a run starts or stops anywhere."""
-        if time.monotonic() - self._last_key < KEY_QUIET_S or not self.is_current:
+        """Refresh runs whose steps moved since they were drawn; reload when a run starts or stops anywhere."""
+        if self.live.typing() or not self.is_current:
             return
-        active = dict(
-            Training.select(Training.id, Training.steps).where(Training.status.in_(("queued", "running"))).tuples()
-        )
+        query = Training.select(Training.id, Training.steps, Training.job).where(Training.status.in_(ACTIVE_RUN_STATES))
+        rows = list(query.tuples())
+        active = {rid: steps for rid, steps, _ in rows}
         previous, self._polled = self._polled, active
         if set(active) != set(previous):
             self.reload()
             return
-        moved = [rid for rid, steps in active.items() if previous.get(rid) != steps and rid in self.shown_ids]
+        fed = {job for job, at in self._event_jobs.items() if time.monotonic() - at < POLL_S}  # `live` draws those
+        moved = [
+            rid
+            for rid, steps, job in rows
+            if self._drawn_steps.get(rid) != steps and rid in self.shown_ids and job not in fed
+        ]
         if moved:
             self._refresh_rows(list(Training.select().where(Training.id.in_(moved))))
 
@@ -204,7 +206,7 @@ class TrainingsScreen(MetricKeys, StudioScreen):
         return self.query_one("#trainings-table", RunTable)
 
     def on_key(self, event: Key) -> None:
-        self._last_key = time.monotonic()
+        self.live.key_pressed()
 
     def on_resize(self, event: Resize) -> None:
         if (self.size.width < NARROW_BELOW) != self._narrow:
@@ -220,6 +222,8 @@ class TrainingsScreen(MetricKeys, StudioScreen):
     def visible_rows(self) -> list[run_list.RunRow]:
         """The runs the list shows: filtered, sorted, grouped (an invalid filter shows everything)."""
         rows = run_list.load_rows()
+        # what the database poll compares with: the runs active now are drawn, only a change needs a reload
+        self._polled = {r.training.id: r.training.steps for r in rows if r.training.status in ACTIVE_RUN_STATES}
         try:
             run_filter = run_list.parse_filter(self.filter_text)
         except ValueError:
@@ -231,6 +235,7 @@ class TrainingsScreen(MetricKeys, StudioScreen):
         columns = self._ensure_columns()
         rows = self.visible_rows()
         self.shown_ids = [r.training.id for r in rows]
+        self._drawn_steps = {r.training.id: r.training.steps for r in rows}
         self.marked &= {rid for (rid,) in Training.select(Training.id).tuples()}
         self.table.set_records(
             [(r.training.id, cells(r, columns, r.training.id in self.marked, self.sparklines)) for r in rows]
@@ -240,7 +245,10 @@ class TrainingsScreen(MetricKeys, StudioScreen):
             title += f" · filter {self.filter_text!r}"
         if self.marked:
             title += f" · {len(self.marked)} marked"
-        self.query_one("#runs-title", Static).update(Text(title))
+        update_if_changed(self.query_one("#runs-title", Static), Text(title))
+        if self._select_new in self.shown_ids:
+            self.table.move_cursor(row=self.shown_ids.index(self._select_new))
+            self._select_new = None
         self.show_selected()
 
     @property
@@ -270,9 +278,9 @@ class TrainingsScreen(MetricKeys, StudioScreen):
         log = self.query_one("#training-log", Static)
         if training is None:
             empty = "No runs match the filter." if self.filter_text else "No trainings yet."
-            detail.update(f"{empty}\n\nn: train an SAE on an activation set (Models screen, e)")
+            update_if_changed(detail, f"{empty}\n\nn: train an SAE on an activation set (Models screen, e)")
             plot.set_series([], title=self.metric)
-            log.update("")
+            update_if_changed(log, "")
             return
         self.draw_curve(training)
         sae = (training.config or {}).get("sae", {})
@@ -295,32 +303,35 @@ class TrainingsScreen(MetricKeys, StudioScreen):
             lines.append("eval: " + " · ".join(parts))
         tail = log_tail(training, 6)
         lines.extend(guidance_lines(training, tail))
-        detail.update("\n".join(lines), layout=False)  # fixed height: no relayout on every cursor move
-        log.update(Text("\n".join(tail)), layout=False)
+        # fixed height: no relayout on every cursor move
+        update_if_changed(detail, "\n".join(lines), layout=False)
+        update_if_changed(log, Text("\n".join(tail)), layout=False)
 
     def draw_curve(self, training: Training) -> None:
         draw_metric_curve(self.query_one("#curve", CurvePlot), training, self.metric, self.log_y)
-        self._last_curve = time.monotonic()
 
     def on_job_update(self, message: JobUpdate) -> None:
         event = message.event
         if event.type != "metrics":
             return  # StudioScreen.on_job_update, dispatched after this one along the MRO, handles it
         message.prevent_default()  # metric rows change no job state; the jobs bar also refreshes every second
-        now = time.monotonic()
-        if now - self._last_curve < LIVE_REFRESH_S or now - self._last_key < KEY_QUIET_S:
-            return  # live redraws wait while the user is pressing keys: input first
+        self._live_jobs.add(event.job_id)
+        self._event_jobs[event.job_id] = time.monotonic()
+        self.live.request()  # coalesced: input first, at most one redraw a second, the last batch always drawn
+
+    def _redraw_live_jobs(self) -> None:
+        jobs, self._live_jobs = self._live_jobs, set()
         # a group job (several SAEs from one forward pass) feeds several runs
-        live = [t for t in Training.select().where(Training.job == event.job_id) if t.id in self.shown_ids]
-        if not live:
-            return
-        self._refresh_rows(live)
+        live = [t for t in Training.select().where(Training.job.in_(jobs)) if t.id in self.shown_ids]
+        if live:
+            self._refresh_rows(live)
 
     def _refresh_rows(self, live: list[Training]) -> None:
-        self._last_curve = time.monotonic()
+        self.live.drawn()
         columns = self.table.columns_spec
         for row in run_list.load_rows(live):
             rid = row.training.id
+            self._drawn_steps[rid] = row.training.steps
             self.table.update_record(rid, cells(row, columns, rid in self.marked, self.sparklines))
         if self.table.selected_id in {t.id for t in live}:
             self.show_selected()
@@ -455,7 +466,7 @@ class TrainingsScreen(MetricKeys, StudioScreen):
 
         def done(values: dict[str, Any] | None) -> None:
             if values:
-                start_spec(
+                job_id = start_spec(
                     self,
                     lambda: svc.new_training(
                         self.studio,
@@ -473,6 +484,8 @@ class TrainingsScreen(MetricKeys, StudioScreen):
                         device=values["device"] or "auto",
                     ),
                 )
+                if job_id is not None:
+                    self._select_new = Job.get_by_id(job_id).resource_id
 
         title = "Train an SAE from a template" if base else "Train an SAE"
         self.app.push_screen(FormModal(title, fields, "Train"), done)

@@ -31,9 +31,9 @@ class JobsBar(Static):
         queued = len(jobs) - len(running)
         self.set_class(bool(jobs), "-busy")
         if not jobs:
-            self.update(IDLE_TEXT)
+            self.update(IDLE_TEXT, layout=False)  # one line high: a new text needs no relayout
             return
         parts = " · ".join(JobView(j).short() for j in running[:3])
         more = f" +{len(running) - 3}" if len(running) > 3 else ""
         waiting = f" · {queued} queued" if queued else ""
-        self.update(Text(f"▶ {len(running)} running: {parts}{more}{waiting} · j: jobs"))
+        self.update(Text(f"▶ {len(running)} running: {parts}{more}{waiting} · j: jobs"), layout=False)
