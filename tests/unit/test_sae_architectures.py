@@ -313,3 +313,18 @@ def test_dense_losses_under_bf16_autocast_stay_close_to_fp32(architecture: str) 
     assert half.total.dtype == torch.float32
     assert half.mse.item() == pytest.approx(full.mse.item(), rel=0.05)
     assert all(p.grad is None or torch.isfinite(p.grad).all() for p in sae.parameters())
+
+
+def test_topk_encode_reuses_no_input_and_keeps_gradients_when_asked() -> None:
+    torch.manual_seed(5)
+    sae = create_sae(SAEConfig(d_in=8, d_sae=32, k=3, architecture="topk"))
+    x = torch.randn(6, 8)
+    pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc
+    values, index = pre.topk(3, dim=-1)
+    expected = torch.zeros_like(pre).scatter(-1, index, values.relu())
+    with torch.no_grad():
+        torch.testing.assert_close(sae.encode(x), expected)  # codes written into the pre-activations' memory
+    codes = sae.encode(x)  # with autograd: a fresh tensor, gradients reach the encoder
+    codes.sum().backward()
+    torch.testing.assert_close(codes.detach(), expected.detach())
+    assert sae.W_enc.grad is not None and sae.W_enc.grad.abs().sum() > 0

@@ -135,7 +135,7 @@ class _ExampleBuffer:
             return
         # by feature, then key descending, in one sort: a non-negative float32's bits order like the float
         descending = 0x7FFFFFFF - key.float().contiguous().view(torch.int32).long()
-        order = torch.argsort(feature * (1 << 31) + descending)
+        order = torch.argsort(feature * (1 << 31) + descending, stable=True)
         feature, key, flat, value = feature[order], key[order], flat[order], value[order]
         counts = torch.zeros(d, dtype=torch.int64, device=feature.device).index_add_(
             0, feature, torch.ones_like(feature)

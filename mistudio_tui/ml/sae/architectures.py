@@ -153,7 +153,9 @@ class TopKSAE(SparseAutoencoder):
 
     def activation(self, pre: Tensor) -> Tensor:
         values, index = pre.topk(self.cfg.k, dim=-1, sorted=False)
-        return torch.zeros_like(pre).scatter_(-1, index, values.relu())
+        # without autograd the pre-activations' own memory takes the codes (a fresh [n, d_sae] costs page faults)
+        codes = torch.zeros_like(pre) if pre.requires_grad else pre.zero_()
+        return codes.scatter_(-1, index, values.relu())
 
     def loss(self, x: Tensor, sparsity_coefficient: float | None = None, dead_mask: Tensor | None = None) -> LossOutput:
         x = x.to(self.W_enc.dtype)
