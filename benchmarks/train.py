@@ -69,7 +69,14 @@ class DenseReference:
     """The same SAE written plainly: dense matmuls, autograd everywhere, torch.optim.Adam defaults."""
 
     def __init__(
-        self, architecture: str, d_in: int, d_sae: int, k: int, device: torch.device, bf16: bool = False
+        self,
+        architecture: str,
+        d_in: int,
+        d_sae: int,
+        k: int,
+        device: torch.device,
+        bf16: bool = False,
+        foreach: bool | None = None,
     ) -> None:
         self.architecture, self.k, self.bf16 = architecture, k, bf16
         W = torch.randn(d_sae, d_in, device=device)
@@ -82,7 +89,7 @@ class DenseReference:
         params = [self.W_enc, self.W_dec, self.b_enc, self.b_dec]
         if architecture == "jumprelu":
             params.append(self.threshold)
-        self.optimizer = torch.optim.Adam(params, lr=1e-4)
+        self.optimizer = torch.optim.Adam(params, lr=1e-4, foreach=foreach)
 
     def step(self, x: Tensor) -> None:
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.bf16):

@@ -42,11 +42,13 @@ class TensorBatchSource:
         self._order = self._make_order()
 
     def _make_order(self) -> torch.Tensor:
+        """This epoch's row order, on the data's device (indexing GPU data with a CPU index copies the index to the
+        GPU and waits for the device, every batch)."""
         n = self.data.shape[0]
         if not self.shuffle:
-            return torch.arange(n)
+            return torch.arange(n, device=self.data.device)
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return torch.randperm(n, generator=gen)
+        return torch.randperm(n, generator=gen).to(self.data.device)
 
     def next_batch(self, batch_size: int) -> torch.Tensor:
         parts: list[torch.Tensor] = []
@@ -60,7 +62,7 @@ class TensorBatchSource:
             self.position += len(take)
             need -= len(take)
             parts.append(self.data[take])
-        return torch.cat(parts).float()
+        return (parts[0] if len(parts) == 1 else torch.cat(parts)).float()
 
     def state_dict(self) -> dict[str, Any]:
         return {"epoch": self.epoch, "position": self.position, "seed": self.seed}

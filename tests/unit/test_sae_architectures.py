@@ -273,13 +273,24 @@ def test_dense_batch_topk_is_exact_or_a_superset_when_one_row_dominates() -> Non
     for boost in (0.0, 100.0):  # with the boost, row 3 holds all 16 of the batch's top values (> 4k candidates)
         pre = torch.randn(16, 64)
         pre[3] += boost
-        codes, top = batch_topk_codes(pre, k=1)
+        codes, top, fired = batch_topk_codes(pre, k=1)
         expected = set(pre.relu().flatten().topk(16).indices.tolist())
         kept = set(codes.flatten().nonzero().squeeze(1).tolist())
         assert expected <= kept
+        assert torch.equal(fired, torch.count_nonzero(codes, dim=0))
         if boost == 0.0:
             assert kept == expected
             assert torch.equal(top.sort().values, pre.flatten().topk(16).values.relu().sort().values)
+
+
+def test_dense_batch_topk_keeps_only_positive_values_when_fewer_than_k_n_are() -> None:
+    pre = torch.full((4, 8), -1.0)
+    pre[0, 2], pre[2, 5] = 3.0, 0.5  # two positive values, k * n = 8 slots
+    codes, top, fired = batch_topk_codes(pre, k=2)
+    assert codes.nonzero().tolist() == [[0, 2], [2, 5]]
+    assert codes[0, 2] == 3.0 and codes[2, 5] == 0.5
+    assert fired.tolist() == [0, 0, 1, 0, 0, 1, 0, 0]
+    assert sorted(top.tolist())[-2:] == [0.5, 3.0] and top.min() == 0.0
 
 
 def test_dense_auxk_codes_pick_only_dead_latents_and_are_zero_without_any() -> None:

@@ -80,3 +80,29 @@ def test_train_benchmark_prints_every_figure(capsys: pytest.CaptureFixture[str])
         assert lines[f"train_{architecture}_vs_ref"][0] > 0
         assert lines[f"train_{architecture}_of_matmul_peak"][0] > 0
     assert "train_topk_vs_relu" in lines
+
+
+def test_step_work_counts_one_launch_per_kernel_and_compares_both_steps(capsys: pytest.CaptureFixture[str]) -> None:
+    module = load_script("step_work")
+    a, b = torch.randn(64, 32), torch.randn(32, 16)
+    half = torch.randn(64, 32, dtype=torch.bfloat16)
+    cases = {
+        "a view": (lambda: a.view(-1), 0),
+        "a matmul": (lambda: a @ b, 1),
+        "a sum (its CPU output fill is no kernel)": (lambda: a.sum(), 1),
+        "a product with a Python scalar": (lambda: a * 2.0, 1),
+        "a real dtype conversion": (lambda: half.float(), 1),
+        "a multi-tensor op": (lambda: torch._foreach_add_([a, b], 1.0), 1),
+        "three element-wise ops": (lambda: (a + 1).relu().exp(), 3),
+    }
+    for name, (fn, expected) in cases.items():
+        launches, _, _, _ = module.step_work(fn, big=10**9)
+        assert launches == expected, name
+    _, passes, megabytes, _ = module.step_work(lambda: a + 1, big=64 * 32 * 4)
+    assert passes == 1 and megabytes == pytest.approx(64 * 32 * 4 / 1e6)
+
+    assert module.main(["--d-in", "16", "--expansion", "4", "--batch-size", "64", "--k", "4"]) == 0
+    lines = bench_lines(capsys.readouterr().out)
+    for architecture in ("topk", "batchtopk", "standard", "jumprelu"):
+        assert f"step_{architecture}_fp32_launches_vs_ref" in lines
+        assert f"step_{architecture}_fp32_big_mb_vs_ref" in lines

@@ -170,3 +170,28 @@ def test_ce_loss_through_the_model_hooks_module(tiny_lm: torch.nn.Module) -> Non
     via_test_hook = evaluate_ce_loss(tiny_lm, sae, hook_patch(tiny_lm.transformer.h[0], []), batches)
     assert via_hooks == pytest.approx(via_test_hook, rel=1e-5)
     assert via_hooks["kl_sae"] > 0  # the random SAE really was spliced in
+
+
+def test_reconstruction_stats_extra_sums_weights_and_older_states() -> None:
+    stats = ReconstructionStats(2, 3, extra=2)
+    x = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+    fired = torch.tensor([1, 0, 2])
+    # (mse, sum x^2, sum of codes, loss a, loss b) given as means for mse and the losses, weighted by the rows
+    stats.add(2, torch.tensor([0.5, 30.0, 6.0, 1.5, 0.25]), x.sum(0), fired, torch.tensor([2.0, 1, 1, 2, 2]))
+    stats.add(2, torch.tensor([0.5, 30.0, 6.0, 0.5, 0.75]), x.sum(0), fired, torch.tensor([2.0, 1, 1, 2, 2]))
+    result = stats.result()
+    assert result["mse"] == pytest.approx(0.5) and result["l1"] == pytest.approx(3.0)
+    assert result["l0"] == pytest.approx(6 / 4)  # derived from the firing counts
+    assert stats.extra_sums().tolist() == pytest.approx([4.0, 2.0])
+    restored = ReconstructionStats(2, 3, extra=2)
+    restored.load_state_dict(stats.state_dict())
+    assert restored.result() == result and torch.equal(restored.extra_sums(), stats.extra_sums())
+    # a state written before the extra sums and with the old l0_sum still loads
+    old = {k: v for k, v in stats.state_dict().items() if k != "extra"} | {"l0_sum": torch.tensor(6.0)}
+    older = ReconstructionStats(2, 3, extra=2)
+    older.load_state_dict(old)
+    assert older.result() == result and older.extra_sums().tolist() == [0.0, 0.0]
+    floats, counts = stats.packed()
+    unpacked = ReconstructionStats(2, 3, extra=2)
+    unpacked.unpack(floats, counts)
+    assert unpacked.result() == result and unpacked.tokens == 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -321,3 +322,50 @@ def test_training_on_cuda_recovers_the_dictionary(tmp_path: Path, architecture: 
     assert summary["eval"]["explained_variance"] > 0.85
     resumed = train_sae(sae_cfg, cfg, TensorBatchSource(data), tmp_path, LocalContext(), resume=True)
     assert resumed["steps"] == summary["steps"]
+
+
+@pytest.mark.parametrize("architecture", ["topk", "standard", "jumprelu"])
+def test_window_metrics_equal_a_recomputation_when_nothing_learns(
+    tmp_path: Path, architecture: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With lr 0 the SAE is fixed, so the streamed window must equal the loss terms recomputed batch by batch."""
+    data, _ = planted_data(2048, d_in=8, n_features=12, per_token=2)
+    sae_cfg = SAEConfig(d_in=8, d_sae=16, k=3, architecture=architecture, normalize_activations=False)
+    cfg = small_train_cfg(total_tokens=128 * 6, metrics_every=6, eval_tokens=0)
+    ctx = LocalContext()
+    trainer = SAETrainer(sae_cfg, cfg, TensorBatchSource(data, seed=5), tmp_path, ctx)
+    monkeypatch.setattr(trainer, "schedule", dataclasses.replace(trainer.schedule, peak_lr=0.0))
+    trainer.prepare(resume=False)
+    trainer.train()
+    replay = TensorBatchSource(data, seed=5)
+    replay.next_batch(cfg.init_tokens)  # what initialisation read
+    x = replay.next_batch(128 * 6)
+    with torch.no_grad():
+        out = trainer.sae.loss(x, trainer.base_coefficient)
+    row = ctx.metric_rows[-1]
+    assert row["mse"] == pytest.approx(float(out.mse), rel=1e-4)
+    assert row["loss"] == pytest.approx(float(out.total), rel=1e-4)
+    assert row["l0"] == pytest.approx(float(out.l0), rel=1e-6)
+    assert row["l1"] == pytest.approx(float(out.l1), rel=1e-4)
+    total_variance = float(((x - x.mean(0)) ** 2).sum())
+    assert row["explained_variance"] == pytest.approx(1 - float(out.mse) * x.shape[0] / total_variance, rel=1e-4)
+    if architecture != "topk":
+        assert row["sparsity_loss"] == pytest.approx(float(out.sparsity), rel=1e-4)
+
+
+def test_checkpoint_written_before_the_loss_terms_joined_the_window_resumes(tmp_path: Path) -> None:
+    data, _ = planted_data(2048, d_in=8, n_features=12, per_token=2)
+    sae_cfg = SAEConfig(d_in=8, d_sae=16, k=2)
+    cfg = small_train_cfg(total_tokens=128 * 8, metrics_every=8, eval_tokens=0)
+    trainer = SAETrainer(sae_cfg, cfg, TensorBatchSource(data), tmp_path, LocalContext())
+    trainer.prepare(resume=False)
+    for _ in range(3):
+        trainer.train_step()
+    state = trainer._state()
+    losses = state["window"].pop("extra")
+    state["window_losses"] = losses  # the older layout kept them beside the window
+    path = tmp_path / "old.pt"
+    torch.save(state, path)
+    again = SAETrainer(sae_cfg, cfg, TensorBatchSource(data), tmp_path / "again", LocalContext())
+    again._restore(path)
+    assert torch.equal(again.window.extra_sums(), losses) and again.window.tokens == 3 * 128

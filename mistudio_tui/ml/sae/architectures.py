@@ -29,34 +29,34 @@ class StandardSAE(SparseAutoencoder):
         codes = self.pre_activations(x).relu()  # in the autocast dtype, like the matmuls around it
         x_hat = codes @ self.W_dec + self.b_dec
         mse = self.mse(x, x_hat)
-        n = x.shape[0]
-        sparsity = coefficient * (codes @ self.W_dec.norm(dim=1)).float().sum() / n
-        active = codes.detach() > 0
+        per_latent = codes.sum(0, dtype=torch.float32)  # L1 of each latent over the batch
+        # torch.dot is outside autocast's lists: the weighted sum stays in float32
+        sparsity = torch.dot(per_latent, self.W_dec.norm(dim=1).float()) * (coefficient / x.shape[0])
         return LossOutput(
             total=mse + sparsity,
             mse=mse,
-            sparsity=sparsity,
-            aux=mse.new_zeros(()),
             x_hat=x_hat.detach(),
-            l0=torch.count_nonzero(active) / n,
-            l1=codes.detach().sum(dtype=torch.float32) / n,
-            fired=torch.count_nonzero(active, dim=0),
+            fired=torch.count_nonzero(codes.detach(), dim=0),  # codes >= 0: non-zero means active
+            l1_sum=per_latent.detach().sum(),
+            sparsity_term=sparsity,
         )
 
 
 class _JumpReLUWithL0(torch.autograd.Function):
-    """(codes = pre * H(pre - threshold), mean L0, gate) with straight-through threshold gradients for both."""
+    """(codes = pre * H(pre - threshold), mean L0, tokens each latent fires on) with straight-through threshold
+    gradients for the first two."""
 
     # The threshold's pseudo-gradient uses a rectangle kernel of width `bandwidth` around it (Rajamanoharan et
-    # al.); pre gets only the gradient of the codes through the gate; the gate output has no gradient.
+    # al.); pre gets only the gradient of the codes through the gate; the firing counts have no gradient.
 
     @staticmethod
     def forward(ctx: Any, pre: Tensor, threshold: Tensor, bandwidth: float) -> tuple[Tensor, Tensor, Tensor]:
         gate = pre > threshold
+        fired = torch.count_nonzero(gate, dim=0)
         ctx.save_for_backward(pre, threshold, gate)
         ctx.bandwidth = bandwidth
-        ctx.mark_non_differentiable(gate)
-        return torch.where(gate, pre, 0.0), torch.count_nonzero(gate) / pre.shape[0], gate
+        ctx.mark_non_differentiable(fired)
+        return torch.where(gate, pre, 0.0), fired.sum() / pre.shape[0], fired
 
     @staticmethod
     def backward(ctx: Any, grad_codes: Tensor | None, grad_l0: Tensor | None, _: Any) -> tuple[Tensor | None, ...]:
@@ -113,20 +113,17 @@ class JumpReLUSAE(_ThresholdFP32, SparseAutoencoder):
         coefficient = self.cfg.l0_coefficient if sparsity_coefficient is None else sparsity_coefficient
         pre = self.pre_activations(x)
         bw = self.cfg.jumprelu_bandwidth
-        codes, l0, active = _JumpReLUWithL0.apply(pre, self.threshold, bw)
+        codes, l0, fired = _JumpReLUWithL0.apply(pre, self.threshold, bw)
         x_hat = codes @ self.W_dec + self.b_dec
         mse = self.mse(x, x_hat)
         sparsity = coefficient * l0
-        n = x.shape[0]
         return LossOutput(
             total=mse + sparsity,
             mse=mse,
-            sparsity=sparsity,
-            aux=mse.new_zeros(()),
             x_hat=x_hat.detach(),
-            l0=torch.count_nonzero(active) / n,
-            l1=codes.detach().sum(dtype=torch.float32) / n,
-            fired=torch.count_nonzero(active, dim=0),
+            fired=fired,
+            l1_sum=codes.detach().sum(dtype=torch.float32),
+            sparsity_term=sparsity,
         )
 
     @torch.no_grad()
@@ -169,8 +166,7 @@ class TopKSAE(SparseAutoencoder):
         else:  # dense and free of host synchronisation (the GPU path)
             pre = self.pre_activations(x)
             if self.batch_topk:
-                codes, values = batch_topk_codes(pre, self.cfg.k)
-                fired = torch.count_nonzero(codes, dim=0)
+                codes, values, fired = batch_topk_codes(pre, self.cfg.k)
             else:
                 codes, values, index = topk_codes(pre, self.cfg.k)
                 fired = fired_counts(index, values, self.d_sae)
@@ -179,21 +175,18 @@ class TopKSAE(SparseAutoencoder):
         if self.training and self.batch_topk:
             self._update_threshold(values.detach())
         mse = self.mse(x, x_hat)
-        aux_loss = mse.new_zeros(())
+        total, aux_loss = mse, None
         if aux_recon is not None and dead_mask is not None:
             scale = (dead_mask.sum() / aux_k).clamp(max=1.0)
-            residual = (x - x_hat).detach().float()
-            aux_loss = scale * (aux_recon.float() - residual).pow(2).sum(-1).mean()
-        n = x.shape[0]
+            aux_loss = scale * self.mse((x - x_hat).detach(), aux_recon)
+            total = mse + self.cfg.aux_k_coefficient * aux_loss
         return LossOutput(
-            total=mse + self.cfg.aux_k_coefficient * aux_loss,
+            total=total,
             mse=mse,
-            sparsity=mse.new_zeros(()),
-            aux=aux_loss,
             x_hat=x_hat.detach(),
-            l0=fired.sum().float() / n,
-            l1=values.detach().sum(dtype=torch.float32) / n,
             fired=fired,
+            l1_sum=values.detach().sum(dtype=torch.float32),
+            aux_term=aux_loss,
         )
 
     def _update_threshold(self, values: Tensor) -> None:
@@ -220,13 +213,13 @@ class BatchTopKSAE(_ThresholdFP32, TopKSAE):
 
     @torch.no_grad()
     def _update_threshold(self, values: Tensor) -> None:
-        """EMA of the smallest positive kept value (on the device: no host synchronisation)."""
-        cut = torch.where(values > 0, values, float("inf")).min().float()
-        seen = torch.isfinite(cut)
-        blended = self.threshold * THRESHOLD_EMA + (1.0 - THRESHOLD_EMA) * cut
-        ema = torch.where(self.threshold_updates == 0, cut, blended)
-        self.threshold.copy_(torch.where(seen, ema, self.threshold))
-        self.threshold_updates.add_(seen.long())
+        """EMA of the smallest positive kept value (on the device: no host synchronisation); the first update takes
+        it as is, a batch without positive values changes nothing."""
+        cut = values.masked_fill(values <= 0, torch.inf).min().float()
+        seen = cut.isfinite()
+        weight = torch.where(self.threshold_updates > 0, 1.0 - THRESHOLD_EMA, 1.0) * seen
+        self.threshold.lerp_(torch.where(seen, cut, self.threshold), weight)
+        self.threshold_updates.add_(seen)
 
     def inference_tensors(self) -> dict[str, Tensor]:
         return {**super().inference_tensors(), "threshold": self.threshold.detach()}

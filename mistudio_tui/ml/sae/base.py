@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mistudio_tui.ml.sae.config import SAEConfig
@@ -15,16 +16,41 @@ INIT_ROWS = 16384  # rows of the first batch used by data-dependent initialisati
 
 @dataclass
 class LossOutput:
-    """Named loss terms of one batch (tensors), with what the trainer needs for metrics."""
+    """Named loss terms of one batch (tensors), with what the trainer needs for metrics.
+
+    Only what every step needs is computed eagerly; the means and absent terms are derived on demand (on a GPU each
+    small tensor operation is a kernel launch, and the step's host time is what bounds a fast SAE).
+    """
 
     total: Tensor
     mse: Tensor  # squared error summed over d_in, averaged over tokens
-    sparsity: Tensor  # coefficient * (weighted L1 | L0); zero for topk / batchtopk
-    aux: Tensor  # AuxK loss (unweighted); zero where it does not apply
     x_hat: Tensor  # detached reconstruction [n, d_in]
-    l0: Tensor  # mean active latents per token
-    l1: Tensor  # mean sum of codes per token
     fired: Tensor  # [d_sae] int64: tokens of this batch each latent is active on
+    l1_sum: Tensor  # sum of all codes of the batch (float32)
+    sparsity_term: Tensor | None = None  # coefficient * (weighted L1 | L0); None for topk / batchtopk
+    aux_term: Tensor | None = None  # AuxK loss (unweighted); None where it does not apply
+
+    @property
+    def rows(self) -> int:
+        return int(self.x_hat.shape[0])
+
+    @property
+    def sparsity(self) -> Tensor:
+        return self.total.new_zeros(()) if self.sparsity_term is None else self.sparsity_term
+
+    @property
+    def aux(self) -> Tensor:
+        return self.total.new_zeros(()) if self.aux_term is None else self.aux_term
+
+    @property
+    def l0(self) -> Tensor:
+        """Mean active latents per token."""
+        return self.fired.sum() / max(1, self.rows)
+
+    @property
+    def l1(self) -> Tensor:
+        """Mean sum of codes per token."""
+        return self.l1_sum / max(1, self.rows)
 
     def terms(self) -> dict[str, float]:
         """The scalar terms as floats (synchronises with the device)."""
@@ -107,7 +133,7 @@ class SparseAutoencoder(nn.Module):
     @staticmethod
     def mse(x: Tensor, x_hat: Tensor) -> Tensor:
         """Squared error summed over d_in, averaged over tokens."""
-        return (x_hat.float() - x.float()).pow(2).sum(-1).mean()
+        return F.mse_loss(x_hat.float(), x.float(), reduction="sum") / x.shape[0]
 
     @torch.no_grad()
     def before_optimizer_step(self) -> None:

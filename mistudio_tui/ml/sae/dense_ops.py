@@ -17,11 +17,13 @@ def topk_codes(pre: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
     """(dense codes, kept values [n, k] after ReLU, their latent indices [n, k]) of per-row TopK."""
     values, index = pre.topk(min(k, pre.shape[-1]), dim=-1, sorted=False)
     values = values.relu()
-    return pre.new_zeros(pre.shape).scatter(-1, index, values), values, index
+    # in place into fresh zeros: the out-of-place scatter would copy the whole [n, d_sae] zeros once more
+    return pre.new_zeros(pre.shape).scatter_(-1, index, values), values, index
 
 
-def batch_topk_codes(pre: Tensor, k: int) -> tuple[Tensor, Tensor]:
-    """(dense codes, the batch's k * n largest values after ReLU) of BatchTopK over the whole [n, d_sae] batch.
+def batch_topk_codes(pre: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(dense codes, the batch's k * n largest values after ReLU, tokens each latent is kept on [d_sae] int64) of
+    BatchTopK over the whole [n, d_sae] batch.
 
     The cut is the (k n)-th largest of each row's top `CANDIDATES_PER_K * k` values: exactly BatchTopK unless a row
     holds more of the batch's top values than that, in which case that row keeps all of them (a superset).
@@ -29,15 +31,15 @@ def batch_topk_codes(pre: Tensor, k: int) -> tuple[Tensor, Tensor]:
     n, d = pre.shape
     candidates = pre.topk(min(d, CANDIDATES_PER_K * k), dim=-1, sorted=False).values.reshape(-1)
     top = candidates.topk(min(k * n, candidates.numel()), sorted=False).values
-    keep = (pre >= top.min()) & (pre > 0)
-    return pre * keep, top.relu()
+    keep = pre >= top.min().clamp_min(torch.finfo(pre.dtype).tiny)  # only positive pre-activations are ever kept
+    return torch.where(keep, pre, 0.0), top.relu(), keep.sum(0)
 
 
 def auxk_codes(pre: Tensor, dead_mask: Tensor, aux_k: int) -> Tensor:
     """Dense codes of the `aux_k` largest pre-activations among dead latents per row (zeros where fewer are dead)."""
     masked = pre.masked_fill(~dead_mask, float("-inf"))
     values, index = masked.topk(min(aux_k, pre.shape[-1]), dim=-1, sorted=False)
-    return pre.new_zeros(pre.shape).scatter(-1, index, values.relu())
+    return pre.new_zeros(pre.shape).scatter_(-1, index, values.relu())
 
 
 def fired_counts(index: Tensor, values: Tensor, d_sae: int) -> Tensor:

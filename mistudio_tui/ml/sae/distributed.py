@@ -129,18 +129,10 @@ class DistributedSAETrainer(SAETrainer):
     def _reduce_window(self) -> None:
         if self.collectives_done:
             return
-        w = self.window
-        floats = torch.cat([w.sse.view(1), w.sum_sq.view(1), w.sum_x, w.l0_sum.view(1), w.l1_sum.view(1)])
-        floats = torch.cat([floats, self.window_losses])
-        counts = torch.cat([w.fired, torch.tensor([w.tokens], dtype=torch.int64, device=w.fired.device)])
+        floats, counts = self.window.packed()
         dist.all_reduce(floats)
         dist.all_reduce(counts)
-        d_in = w.sum_x.numel()
-        w.sse, w.sum_sq = floats[0].clone(), floats[1].clone()
-        w.sum_x = floats[2 : 2 + d_in].clone()
-        w.l0_sum, w.l1_sum = floats[2 + d_in].clone(), floats[3 + d_in].clone()
-        self.window_losses = floats[4 + d_in :].clone()
-        w.fired, w.tokens = counts[:-1].clone(), int(counts[-1])
+        self.window.unpack(floats, counts)
 
     def save_checkpoint(self) -> Path:
         if self.rank == 0:

@@ -19,54 +19,84 @@ from mistudio_tui.ml.sae.base import SparseAutoencoder
 DENSE_CUT = 0.1  # a latent active on more than this fraction of tokens counts as dense
 LOG_DENSITY_EPS = 1e-10  # log10(density + eps), as SAELens stores it
 HISTOGRAM_EDGES = [x / 4 for x in range(-40, 1)]  # log10 density from -10 to 0 in quarter decades
-_SUMS = ("sse", "sum_sq", "sum_x", "l0_sum", "l1_sum", "fired")
+_SCALARS = ("sse", "sum_sq", "l1_sum")  # the scalar running sums, first in one float64 vector
 
 
 class ReconstructionStats:
-    """Running sums over a stream of (x, x_hat, codes) giving MSE, nmse, explained variance, L0, L1, densities."""
+    """Running sums over a stream of (x, x_hat, codes) giving MSE, nmse, explained variance, L0, L1, densities.
 
-    def __init__(self, d_in: int, d_sae: int, device: torch.device | str = "cpu") -> None:
-        self.d_in, self.d_sae, self.device = d_in, d_sae, torch.device(device)
+    `extra` more scalar sums (a trainer's loss terms) can ride in the same vector: one in-place add per batch.
+    """
+
+    def __init__(self, d_in: int, d_sae: int, device: torch.device | str = "cpu", extra: int = 0) -> None:
+        self.d_in, self.d_sae, self.device, self.extra = d_in, d_sae, torch.device(device), extra
         self.reset()
 
     def reset(self) -> None:
         """Forget everything seen so far."""
-        zeros = {"device": self.device, "dtype": torch.float64}
         self.tokens = 0
-        self.sse = torch.zeros((), **zeros)
-        self.sum_sq = torch.zeros((), **zeros)
-        self.sum_x = torch.zeros(self.d_in, **zeros)
-        self.l0_sum = torch.zeros((), **zeros)
-        self.l1_sum = torch.zeros((), **zeros)
+        self.sums = torch.zeros(len(_SCALARS) + self.extra, device=self.device, dtype=torch.float64)
+        self.sum_x = torch.zeros(self.d_in, device=self.device, dtype=torch.float64)
         self.fired = torch.zeros(self.d_sae, device=self.device, dtype=torch.int64)
 
+    def add(self, rows: int, sums: Tensor, sum_x: Tensor, fired: Tensor, weights: Tensor | None = None) -> None:
+        """Add a batch of `rows` tokens from its (sse, sum of x^2, sum of codes, *extra) sums (times `weights` if
+        given), column sums of x and per-latent active counts: three in-place adds, the step's cost of metrics."""
+        self.tokens += rows
+        if weights is None:
+            self.sums.add_(sums)
+        else:
+            self.sums.addcmul_(sums, weights)
+        self.sum_x.add_(sum_x)
+        self.fired.add_(fired)
+
     @torch.no_grad()
-    def update(self, x: Tensor, x_hat: Tensor, fired: Tensor, l0_sum: Tensor, l1_sum: Tensor) -> None:
-        """Add a batch: inputs and reconstructions [n, d_in], per-latent active counts, summed L0 and L1."""
+    def update(self, x: Tensor, x_hat: Tensor, fired: Tensor, l1_sum: Tensor) -> None:
+        """Add a batch: inputs and reconstructions [n, d_in], per-latent active counts, summed codes."""
         x = x.detach().float()
-        self.tokens += x.shape[0]
         # Per-batch sums in float32 (pairwise summation), accumulated across batches in float64.
-        self.sse += (x_hat.detach().float() - x).pow(2).sum().double()
-        self.sum_sq += x.pow(2).sum().double()
-        self.sum_x += x.sum(0).double()
-        self.l0_sum += l0_sum.detach().double()
-        self.l1_sum += l1_sum.detach().double()
-        self.fired += fired.detach().to(torch.int64)
+        sse = (x_hat.detach().float() - x).pow(2).sum()
+        self.add(x.shape[0], torch.stack([sse, x.pow(2).sum(), l1_sum.detach().float()]), x.sum(0), fired)
 
     def update_codes(self, x: Tensor, x_hat: Tensor, codes: Tensor) -> None:
         """Add a batch given dense codes [n, d_sae]."""
-        fired = torch.count_nonzero(codes > 0, dim=0)
-        self.update(x, x_hat, fired, fired.sum(), codes.float().sum())
+        self.update(x, x_hat, torch.count_nonzero(codes > 0, dim=0), codes.float().sum())
+
+    def extra_sums(self) -> Tensor:
+        """The `extra` sums (a view)."""
+        return self.sums[len(_SCALARS) :]
 
     def state_dict(self) -> dict[str, Any]:
         """The running sums (for checkpoints)."""
-        return {name: getattr(self, name) for name in ("tokens", *_SUMS)}
+        scalars = {name: self.sums[i].clone() for i, name in enumerate(_SCALARS)}
+        return {
+            "tokens": self.tokens,
+            **scalars,
+            "extra": self.extra_sums().clone(),
+            "sum_x": self.sum_x,
+            "fired": self.fired,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Inverse of `state_dict`."""
+        """Inverse of `state_dict` (older checkpoints' `l0_sum` is derived from `fired` now, so ignored; without
+        `extra`, those sums restart at zero)."""
         self.tokens = int(state["tokens"])
-        for name in _SUMS:
-            setattr(self, name, state[name].to(self.device))
+        extra = state.get("extra", torch.zeros(self.extra))
+        scalars = [state[name].reshape(1) for name in _SCALARS] + [extra.reshape(-1)]
+        self.sums = torch.cat([t.to(self.device, torch.float64) for t in scalars])
+        self.sum_x = state["sum_x"].to(self.device, torch.float64)
+        self.fired = state["fired"].to(self.device)
+
+    def packed(self) -> tuple[Tensor, Tensor]:
+        """(float64 sums, int64 counts with the token count last): what data-parallel ranks all-reduce."""
+        counts = torch.cat([self.fired, torch.tensor([self.tokens], dtype=torch.int64, device=self.fired.device)])
+        return torch.cat([self.sums, self.sum_x]), counts
+
+    def unpack(self, floats: Tensor, counts: Tensor) -> None:
+        """Inverse of `packed`."""
+        self.sums = floats[: self.sums.numel()].clone()
+        self.sum_x = floats[self.sums.numel() :].clone()
+        self.fired, self.tokens = counts[:-1].clone(), int(counts[-1])
 
     def density(self) -> Tensor:
         """Fraction of tokens each latent was active on, [d_sae] float32 on the CPU."""
@@ -75,15 +105,15 @@ class ReconstructionStats:
     def result(self) -> dict[str, float]:
         """mse (summed over d_in, mean over tokens), nmse (/ sum x^2), explained_variance, l0, l1, dense_fraction."""
         n = max(1, self.tokens)
-        sse, sum_sq = float(self.sse), float(self.sum_sq)
+        sse, sum_sq, l1_sum = self.sums[: len(_SCALARS)].tolist()
         total_variance = sum_sq - float(self.sum_x.pow(2).sum()) / n
         density = self.density()
         return {
             "mse": sse / n,
             "nmse": sse / sum_sq if sum_sq > 0 else math.nan,
             "explained_variance": 1.0 - sse / total_variance if total_variance > 0 else math.nan,
-            "l0": float(self.l0_sum) / n,
-            "l1": float(self.l1_sum) / n,
+            "l0": float(self.fired.sum()) / n,
+            "l1": l1_sum / n,
             "dense_fraction": float((density > DENSE_CUT).float().mean()),
         }
 

@@ -90,8 +90,10 @@ class SAETrainer:
         self.act_scale = 1.0
         self.micro_batch_size = train_cfg.batch_size
         self.tokens_since_fired = torch.zeros(self.d_sae, dtype=torch.int64, device=self.device)
-        self.window = ReconstructionStats(sae_cfg.d_in, self.d_sae, self.device)
-        self.window_losses = torch.zeros(3, dtype=torch.float64, device=self.device)  # total, aux, sparsity
+        # the metric window; its extra sums are the loss terms (total, aux, sparsity)
+        self.window = ReconstructionStats(sae_cfg.d_in, self.d_sae, self.device, extra=3)
+        self._zero = torch.zeros((), device=self.device)  # a loss term the architecture does not have
+        self._weights: dict[int, Tensor] = {}  # per batch size: what each of the window's sums is multiplied by
         self.histogram_fired = torch.zeros(self.d_sae, dtype=torch.int64, device=self.device)
         self.histogram_tokens = 0
         self.last_lr = self.schedule.lr_at(0)
@@ -205,7 +207,7 @@ class SAETrainer:
 
     def _gradients_with_oom_retry(
         self, x: Tensor, coefficient: float, dead_mask: Tensor | None
-    ) -> list[tuple[int, LossOutput]]:
+    ) -> list[tuple[Tensor, LossOutput]]:
         """Accumulate gradients over micro-batches; on out-of-memory halve the micro-batch and retry the step."""
         while True:
             try:
@@ -226,32 +228,40 @@ class SAETrainer:
 
     def _forward_backward(
         self, x: Tensor, coefficient: float, dead_mask: Tensor | None
-    ) -> list[tuple[int, LossOutput]]:
+    ) -> list[tuple[Tensor, LossOutput]]:
+        chunks = x.split(self.micro_batch_size) if self.micro_batch_size < x.shape[0] else (x,)
         outputs = []
-        for chunk in x.split(self.micro_batch_size):
+        for chunk in chunks:
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast_dtype is not None):
                 out = self.sae.loss(chunk, coefficient, dead_mask)
-            (out.total * (chunk.shape[0] / x.shape[0])).backward()
-            outputs.append((chunk.shape[0], out))
+            total = out.total if len(chunks) == 1 else out.total * (chunk.shape[0] / x.shape[0])
+            total.backward()
+            outputs.append((chunk, out))
         return outputs
 
     @torch.no_grad()
-    def _record(self, x: Tensor, outputs: list[tuple[int, LossOutput]]) -> None:
-        start = 0
-        fired = torch.zeros(self.d_sae, dtype=torch.int64, device=self.device)
-        for rows, out in outputs:
-            chunk = x[start : start + rows]
-            start += rows
-            l0_sum, l1_sum = out.l0 * rows, out.l1 * rows
-            self.window.update(chunk, out.x_hat, out.fired, l0_sum, l1_sum)
-            terms = torch.stack([out.total.detach(), out.aux.detach(), out.sparsity.detach()]).double()
-            self.window_losses += terms * rows
-            fired += out.fired
+    def _record(self, x: Tensor, outputs: list[tuple[Tensor, LossOutput]]) -> None:
+        # Each term is one small kernel on a GPU, where the step's launches bound its speed: a handful per step.
+        fired: Tensor | None = None
+        for chunk, out in outputs:
+            rows = chunk.shape[0]
+            aux = self._zero if out.aux_term is None else out.aux_term.detach()
+            sparsity = self._zero if out.sparsity_term is None else out.sparsity_term.detach()
+            # (sse, sum of x^2, sum of codes, total, aux, sparsity): the means are weighted by the rows
+            terms = [out.mse.detach(), chunk.pow(2).sum(), out.l1_sum, out.total.detach(), aux, sparsity]
+            self.window.add(rows, torch.stack(terms), chunk.sum(0), out.fired, self._row_weights(rows))
+            fired = out.fired if fired is None else fired + out.fired
+        assert fired is not None
         fired, rows = self._reduce_fired(fired, x.shape[0])
         self.tokens_since_fired += rows
         self.tokens_since_fired.masked_fill_(fired > 0, 0)
         self.histogram_fired += fired
         self.histogram_tokens += rows
+
+    def _row_weights(self, rows: int) -> Tensor:
+        if rows not in self._weights:
+            self._weights[rows] = torch.tensor([rows, 1, 1, rows, rows, rows], device=self.device, dtype=torch.float32)
+        return self._weights[rows]
 
     # --- data-parallel hooks (no-ops here; ml.sae.distributed overrides them) -----------------------
     def _reduce_gradients(self, local_rows: int, global_rows: int) -> None:
@@ -271,7 +281,7 @@ class SAETrainer:
         self._reduce_window()
         stats = self.window.result()
         n = self.window.tokens
-        total, aux, sparsity = (float(v) / n for v in self.window_losses)
+        total, aux, sparsity = (v / n for v in self.window.extra_sums().tolist())
         elapsed = max(time.perf_counter() - self._window_start, 1e-9)
         row: dict[str, float] = {
             "tokens": float(self.tokens),
@@ -293,7 +303,6 @@ class SAETrainer:
         self.ctx.metric(self.step, **row)
         self.last_metrics = row
         self.window.reset()
-        self.window_losses.zero_()
         self._window_start = time.perf_counter()
 
     def _emit_histogram(self) -> None:
@@ -324,7 +333,6 @@ class SAETrainer:
             "micro_batch_size": self.micro_batch_size,
             "tokens_since_fired": self.tokens_since_fired,
             "window": self.window.state_dict(),
-            "window_losses": self.window_losses,
             "histogram_fired": self.histogram_fired,
             "histogram_tokens": self.histogram_tokens,
             "last_metrics": self.last_metrics,
@@ -356,7 +364,8 @@ class SAETrainer:
         self.micro_batch_size = int(state["micro_batch_size"])
         self.tokens_since_fired = state["tokens_since_fired"].to(self.device)
         self.window.load_state_dict(state["window"])
-        self.window_losses = state["window_losses"].to(self.device)
+        if "extra" not in state["window"]:  # written before the loss terms joined the window
+            self.window.extra_sums().copy_(state["window_losses"])
         self.histogram_fired = state["histogram_fired"].to(self.device)
         self.histogram_tokens = int(state["histogram_tokens"])
         self.last_metrics = dict(state["last_metrics"])
