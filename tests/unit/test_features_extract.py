@@ -13,6 +13,7 @@ from mistudio_tui.ml.features.cooccurrence import CooccurrenceAccumulator
 from mistudio_tui.ml.features.extract import (
     ExtractionOptions,
     SequenceBatch,
+    chunk_tokens,
     extract_feature_stats,
     valid_token_mask,
 )
@@ -210,3 +211,15 @@ def test_cuda_matches_cpu() -> None:
     assert torch.equal(cuda.count, cpu.count)
     torch.testing.assert_close(cuda.top.value, cpu.top.value, atol=1e-5, rtol=1e-5)
     assert torch.equal(cuda.top.tokens, cpu.top.tokens)
+
+
+def test_chunk_tokens_as_asked_else_per_device() -> None:
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert chunk_tokens(ExtractionOptions(encode_chunk_tokens=300), 4096, cuda) == 300
+    assert chunk_tokens(ExtractionOptions(), 4096, cpu) == 4096
+    # on a GPU: as many tokens as 1 GiB of float32 codes holds, in multiples of 4,096, from 4,096 to 32,768
+    assert chunk_tokens(ExtractionOptions(), 4096, cuda) == 32768
+    assert chunk_tokens(ExtractionOptions(), 16384, cuda) == 16384
+    assert chunk_tokens(ExtractionOptions(), 24576, cuda) == 8192
+    assert chunk_tokens(ExtractionOptions(), 65536, cuda) == 4096
+    assert chunk_tokens(ExtractionOptions(), 1 << 20, cuda) == 4096

@@ -37,10 +37,28 @@ class ExtractionOptions:
     hist_bins: int = 64
     dead_density: float = 0.0  # features firing on fewer than this fraction of tokens are marked dead
     special_ids: tuple[int, ...] = ()  # token ids never counted, on top of each batch's valid_mask
-    encode_chunk_tokens: int = 4096  # tokens encoded at once (bounds the dense [tokens, d_sae] codes)
+    encode_chunk_tokens: int | None = None  # tokens encoded at once (None: `chunk_tokens` picks for the device)
     pad_id: int = 0
     seed: int = 0
     device: str | None = None  # None: the device the activations arrive on
+
+
+CPU_CHUNK_TOKENS = 4096
+GPU_CODES_BUDGET = 1 << 30  # bytes of dense float32 codes per accumulator update on a GPU
+GPU_CHUNK_TOKENS = (4096, 32768)  # the range a GPU's chunk is picked from
+
+
+def chunk_tokens(options: ExtractionOptions, d_sae: int, device: torch.device) -> int:
+    """Tokens encoded and accumulated at once: as asked, else 4,096 on a CPU and as many as 1 GiB of codes holds
+    (4,096 to 32,768) on a GPU, where each update's ~200 small kernels and few waits cost the same whatever its
+    size (the host launching them, not the device, bounds a small model's extraction)."""
+    if options.encode_chunk_tokens is not None:
+        return options.encode_chunk_tokens
+    if device.type != "cuda":
+        return CPU_CHUNK_TOKENS
+    low, high = GPU_CHUNK_TOKENS
+    fits = GPU_CODES_BUDGET // (4 * d_sae) // low * low
+    return max(low, min(high, fits))
 
 
 def valid_token_mask(token_ids: Tensor, special_ids: Iterable[int], lengths: Tensor | None = None) -> Tensor:
@@ -96,14 +114,14 @@ def _encode_rows(
     batch: SequenceBatch,
     encode: Callable[[Tensor], Tensor],
     d_sae: int,
-    options: ExtractionOptions,
+    chunk: int,
     accumulator: FeatureAccumulator,
     cooccurrence: CooccurrenceAccumulator | None,
     ctx: JobContext,
 ) -> None:
-    """Encode whole rows at most `encode_chunk_tokens` at a time and fold the codes into the accumulators."""
+    """Encode whole rows at most `chunk` tokens at a time and fold the codes into the accumulators."""
     n_rows, length, d_in = batch.activations.shape
-    step = max(1, options.encode_chunk_tokens // length)
+    step = max(1, chunk // length)
     for lo in range(0, n_rows, step):
         ctx.check_cancelled()
         hi = min(lo + step, n_rows)
@@ -134,19 +152,20 @@ def extract_feature_stats(
     limit = n_tokens if n_tokens is not None else options.n_tokens
     if limit is not None and limit < 1:
         raise ValueError(f"n_tokens must be at least 1, got {limit}")
-    if options.encode_chunk_tokens < 1:
+    if options.encode_chunk_tokens is not None and options.encode_chunk_tokens < 1:
         raise ValueError(f"encode_chunk_tokens must be at least 1, got {options.encode_chunk_tokens}")
     special: Sequence[int] = tuple(options.special_ids)
     accumulator: FeatureAccumulator | None = None
     device: torch.device | None = pick_device(options.device) if options.device else None
     d_in: int | None = None
     pending = _Pending()
+    chunk = CPU_CHUNK_TOKENS
     counted = 0  # valid tokens taken so far (the accumulator's count lags behind the pending rows)
 
     def flush() -> None:
         assert accumulator is not None and device is not None
         if pending.rows:
-            _encode_rows(pending.take(device), encode, d_sae, options, accumulator, cooccurrence, ctx)
+            _encode_rows(pending.take(device), encode, d_sae, chunk, accumulator, cooccurrence, ctx)
             ctx.progress(accumulator.tokens_seen, limit, "extracting features", "tokens")
 
     ctx.log(f"extracting feature statistics for {d_sae} features" + (f" over {limit} tokens" if limit else ""))
@@ -158,6 +177,7 @@ def extract_feature_stats(
             if device is None:
                 device = batch.activations.device
             if accumulator is None:
+                chunk = chunk_tokens(options, d_sae, device)
                 accumulator = FeatureAccumulator(
                     d_sae,
                     top_k=options.top_k,
@@ -188,7 +208,7 @@ def extract_feature_stats(
                     batch.sequence_index.cpu()[rows],
                     valid[rows],
                 )
-                if pending.tokens >= options.encode_chunk_tokens:
+                if pending.tokens >= chunk:
                     flush()
             if limit is not None and counted >= limit:
                 break
