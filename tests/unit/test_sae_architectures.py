@@ -9,7 +9,7 @@ import torch
 
 from mistudio_tui.ml.sae.architectures import BatchTopKSAE, JumpReLUSAE, StandardSAE, TopKSAE, create_sae
 from mistudio_tui.ml.sae.config import SAEConfig, TrainConfig
-from mistudio_tui.ml.sae.dense_ops import auxk_codes, batch_topk_codes
+from mistudio_tui.ml.sae.dense_ops import auxk_codes, batch_topk_codes, column_counts, float_counts
 from mistudio_tui.ml.sae.sparse_ops import (
     row_dots_gather,
     row_dots_sddmm,
@@ -339,3 +339,16 @@ def test_topk_encode_reuses_no_input_and_keeps_gradients_when_asked() -> None:
     codes.sum().backward()
     torch.testing.assert_close(codes.detach(), expected.detach())
     assert sae.W_enc.grad is not None and sae.W_enc.grad.abs().sum() > 0
+
+
+def test_float_column_counts_are_exact() -> None:
+    gen = torch.Generator().manual_seed(0)
+    mask = torch.rand(3000, 7, generator=gen) < torch.linspace(0, 1, 7)
+    mask[:, 0] = False
+    mask[:, 6] = True
+    expected = torch.count_nonzero(mask, dim=0)
+    values = (torch.rand(3000, 7, generator=gen) + 0.1) * mask  # non-negative codes, active where the mask is set
+    for active in (mask, values, values.to(torch.bfloat16)):
+        assert torch.equal(float_counts(active), expected) and float_counts(active).dtype == torch.int64
+        assert torch.equal(column_counts(active), expected)
+    assert float_counts(mask).tolist()[0] == 0 and float_counts(mask).tolist()[6] == 3000

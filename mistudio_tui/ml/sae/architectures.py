@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from mistudio_tui.ml.sae.base import LossOutput, SparseAutoencoder
 from mistudio_tui.ml.sae.config import SAEConfig
-from mistudio_tui.ml.sae.dense_ops import auxk_codes, batch_topk_codes, fired_counts, topk_codes
+from mistudio_tui.ml.sae.dense_ops import auxk_codes, batch_topk_codes, column_counts, fired_counts, topk_codes
 from mistudio_tui.ml.sae.sparse_ops import sparse_decode, sparse_encode
 
 THRESHOLD_EMA = 0.99  # BatchTopK: weight of the running threshold against each batch's cut
@@ -36,7 +36,7 @@ class StandardSAE(SparseAutoencoder):
             total=mse + sparsity,
             mse=mse,
             x_hat=x_hat.detach(),
-            fired=torch.count_nonzero(codes.detach(), dim=0),  # codes >= 0: non-zero means active
+            fired=column_counts(codes.detach()),  # ReLU codes: active where above 0
             l1_sum=per_latent.detach().sum(),
             sparsity_term=sparsity,
         )
@@ -52,7 +52,7 @@ class _JumpReLUWithL0(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, pre: Tensor, threshold: Tensor, bandwidth: float) -> tuple[Tensor, Tensor, Tensor]:
         gate = pre > threshold
-        fired = torch.count_nonzero(gate, dim=0)
+        fired = column_counts(gate)
         ctx.save_for_backward(pre, threshold, gate)
         ctx.bandwidth = bandwidth
         ctx.mark_non_differentiable(fired)

@@ -32,7 +32,7 @@ def batch_topk_codes(pre: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
     candidates = pre.topk(min(d, CANDIDATES_PER_K * k), dim=-1, sorted=False).values.reshape(-1)
     top = candidates.topk(min(k * n, candidates.numel()), sorted=False).values
     keep = pre >= top.min().clamp_min(torch.finfo(pre.dtype).tiny)  # only positive pre-activations are ever kept
-    return torch.where(keep, pre, 0.0), top.relu(), keep.sum(0)
+    return torch.where(keep, pre, 0.0), top.relu(), column_counts(keep)
 
 
 def auxk_codes(pre: Tensor, dead_mask: Tensor, aux_k: int) -> Tensor:
@@ -46,3 +46,19 @@ def fired_counts(index: Tensor, values: Tensor, d_sae: int) -> Tensor:
     """Tokens each latent is active (> 0) on, [d_sae] int64, from per-row kept indices and values."""
     counts = torch.zeros(d_sae, dtype=torch.int64, device=index.device)
     return counts.scatter_add_(0, index.reshape(-1), (values > 0).reshape(-1).long())
+
+
+def column_counts(active: Tensor) -> Tensor:
+    """Rows where each column of a [n, d] mask is set, [d] int64: a bool mask, or non-negative values (set where
+    above 0).
+
+    On a GPU, summing a bool tensor into int64 first writes an 8-byte copy of the whole mask; `float_counts` sums a
+    2-byte (or the values' own) copy in float32 without one.
+    """
+    return float_counts(active) if active.device.type == "cuda" else torch.count_nonzero(active, dim=0)
+
+
+def float_counts(active: Tensor) -> Tensor:
+    """`column_counts` summed in float32 (the GPU form; exact below 2^24 rows)."""
+    ones = active.to(torch.float16) if active.dtype == torch.bool else active.sign()
+    return ones.sum(0, dtype=torch.float32).long()
