@@ -12,7 +12,9 @@ from functools import lru_cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from peewee import Database, Proxy, TextField
+from peewee import Database, Field, Proxy, TextField
+
+from mistudio_tui.config import SUBDIRS
 
 # The path columns: (table, column). Migration 0009 rewrites these; models.py declares them as HomePathField.
 PATH_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -64,6 +66,18 @@ def _inside(path: Path, home: Path) -> str | None:
     return None
 
 
+def adopted(value: str, home: Path) -> str:
+    """Like `to_stored`, but a path under another folder laid out like a home (`…/saes/3-run`) whose twin exists
+    in `home` (the home was copied or moved before its paths were stored relative) is taken as that twin."""
+    stored = to_stored(value, home)
+    if not Path(stored).is_absolute():
+        return stored
+    parts = Path(value).parts
+    if len(parts) >= 3 and parts[-2] in SUBDIRS and (home / parts[-2] / parts[-1]).exists():
+        return f"{parts[-2]}/{parts[-1]}"
+    return value
+
+
 def from_stored(value: str, home: Path | None) -> str:
     """The absolute path that stored text `value` names (relative text is joined to `home`)."""
     if not value or os.path.isabs(value) or home is None:
@@ -71,11 +85,16 @@ def from_stored(value: str, home: Path | None) -> str:
     return os.path.normpath(home / value)
 
 
+def field_home(field: Field) -> Path | None:
+    """The home of the database `field`'s model is bound to (None before binding or for an in-memory one)."""
+    return database_home(field.model._meta.database) if hasattr(field, "model") else None
+
+
 class HomePathField(TextField):
     """A path column: stored relative to the database's home when inside it, read back as an absolute path."""
 
     def _home(self) -> Path | None:
-        return database_home(self.model._meta.database) if hasattr(self, "model") else None
+        return field_home(self)
 
     def db_value(self, value: Any) -> Any:
         if value is None:

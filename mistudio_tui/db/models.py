@@ -17,6 +17,7 @@ from peewee import (
     TextField,
 )
 
+from mistudio_tui.db.home_params import HomeParamsField
 from mistudio_tui.db.home_paths import HomePathField
 
 database = DatabaseProxy()
@@ -39,7 +40,7 @@ class Job(BaseModel):
     kind = CharField(index=True)
     title = CharField(default="")
     status = CharField(default="queued", index=True)
-    params = JSONField(default=dict)
+    params = HomeParamsField(default=dict)  # path entries relative to the home (migration 0011)
     result = JSONField(null=True)
     progress_done = FloatField(default=0.0)
     progress_total = FloatField(null=True)

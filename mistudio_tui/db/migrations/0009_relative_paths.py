@@ -5,23 +5,9 @@ whose twin exists in the current home (the home was copied or moved before this 
 Paths elsewhere stay absolute.
 """
 
-from pathlib import Path
-
 from peewee import *
 
-from mistudio_tui.config import SUBDIRS
-from mistudio_tui.db.home_paths import PATH_COLUMNS, database_home, to_stored
-
-
-def _adopted(value, home):
-    """`value` as stored under `home`: relative when inside it or when it names a twin there, else absolute."""
-    stored = to_stored(value, home)
-    if not Path(stored).is_absolute():
-        return stored
-    parts = Path(value).parts
-    if len(parts) >= 3 and parts[-2] in SUBDIRS and (home / parts[-2] / parts[-1]).exists():
-        return f"{parts[-2]}/{parts[-1]}"
-    return value
+from mistudio_tui.db.home_paths import PATH_COLUMNS, adopted, database_home
 
 
 def up(migrator, db):
@@ -31,6 +17,6 @@ def up(migrator, db):
     for table, column in PATH_COLUMNS:
         rows = db.execute_sql(f'SELECT "id", "{column}" FROM "{table}" WHERE "{column}" LIKE \'/%\'').fetchall()
         for row_id, value in rows:
-            stored = _adopted(value, home)
+            stored = adopted(value, home)
             if stored != value:
                 db.execute_sql(f'UPDATE "{table}" SET "{column}" = ? WHERE "id" = ?', (stored, row_id))
