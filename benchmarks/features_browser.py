@@ -4,10 +4,12 @@ Each figure is `frame_latency.key_to_frame`: from the key event posted to the fi
 everything its handlers posted were handled (for filter and search, after the debounced query ran too). Measured:
 the first open (import and build the Features screen; goal < 1 s), then reopen (switch back to the screen), sort
 (`s`), filter and search (the last keystroke of a query), scroll (`j`), detail (one `j` after a pause, until the frame
-whose detail pane shows the new feature; the pane is drawn a frame after the cursor), jump to the end (`G`) and Enter
-in the filter box; goal < 150 ms each. Reference in the same run: an unbound key (the app's own key-to-frame floor).
+whose detail pane shows the new feature; the pane is drawn a frame after the cursor), jump to the end (`G`), focus
+entering the filter box (`f`) and Enter in it (focus back to the table); goal < 150 ms each. Reference in the same
+run: an unbound key (the app's own key-to-frame floor).
 Also printed: the old Pilot round trip per action (`press` + `pause`, which waits until the whole app is idle), and
-the full garbage collections inside and between the measured keys.
+the full garbage collections inside and between the measured keys. The labelled filter (one feature in 20 has a
+semantic label) is timed alone, with a density range and with !dead, each under the next sort order.
 
 The database and a feature store with real detail for every feature (examples, histogram, logit lens, similar
 features) are written in a child process: building them imports torch, which the UI process never does.
@@ -41,16 +43,20 @@ from frame_latency import frame_probe, key_to_frame  # noqa: E402
 GOAL_MS = 150.0
 FIRST_OPEN_GOAL_MS = 1000.0  # the first switch also imports and builds the screen
 ACTIONS = ("floor", "reopen", "sort", "filter", "enter", "search", "scroll", "end")
-FRAME_ONLY = ("open", "detail")
+FRAME_ONLY = ("open", "detail", "labelled", "focus")
 FILTERS = ["alive density>1e-3", "density<1e-4", "!dead density>1e-5", "dead"]
+LABELLED_FILTERS = ["labelled", "unlabelled density>1e-4", "labelled !dead", "unlabelled"]  # each under another sort
+LABELLED_EVERY = 20  # one feature in this many has a semantic label
 SEARCHES = ["w17", "w1234", "w3", "tok:' w5", "w20", "w999 w"]  # common and rare; 'w3' is below the trigram index
 
 
 def build_home(home: str, n_features: int) -> int:
     """A populated home plus a feature set of `n_features` rows inserted in bulk; returns its id."""
     os.environ["MISTUDIO_HOME"] = home
+    from peewee import Expression, fn
+
     from mistudio_tui.db import features as fq
-    from mistudio_tui.db.models import FeatureSet
+    from mistudio_tui.db.models import Feature, FeatureSet
     from mistudio_tui.studio import Studio
     from tests.ui.populate import populate
 
@@ -84,6 +90,10 @@ def build_home(home: str, n_features: int) -> int:
             ),
         )
         print(f"inserted {n_features:,} features in {time.perf_counter() - started:.2f} s", flush=True)
+        labelled = Feature.update(semantic_label=fn.printf("concept %d", Feature.index)).where(
+            (Feature.feature_set == big.id) & (Expression(Feature.index, "%", LABELLED_EVERY) == 3)
+        )
+        print(f"labelled {labelled.execute():,} of them", flush=True)
         return big.id
     finally:
         studio.close()
@@ -234,6 +244,9 @@ async def run(home: Path, fset_id: int, repeats: int) -> tuple[dict[str, list[fl
                     await type_keys(pilot, "g")
                 for i in range(2 * repeats):
                     text = FILTERS[i // 2 % len(FILTERS)]
+                    if i % 2 == 0:  # focus entering the filter box (the footer drops the keys the box takes)
+                        frames["focus"].append(await measure(key_to_frame(pilot, "f")))
+                        await pilot.pause()
                     await type_keys(pilot, "f", "end", *["backspace"] * 30, *text[:-1])
                     if i % 2 == 0:
                         ms = await measure(key_to_frame(pilot, text[-1], done=lambda t=text: screen.filter_text == t))
@@ -245,6 +258,12 @@ async def run(home: Path, fset_id: int, repeats: int) -> tuple[dict[str, list[fl
                         pilot_figures["filter"].append(ms)
                         pilot_figures["enter"].append(await measure(pilot_ms(pilot, "enter")))
                     await pilot.pause()
+                for _ in range(repeats):
+                    for text in LABELLED_FILTERS:
+                        await type_keys(pilot, "s", "f", "end", *["backspace"] * 30, *text[:-1])
+                        done = lambda t=text: screen.filter_text == t  # noqa: E731
+                        frames["labelled"].append(await measure(key_to_frame(pilot, text[-1], done=done)))
+                        await type_keys(pilot, "enter")
                 await type_keys(pilot, "f", "end", *["backspace"] * 30, "enter")
                 for i in range(2 * repeats):
                     query = SEARCHES[i // 2 % len(SEARCHES)]
@@ -286,7 +305,7 @@ def main() -> None:
     print(collections.summary())
     print(bench_line("browser_key_floor", medians["floor"], "ms", "<", GOAL_MS))
     print(bench_line(f"browser_first_open_{args.features}", medians["open"], "ms", "<", FIRST_OPEN_GOAL_MS))
-    for name in ("reopen", "sort", "filter", "search", "scroll", "detail", "end", "enter"):
+    for name in ("reopen", "sort", "filter", "labelled", "search", "scroll", "detail", "end", "focus", "enter"):
         print(bench_line(f"browser_{name}_{args.features}", medians[name], "ms", "<", GOAL_MS))
 
 

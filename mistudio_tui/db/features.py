@@ -42,10 +42,8 @@ class FeatureFilter:
             query = query.where(Feature.density >= self.min_density)
         if self.max_density is not None:
             query = query.where(Feature.density <= self.max_density)
-        if self.labelled is True:
-            query = query.where(Feature.semantic_label != "")
-        elif self.labelled is False:
-            query = query.where(Feature.semantic_label == "")
+        if self.labelled is not None:
+            query = query.where(Feature.labelled == self.labelled)
         if self.dead is not None:
             query = query.where(Feature.dead == self.dead)
         if self.bookmarked is not None:

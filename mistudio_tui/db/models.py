@@ -258,6 +258,9 @@ class FeatureSet(BaseModel):
     created_at = DateTimeField(default=utcnow)
 
 
+BROWSE_FLAGS = ("dead", "bookmarked", "labelled")  # the filter flags every browse index of Feature carries
+
+
 class Feature(BaseModel):
     """One latent of a feature set: the columns the browser sorts and filters on."""
 
@@ -272,16 +275,20 @@ class Feature(BaseModel):
     label_score = FloatField(null=True)
     dead = BooleanField(default=False)
     bookmarked = BooleanField(default=False)
+    labelled = BooleanField(default=False)  # semantic_label != '', kept so by triggers (migration 0012)
 
     class Meta:
         indexes = (
             (("feature_set", "index"), True),
-            # browse indexes (migration 0010): each sort order carries the filter columns, so counts read no rows
-            (("feature_set", "density", "index", "dead", "bookmarked", "max_activation", "label_score"), False),
-            (("feature_set", "max_activation", "index", "dead", "bookmarked", "density", "label_score"), False),
-            (("feature_set", "label_score", "index", "dead", "bookmarked", "density", "max_activation"), False),
-            (("feature_set", "index", "dead", "bookmarked", "density", "max_activation", "label_score"), False),
-            (("feature_set", "semantic_label", "index"), False),
+            # browse indexes (migrations 0010, 0012): each sort order carries the filter columns, so counts read no rows
+            (("feature_set", "density", "index", *BROWSE_FLAGS, "max_activation", "label_score"), False),
+            (("feature_set", "max_activation", "index", *BROWSE_FLAGS, "density", "label_score"), False),
+            (("feature_set", "label_score", "index", *BROWSE_FLAGS, "density", "max_activation"), False),
+            (("feature_set", "index", *BROWSE_FLAGS, "density", "max_activation", "label_score"), False),
+            (
+                ("feature_set", "semantic_label", "index", *BROWSE_FLAGS, "density", "max_activation", "label_score"),
+                False,
+            ),
         )
 
 
