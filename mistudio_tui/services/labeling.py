@@ -33,7 +33,7 @@ def select_features(
     if which == "all":
         query = fq.feature_query(fset.id, flt)
     elif which == "unlabeled":
-        query = query.where(Feature.semantic_label == "")
+        query = query.where(Feature.labelled == False)  # noqa: E712 - SQL comparison; read from the browse index
     query = query.order_by(Feature.density.desc())
     if limit:
         query = query.limit(limit)
