@@ -105,6 +105,12 @@ class LanguageModel(BaseModel):
     job = ForeignKeyField(Job, null=True, on_delete="SET NULL")
     created_at = DateTimeField(default=utcnow)
 
+    @property
+    def reference(self) -> str:
+        """What loads this model: its hub id, or the folder it is in now (a local or sample model's `source` is
+        where it was registered from, which a moved home leaves behind)."""
+        return self.source if self.source_type == "hub" else (self.path or self.source)
+
 
 class Tokenization(BaseModel):
     """One tokenization of a dataset (several per dataset): tokenizer, context size, packing."""

@@ -63,7 +63,7 @@ def import_sae(
         "subfolder": subfolder,
         "revision": revision,
         "hook": hook,
-        "model_name": language_model.source if language_model is not None else None,
+        "model_name": language_model.reference if language_model is not None else None,
         "model_d_model": language_model.d_model if language_model is not None else None,
         "out_dir": training.path,
     }

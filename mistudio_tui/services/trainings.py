@@ -167,7 +167,7 @@ def train_spec(training: Training, resume: bool) -> JobSpec:
 def run_metadata(model: LanguageModel | None, tok: Tokenization | None, context_size: int | None) -> dict[str, Any]:
     """Where a run's activations come from, as recorded with the trained SAE."""
     return {
-        "model_name": model.source if model else None,
+        "model_name": model.reference if model else None,
         "context_size": context_size,
         "prepend_bos": tok.prepend_bos if tok else True,
         "dataset_path": tok.dataset.source if tok else None,

@@ -156,7 +156,7 @@ class ModelsScreen(StudioScreen):
         hooks = arch.get("hook_points", [])
         lines = [
             f"[b]{escape(model.name)}[/b]  {model.family or model.model_type or ''}",
-            f"source: {escape(model.source)}" + (f" @ {escape(model.revision)}" if model.revision else ""),
+            model_origin(model),
             f"d_model {model.d_model or '-'} · layers {model.n_layers or '-'} · vocab {model.vocab_size or '-'} · "
             f"params {fmt.count(model.n_params)}",
             f"dtype {model.dtype}"
@@ -358,3 +358,10 @@ class ModelsScreen(StudioScreen):
             confirm_delete(self, self.activation_set)
         elif self.model is not None:
             confirm_delete(self, self.model)
+
+
+def model_origin(model: LanguageModel) -> str:
+    """Where a model comes from: its hub id (and revision), or the folder it is in now."""
+    if model.source_type == "hub":
+        return f"source: {escape(model.source)}" + (f" @ {escape(model.revision)}" if model.revision else "")
+    return ("built-in sample · " if model.source_type == "sample" else "") + f"folder: {escape(model.reference)}"
