@@ -148,15 +148,25 @@ def feature_page(
     flt: FeatureFilter | None = None,
     offset: int = 0,
     limit: int = 100,
+    total: int | None = None,
 ) -> list[Feature]:
-    """One page of features in the requested order (ties broken by index, in the same direction)."""
+    """One page of features in the requested order (ties broken by index, in the same direction).
+
+    Given the `total` rows of this order and filter, a page in the second half is read from the far end and put
+    back in order: an OFFSET walks every index entry before the page, so the last page cost as much as a full scan.
+    """
     column = sort_column(sort)
-    if descending:  # one direction for both keys lets SQLite walk the (feature_set, column, index) index
-        order = (column.desc(nulls="LAST"), Feature.index.desc())
+    reverse = False
+    if total is not None and offset + limit // 2 > total // 2:
+        reverse, end = True, min(total, offset + limit)
+        offset, limit = total - end, max(0, end - offset)
+    # one direction for both keys lets SQLite walk the (feature_set, column, index) index; nulls stay last
+    if descending != reverse:
+        order = (column.desc(nulls="FIRST" if reverse else "LAST"), Feature.index.desc())
     else:
-        order = (column.asc(nulls="LAST"), Feature.index.asc())
-    query = feature_query(feature_set_id, flt).order_by(*order)
-    return list(query.offset(offset).limit(limit))
+        order = (column.asc(nulls="FIRST" if reverse else "LAST"), Feature.index.asc())
+    rows = list(feature_query(feature_set_id, flt).order_by(*order).offset(offset).limit(limit))
+    return rows[::-1] if reverse else rows
 
 
 def feature_count(feature_set_id: int, flt: FeatureFilter | None = None) -> int:

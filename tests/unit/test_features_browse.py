@@ -166,3 +166,17 @@ def test_migration_0010_indexes_features_written_before_it(tmp_path: Path):
         assert [f.index for f in fq.feature_page(1, "index", False, fq.FeatureFilter(search="APPLE"))] == [0]
     finally:
         db.close()
+
+
+def test_pages_in_the_second_half_read_from_the_far_end_give_the_same_rows(studio):
+    populate(studio.paths.home)
+    fset, rows = feature_set(257, seed=4)
+    flt = fq.parse_filter("density>1e-4")
+    kept = [r for r in rows if r["density"] >= 1e-4]
+    for sort in ("index", "density", "max_activation", "label_score"):
+        for descending in (False, True):
+            expected = brute_order(kept, sort, descending)
+            total = len(expected)
+            for offset in (0, 40, total // 2 - 10, total // 2, total - 60, total - 30, total - 1, total):
+                page = fq.feature_page(fset.id, sort, descending, flt, offset, 50, total)
+                assert [f.index for f in page] == expected[offset : offset + 50], (sort, descending, offset)

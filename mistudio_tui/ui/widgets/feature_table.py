@@ -179,7 +179,13 @@ class FeatureTable(ScrollView, can_focus=True):
                     f.bookmarked,
                 )
                 for f in fq.feature_page(
-                    self.feature_set_id, self.sort, self.descending, self.filter, page_no * PAGE_ROWS, PAGE_ROWS
+                    self.feature_set_id,
+                    self.sort,
+                    self.descending,
+                    self.filter,
+                    page_no * PAGE_ROWS,
+                    PAGE_ROWS,
+                    self.total,
                 )
             ]
             self._pages[page_no] = page
