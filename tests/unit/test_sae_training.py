@@ -73,15 +73,25 @@ def small_train_cfg(**overrides: object) -> TrainConfig:
 
 
 @pytest.mark.parametrize(
-    "architecture, extra",
-    [("topk", {}), ("batchtopk", {}), ("standard", {"l1_coefficient": 1.0}), ("jumprelu", {})],
+    "architecture, extra, sparse",
+    [
+        ("topk", {}, None),
+        ("batchtopk", {}, None),
+        ("standard", {"l1_coefficient": 1.0}, None),
+        ("jumprelu", {}, None),
+        # the GPU's dense (Batch)TopK kernels, run here on the CPU: CI never has a GPU
+        ("topk", {}, False),
+        ("batchtopk", {}, False),
+    ],
 )
-def test_each_architecture_recovers_a_planted_dictionary(tmp_path: Path, architecture: str, extra: dict) -> None:
+def test_each_architecture_recovers_a_planted_dictionary(
+    tmp_path: Path, architecture: str, extra: dict, sparse: bool | None
+) -> None:
     data, dictionary = planted_data(20_000, d_in=16, n_features=24, per_token=2)
     sae_cfg = SAEConfig(d_in=16, d_sae=48, k=2, architecture=architecture, **extra)
     summary = train_sae(
         sae_cfg,
-        small_train_cfg(total_tokens=50_000, metrics_every=100),
+        small_train_cfg(total_tokens=50_000, metrics_every=100, sparse_kernels=sparse),
         TensorBatchSource(data),
         tmp_path,
         LocalContext(),
@@ -170,11 +180,13 @@ def test_normalisation_is_folded_into_the_saved_weights(tmp_path: Path) -> None:
     assert not torch.allclose(saved.W_dec, trainer.sae.W_dec)
 
 
-@pytest.mark.parametrize("architecture", ["topk", "jumprelu"])
-def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(tmp_path: Path, architecture: str) -> None:
+@pytest.mark.parametrize("architecture, sparse", [("topk", None), ("jumprelu", None), ("batchtopk", False)])
+def test_interrupted_and_resumed_run_matches_an_uninterrupted_one(
+    tmp_path: Path, architecture: str, sparse: bool | None
+) -> None:
     data, _ = planted_data(4096, d_in=16, n_features=24, per_token=2)
     sae_cfg = SAEConfig(d_in=16, d_sae=32, k=2, architecture=architecture)
-    cfg = small_train_cfg(total_tokens=128 * 60, metrics_every=7)
+    cfg = small_train_cfg(total_tokens=128 * 60, metrics_every=7, sparse_kernels=sparse)
 
     ctx_full = LocalContext()
     train_sae(sae_cfg, cfg, TensorBatchSource(data, seed=3), tmp_path / "full", ctx_full)
