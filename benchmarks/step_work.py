@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import tempfile
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -88,21 +89,35 @@ def _has_launch(event: FunctionEvent) -> bool:
 def input_bytes(event: FunctionEvent) -> int:
     total = 0
     for shape, dtype in zip(event.input_shapes, event.input_dtypes, strict=False):
-        if isinstance(shape, list) and shape and all(isinstance(v, int) for v in shape):
+        if _is_shape(shape):
             total += math.prod(shape) * BYTES.get(dtype, 4)
     return total
 
 
-def step_work(step: Callable[[], None], big: int, steps: int = 3) -> tuple[float, float, float, Counter[str]]:
-    """(launches, big passes, their input MB, launches by operator) per call of `step`."""
-    step()
+def largest_input(event: FunctionEvent) -> int:
+    """Elements of the largest tensor input of `event` (0 for scalars only)."""
+    sizes = [math.prod(shape) for shape in event.input_shapes if _is_shape(shape)]
+    return max(sizes, default=0)
+
+
+def _is_shape(shape: object) -> bool:
+    return isinstance(shape, list) and bool(shape) and all(isinstance(v, int) for v in shape)
+
+
+def step_work(
+    step: Callable[[], None], big: int, steps: int = 3, floor: int = 0, warm: bool = True
+) -> tuple[float, float, float, Counter[str]]:
+    """(launches, big passes, their input MB, launches by operator) per call of `step`, counting only launches with
+    a tensor input of more than `floor` elements."""
+    if warm:
+        step()
     with profile(activities=[ProfilerActivity.CPU], record_shapes=True) as prof:
         for _ in range(steps):
             step()
     names: Counter[str] = Counter()
     passes = megabytes = 0.0
     for event in prof.events():
-        if not launches_kernel(event):
+        if not launches_kernel(event) or (floor and largest_input(event) <= floor):
             continue
         names[event.name] += 1
         size = input_bytes(event)
@@ -110,6 +125,47 @@ def step_work(step: Callable[[], None], big: int, steps: int = 3) -> tuple[float
             passes += 1
             megabytes += size / 1e6
     return sum(names.values()) / steps, passes / steps, megabytes / steps, names
+
+
+def extraction_work(
+    n_tokens: int, d_model: int = 256, layers: int = 4, expansion: int = 16, batch: int = 8
+) -> list[str]:
+    """Launches per 4,096 tokens of `features.py`'s workload: forward + encode vs the extraction job path, with one
+    accumulator update per 4,096 tokens and with the update size a GPU gets. Only launches on inputs larger than one
+    forward batch count: the driver's masks and token ids live on the CPU, the model and codes on the device."""
+    from benchmarks import features as fb
+    from mistudio_tui.ml.features.extract import chunk_tokens
+
+    context, vocab = 128, 2048
+    lines = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        loaded = fb.load_model(fb.build_model(root / "model", d_model, layers, context, vocab), device="cpu")
+        tokens = fb.build_tokens(root / "tokens", max(1, n_tokens // context), context, vocab)
+        cfg = fb.SAEConfig(d_in=d_model, architecture="topk", d_sae=d_model * expansion, k=32)
+        sae = fb.create_sae(cfg).eval()
+        hook = f"blocks.{layers // 2}.hook_resid_post"
+        per = len(tokens) * context / 4096
+        floor = batch * context
+        ref = step_work(lambda: fb.reference(loaded, sae, tokens, hook, batch), 1 << 62, 1, floor, warm=False)[0]
+        gpu_chunk = chunk_tokens(fb.ExtractionOptions(), int(cfg.d_sae), torch.device("cuda"))
+        print(f"d_model {d_model}, {layers} layers, d_sae {cfg.d_sae}, {len(tokens) * context} tokens")
+        print(f"forward + encode: {ref / per:.0f} launches per 4,096 tokens")
+        for chunk in (4096, gpu_chunk):
+            options = fb.ExtractionOptions(
+                top_k=20,
+                n_quantiles=5,
+                per_quantile=4,
+                context=(12, 4),
+                special_ids=(fb.BOS,),
+                encode_chunk_tokens=chunk,
+            )
+            ours = step_work(
+                lambda o=options: fb.extraction(loaded, sae, tokens, hook, batch, o), 1 << 62, 1, floor, False
+            )
+            print(f"extraction, {chunk:,}-token updates: {ours[0] / per:.0f} launches per 4,096 tokens")
+            lines.append(bench_line(f"extract_launches_ref_over_ours_{chunk}", ref / ours[0], "x", ">=", 0.8))
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,7 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=1024)
     parser.add_argument("--k", type=int, default=32)
     parser.add_argument("--detail", action="store_true", help="also list the operators whose counts differ")
+    parser.add_argument("--extraction", type=int, metavar="TOKENS", help="count the feature extraction's instead")
     args = parser.parse_args(argv)
+    if args.extraction:
+        print("\n".join(extraction_work(args.extraction)))
+        return 0
     device = torch.device("cpu")
     d_in, batch, k = args.d_in, args.batch_size, args.k
     d_sae = d_in * args.expansion

@@ -106,3 +106,13 @@ def test_step_work_counts_one_launch_per_kernel_and_compares_both_steps(capsys: 
     for architecture in ("topk", "batchtopk", "standard", "jumprelu"):
         assert f"step_{architecture}_fp32_launches_vs_ref" in lines
         assert f"step_{architecture}_fp32_big_mb_vs_ref" in lines
+
+
+def test_step_work_counts_the_extraction_against_forward_and_encode(capsys: pytest.CaptureFixture[str]) -> None:
+    module = load_script("step_work")
+    lines = bench_lines("\n".join(module.extraction_work(512, d_model=32, layers=2, expansion=4, batch=2)))
+    out = capsys.readouterr().out
+    assert "forward + encode:" in out and "4,096-token updates" in out
+    assert set(lines) == {"extract_launches_ref_over_ours_4096", "extract_launches_ref_over_ours_32768"}
+    # the larger updates can only launch fewer kernels per token
+    assert lines["extract_launches_ref_over_ours_32768"][0] >= lines["extract_launches_ref_over_ours_4096"][0]
