@@ -242,7 +242,6 @@ class SAETrainer:
     @torch.no_grad()
     def _record(self, x: Tensor, outputs: list[tuple[Tensor, LossOutput]]) -> None:
         # Each term is one small kernel on a GPU, where the step's launches bound its speed: a handful per step.
-        fired: Tensor | None = None
         for chunk, out in outputs:
             rows = chunk.shape[0]
             aux = self._zero if out.aux_term is None else out.aux_term.detach()
@@ -250,8 +249,7 @@ class SAETrainer:
             # (sse, sum of x^2, sum of codes, total, aux, sparsity): the means are weighted by the rows
             terms = [out.mse.detach(), chunk.pow(2).sum(), out.l1_sum, out.total.detach(), aux, sparsity]
             self.window.add(rows, torch.stack(terms), chunk.sum(0), out.fired, self._row_weights(rows))
-            fired = out.fired if fired is None else fired + out.fired
-        assert fired is not None
+        fired = outputs[0][1].fired if len(outputs) == 1 else torch.stack([out.fired for _, out in outputs]).sum(0)
         fired, rows = self._reduce_fired(fired, x.shape[0])
         self.tokens_since_fired += rows
         self.tokens_since_fired.masked_fill_(fired > 0, 0)
