@@ -7,11 +7,12 @@ from importlib import import_module
 from pathlib import Path
 
 import pytest
-from peewee import SQL, SqliteDatabase, Tuple, fn
+from peewee import SQL, Tuple, fn
 
 from mistudio_tui.db import features as fq
-from mistudio_tui.db.connection import close_database, migrate, open_database
+from mistudio_tui.db.connection import open_database
 from mistudio_tui.db.models import Feature, FeatureSet, Training, database
+from tests.old_schema import database_at, insert_features
 from tests.ui.populate import populate
 
 SORTS = ("density", "max_activation", "label_score", "index", "semantic_label")
@@ -135,23 +136,8 @@ def test_the_labelled_flag_follows_every_way_a_label_is_written(studio):
 
 def test_migration_0012_flags_labels_written_before_it(tmp_path: Path):
     path = tmp_path / "old.db"
-    close_database()
-    old = SqliteDatabase(str(path))
-    old.connect()
-    migrate(old, target="0010_feature_browse_indexes")
-    old.execute_sql(
-        "INSERT INTO training (name, origin, architecture, config, status, steps, tokens, path, tags, created_at) "
-        "VALUES ('t', 'trained', 'topk', '{}', 'completed', 0, 0, '', '', '2026-01-01')"
-    )
-    old.execute_sql(
-        "INSERT INTO feature_set (name, training_id, d_sae, n_tokens, n_alive, path, config, status, created_at) "
-        "VALUES ('s', 1, 3, 0, 0, '', '{}', 'ready', '2026-01-01')"
-    )
-    old.execute_sql(
-        'INSERT INTO feature (feature_set_id, "index", density, mean_activation, max_activation, top_tokens, '
-        "technical_label, semantic_label, dead, bookmarked) VALUES (1, 0, 0.1, 0, 1, '', '', 'fruit', 0, 0), "
-        "(1, 1, 0.2, 0, 1, '', '', '', 0, 0), (1, 2, 0.3, 0, 1, '', '', 'colours', 0, 0)"
-    )
+    old = database_at(path, "0010_feature_browse_indexes")
+    insert_features(old, [(0.1, "", "", "fruit"), (0.2, "", "", ""), (0.3, "", "", "colours")])
     old.close()
     db = open_database(path)
     try:

@@ -6,12 +6,12 @@ import random
 from pathlib import Path
 
 import pytest
-from peewee import SqliteDatabase
 
 from mistudio_tui.db import features as fq
 from mistudio_tui.db.cascade import execute_delete, plan_delete
-from mistudio_tui.db.connection import close_database, migrate, open_database
+from mistudio_tui.db.connection import open_database
 from mistudio_tui.db.models import Feature, FeatureSet, Training, database
+from tests.old_schema import database_at, insert_features
 from tests.ui.populate import populate
 
 
@@ -140,23 +140,8 @@ def test_filter_counts_and_positions_read_only_an_index(studio, text, sort):
 
 def test_migration_0010_indexes_features_written_before_it(tmp_path: Path):
     path = tmp_path / "old.db"
-    close_database()
-    old = SqliteDatabase(str(path))
-    old.connect()
-    migrate(old, target="0009_relative_paths")
-    old.execute_sql(
-        "INSERT INTO training (name, origin, architecture, config, status, steps, tokens, path, tags, created_at) "
-        "VALUES ('t', 'trained', 'topk', '{}', 'completed', 0, 0, '', '', '2026-01-01')"
-    )
-    old.execute_sql(
-        "INSERT INTO feature_set (name, training_id, d_sae, n_tokens, n_alive, path, config, status, created_at) "
-        "VALUES ('s', 1, 2, 0, 0, '', '{}', 'ready', '2026-01-01')"
-    )
-    old.execute_sql(
-        'INSERT INTO feature (feature_set_id, "index", density, mean_activation, max_activation, top_tokens, '
-        "technical_label, semantic_label, dead, bookmarked) VALUES "
-        "(1, 0, 0.1, 0, 1, ' apple pie', 'tok:apple', '', 0, 0), (1, 1, 0.2, 0, 1, ' pear', 'tok:pear', '', 0, 0)"
-    )
+    old = database_at(path, "0009_relative_paths")
+    insert_features(old, [(0.1, " apple pie", "tok:apple", ""), (0.2, " pear", "tok:pear", "")])
     old.close()
     db = open_database(path)
     try:

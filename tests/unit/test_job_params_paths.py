@@ -2,44 +2,23 @@
 
 from __future__ import annotations
 
-import importlib
 import json
-import os
 import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any
 
 import pytest
-from peewee import SqliteDatabase
 
-from mistudio_tui.db.connection import close_database, migrate, open_database
+from mistudio_tui.db.connection import open_database
 from mistudio_tui.db.home_params import HOME_MARK, PATH_KEYS, load_params, store_params
-from mistudio_tui.db.jobs import create_job, finish_job
 from mistudio_tui.db.models import ActivationSet, Dataset, FeatureSet, Job, LanguageModel, Tokenization, Training
-from mistudio_tui.jobs.context import LocalContext
-from mistudio_tui.jobs.registry import get_kind
 from mistudio_tui.services.spec import JobSpec
 from mistudio_tui.studio import Studio
+from tests.home_chain import HOOK, TRAIN, build_chain, queue
+from tests.old_schema import database_at, insert_job
 
-HOOK = "blocks.1.hook_resid_post"
 PROMPT_KEY = "system_prompt"
-TRAIN = {"k": 4, "expansion": 2, "total_tokens": 512, "batch_size": 64, "device": "cpu", "checkpoint_every": 1000}
-
-
-def queue(studio: Studio, spec: JobSpec) -> Job:
-    """Create the queued job row exactly as the runner's submit does, without starting it."""
-    return create_job(spec.kind, spec.title, spec.params, spec.resource, os.getpid(), studio.paths.dir("logs"))
-
-
-def run_here(studio: Studio, spec: JobSpec) -> None:
-    """Run a job's task in this process on the params read back from its row, and record it as the runner would."""
-    job = queue(studio, spec)
-    kind = get_kind(spec.kind)
-    module, name = kind.entry.split(":")
-    result = getattr(importlib.import_module(module), name)(Job.get_by_id(job.id).params, LocalContext())
-    finish_job(job.id, "completed", result=result)
-    kind.on_finish(Job.get_by_id(job.id), "completed", result)
 
 
 def path_entries(params: Any, where: str = "") -> dict[str, str]:
@@ -71,28 +50,14 @@ def moved_home(tmp_path_factory: pytest.TempPathFactory, tiny_lm_dir: Path, tiny
     """A chain built in one home, jobs queued there but never started, then the home moved (the old one is gone)."""
     from mistudio_tui.services import datasets as dataset_svc
     from mistudio_tui.services import features as feature_svc
-    from mistudio_tui.services import models as model_svc
     from mistudio_tui.services import trainings as training_svc
     from mistudio_tui.services.multi_training import new_multi_training
 
     root = tmp_path_factory.mktemp("queued")
-    corpus = root / "corpus.jsonl"
-    corpus.write_text("\n".join(json.dumps({"text": f"{t} ({i})"}) for i, t in enumerate(tiny_corpus)))
     old = root / "old-home"
     studio = Studio(old)
     try:
-        inside = shutil.copytree(tiny_lm_dir, studio.paths.dir("models") / "mine")
-        run_here(studio, model_svc.add_model(studio, str(inside), name="tiny"))
-        run_here(studio, model_svc.add_model(studio, str(tiny_lm_dir), name="outside"))
-        run_here(studio, dataset_svc.add_dataset(studio, str(corpus), name="corpus"))
-        run_here(studio, dataset_svc.tokenize_dataset(studio, "corpus", model_ref="tiny", context_size=16))
-        tok = Tokenization.get()
-        aset = model_svc.extract_activations(
-            studio, "tiny", tok.id, hooks=[HOOK], n_tokens=256, batch_size=4, shard_tokens=128, device="cpu"
-        )
-        run_here(studio, aset)
-        trained = training_svc.new_training(studio, aset.resource.id, name="trained", **TRAIN)
-        run_here(studio, trained)
+        aset = build_chain(studio, tiny_lm_dir, tiny_corpus)["activations"]
         queued = {
             "tokenize": queue(studio, dataset_svc.tokenize_dataset(studio, "corpus", model_ref="tiny", name="again")),
             "hub_tokenizer": queue(studio, dataset_svc.tokenize_dataset(studio, "corpus", tokenizer="gpt2")),
@@ -231,10 +196,7 @@ def test_migration_0011_marks_params_under_the_home_and_adopts_a_moved_home(tmp_
     home = tmp_path / "home"
     (home / "saes" / "2-copied").mkdir(parents=True)
     db_file = home / "mistudio.db"
-    close_database()
-    old = SqliteDatabase(str(db_file))
-    old.connect()
-    migrate(old, target="0010_feature_browse_indexes")
+    old = database_at(db_file, "0010_feature_browse_indexes")
     written = {
         "out_dir": f"{home}/saes/1-inside",
         "tokenizer": "gpt2",
@@ -246,11 +208,7 @@ def test_migration_0011_marks_params_under_the_home_and_adopts_a_moved_home(tmp_
         "source": {"type": "activations", "dir": "/data/acts"},
     }
     for params in (written, {}):
-        old.execute_sql(
-            "insert into job (kind, title, status, params, progress_done, progress_text, progress_unit, "
-            "created_at, updated_at) values ('train', 't', 'queued', json(?), 0, '', '', '2026-01-01', '2026-01-01')",
-            (json.dumps(params),),
-        )
+        insert_job(old, params)
     old.close()
     open_database(db_file)
     first, second = (json.loads(text) for text in raw_params(db_file).values())

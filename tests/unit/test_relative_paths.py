@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import shutil
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
-from peewee import SqliteDatabase
 
-from mistudio_tui.db.connection import close_database, migrate, open_database
+from mistudio_tui.db.connection import open_database
 from mistudio_tui.db.home_paths import PATH_COLUMNS, from_stored, to_stored
-from mistudio_tui.db.jobs import create_job, finish_job
 from mistudio_tui.db.models import (
     ActivationSet,
     Dataset,
@@ -26,23 +22,9 @@ from mistudio_tui.db.models import (
     Tokenization,
     Training,
 )
-from mistudio_tui.jobs.context import LocalContext
-from mistudio_tui.jobs.registry import get_kind
-from mistudio_tui.services.spec import JobSpec
 from mistudio_tui.studio import Studio
-
-HOOK = "blocks.1.hook_resid_post"
-
-
-def run_here(studio: Studio, spec: JobSpec) -> dict[str, Any]:
-    """Run a job's task in this process and record it as the runner would (job row, finisher)."""
-    job = create_job(spec.kind, spec.title, spec.params, spec.resource, os.getpid(), studio.paths.dir("logs"))
-    kind = get_kind(spec.kind)
-    module, name = kind.entry.split(":")
-    result = getattr(importlib.import_module(module), name)(dict(spec.params), LocalContext())
-    finish_job(job.id, "completed", result=result)
-    kind.on_finish(Job.get_by_id(job.id), "completed", result)
-    return result
+from tests.home_chain import HOOK, build_chain, run_here
+from tests.old_schema import database_at, insert_job, insert_training
 
 
 def raw_paths(db_file: Path) -> dict[str, list[str]]:
@@ -60,33 +42,13 @@ def raw_paths(db_file: Path) -> dict[str, list[str]]:
 @pytest.fixture(scope="module")
 def moved_home(tmp_path_factory: pytest.TempPathFactory, tiny_lm_dir: Path, tiny_corpus: list[str]) -> dict:
     """The whole chain built in one home, then the home moved elsewhere (the old folder is gone)."""
-    from mistudio_tui.services import datasets as dataset_svc
     from mistudio_tui.services import features as feature_svc
-    from mistudio_tui.services import models as model_svc
-    from mistudio_tui.services import trainings as training_svc
 
     root = tmp_path_factory.mktemp("relocate")
-    corpus = root / "corpus.jsonl"
-    corpus.write_text("\n".join(json.dumps({"text": f"{t} ({i})"}) for i, t in enumerate(tiny_corpus)))
     old = root / "old-home"
     studio = Studio(old)
     try:
-        inside = shutil.copytree(tiny_lm_dir, studio.paths.dir("models") / "mine")
-        run_here(studio, model_svc.add_model(studio, str(inside), name="tiny"))
-        lm = LanguageModel.get(LanguageModel.name == "tiny")
-        run_here(studio, model_svc.add_model(studio, str(tiny_lm_dir), name="outside"))
-        run_here(studio, dataset_svc.add_dataset(studio, str(corpus), name="corpus"))
-        tok = dataset_svc.tokenize_dataset(studio, "corpus", model_ref=lm.id, context_size=16)
-        run_here(studio, tok)
-        aset = model_svc.extract_activations(
-            studio, lm.id, tok.resource.id, hooks=[HOOK], n_tokens=256, batch_size=4, shard_tokens=128, device="cpu"
-        )
-        run_here(studio, aset)
-        training = training_svc.new_training(
-            studio, aset.resource.id, architecture="topk", k=4, expansion=2, total_tokens=1024, batch_size=64,
-            device="cpu", checkpoint_every=1000,
-        )  # fmt: skip
-        run_here(studio, training)
+        training = build_chain(studio, tiny_lm_dir, tiny_corpus)["training"]
         run_here(studio, feature_svc.extract_features(studio, training.resource.id, n_tokens=128, device="cpu"))
         before = raw_paths(studio.paths.db)
     finally:
@@ -209,10 +171,7 @@ def test_migration_0009_rewrites_paths_under_the_home_and_adopts_a_moved_home(tm
     home = tmp_path / "home"
     (home / "saes" / "2-copied").mkdir(parents=True)
     db_file = home / "mistudio.db"
-    close_database()
-    old = SqliteDatabase(str(db_file))
-    old.connect()
-    migrate(old, target="0008_feature_sort_indexes")
+    old = database_at(db_file, "0008_feature_sort_indexes")
     rows = [
         ("inside", f"{home}/saes/1-inside"),
         ("copied", "/gone/old-home/saes/2-copied"),  # written before the home was moved: its twin is here
@@ -221,16 +180,8 @@ def test_migration_0009_rewrites_paths_under_the_home_and_adopts_a_moved_home(tm
         ("empty", ""),
     ]
     for name, path in rows:
-        old.execute_sql(
-            "insert into training (name, origin, architecture, config, status, steps, tokens, path, tags, created_at) "
-            "values (?, 'trained', 'topk', '{}', 'completed', 0, 0, ?, '', '2026-01-01')",
-            (name, path),
-        )
-    old.execute_sql(
-        "insert into job (kind, title, status, params, progress_done, progress_text, progress_unit, log_path, "
-        "created_at, updated_at) values ('train', 't', 'completed', '{}', 1, '', '', ?, '2026-01-01', '2026-01-01')",
-        (f"{home}/logs/job-1.log",),
-    )
+        insert_training(old, name, path)
+    insert_job(old, {}, "completed", f"{home}/logs/job-1.log")
     old.close()
     open_database(db_file)
     stored = raw_paths(db_file)
