@@ -229,6 +229,10 @@ def run_rank(
         # Leave together: a rank tearing its gloo pairs down while another still holds them can abort (SIGABRT).
         dist.barrier()
         return summary
+    except JobCancelled:  # every rank agreed on the step to stop at: leave together here too
+        with contextlib.suppress(Exception):
+            dist.barrier()
+        raise
     finally:
         with contextlib.suppress(Exception):
             dist.destroy_process_group()
