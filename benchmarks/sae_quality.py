@@ -1,226 +1,560 @@
-"""SAE quality: our default TopK recipe vs EleutherAI sparsify's recipe vs a naive SAE, same data and budget.
+"""SAE quality against ground truth and real activations: miStudio's defaults vs sparsify and SAELens, same data.
 
-    python benchmarks/sae_quality.py --activations PATH [--key K] [--k 32] [--expansion 8]
-        [--tokens N] [--batch-size 4096] [--device auto] [--quick]
+    python benchmarks/sae_quality.py --quick                       # one small world, one seed (< 10 min, 2 CPUs)
+    python benchmarks/sae_quality.py [--worlds base,sparse16x,dense4x,absorb] [--seeds 0,1,2] [--tokens N]
+        [--trainers ours-topk,ours-batchtopk,ours-jumprelu,ours-relu,sparsify,saelens] [--real-model DIR]
 
-PATH is an activation-set folder (its first hook, or `--key HOOK`) or a safetensors file holding a [tokens, d_in]
-tensor. The last `--holdout` fraction of its rows is held out; all three SAEs are trained on the rest with the same
-k, width and token budget, then scored on the held-out rows by the same code (explained variance, and the fraction
-of latents that never fire there). `--quick` caps the budget at 300k tokens. Ends with `BENCH` lines.
+Needs the benchmark extra (`pip install -e .[bench] -c constraints` with torch pinned): `sae-lens` builds the
+synthetic worlds (`sae_lens.synthetic`: Zipfian firing, hierarchies with mutually exclusive children, low-rank
+correlations, magnitude spread, a bias) and trains SAELens's TopK SAE with its documented recipe (`SAETrainer`,
+Adam 3e-4, constant lr); `eai-sparsify` trains with its own `Trainer` and default optimizer (SignSGD inside a
+schedule-free averager), fed the same activations through a stand-in model whose hooked layer emits them.
+
+Every trainer sees the same training rows (one pool per world, sampled once), the same width, k and token budget,
+and batches of 4,096 tokens; each SAE is scored by the same code on held-out rows: MCC (Hungarian-matched |cos| of
+decoder rows to the true features), the fraction of true features recovered at |cos| >= 0.9, explained variance,
+L0 and the fraction of latents that never fire. `--real-model DIR` (a Hugging Face folder, e.g. all-MiniLM-L6-v2)
+adds two real activation sets: two layers of that model on two different texts (EV, L0, dead; no ground truth).
+Ends with `BENCH` lines comparing miStudio's TopK and BatchTopK with the best anchor on every row.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import math
+import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from torch import Tensor
+from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from mistudio_tui.jobs.context import LocalContext
-from mistudio_tui.ml.activations.store import ActivationStore
 from mistudio_tui.ml.batches import TensorBatchSource
-from mistudio_tui.ml.device import pick_device
-from mistudio_tui.ml.sae.architectures import sae_from_tensors
-from mistudio_tui.ml.sae.base import SparseAutoencoder
 from mistudio_tui.ml.sae.config import SAEConfig, TrainConfig
-from mistudio_tui.ml.sae.evaluate import evaluate_reconstruction
-from mistudio_tui.ml.sae.formats import load_saelens
-from mistudio_tui.ml.sae.sparse_ops import sparse_decode, sparse_encode
+from mistudio_tui.ml.sae.formats import load_any
+from mistudio_tui.ml.sae.ground_truth import score_decoder
 from mistudio_tui.ml.sae.trainer import train_sae
 
-
-def load_activations(path: Path, key: str | None) -> Tensor:
-    """The [tokens, d_in] rows of an activation-set folder (hook `key` or its first) or of a safetensors file."""
-    if path.is_dir():
-        store = ActivationStore(path)
-        return store.read(key or store.hooks[0]).float()
-    if not path.is_file():
-        raise FileNotFoundError(f"activations file {path} does not exist")
-    with safe_open(str(path), framework="pt", device="cpu") as handle:
-        keys = list(handle.keys())
-        if key is None:
-            if len(keys) != 1:
-                raise ValueError(f"{path} holds tensors {', '.join(keys)}; choose one with --key")
-            key = keys[0]
-        if key not in keys:
-            raise ValueError(f"{path} has no tensor {key!r}; it holds {', '.join(keys)}")
-        data = handle.get_tensor(key)
-    if data.ndim != 2:
-        raise ValueError(f"{path}: tensor {key!r} has shape {tuple(data.shape)}, expected [tokens, d_in]")
-    return data.float()
+BATCH = 4096
+SEQ = 64  # sparsify reads sequences: 64 sequences of 64 "tokens" make one 4,096-token batch
+HELD_OUT = 32_768
 
 
-def _topk_sae(W_enc: Tensor, b_enc: Tensor, W_dec: Tensor, b_dec: Tensor, k: int) -> SparseAutoencoder:
-    d_in, d_sae = W_enc.shape
-    cfg = SAEConfig(d_in=d_in, d_sae=d_sae, k=k, architecture="topk", normalize_activations=False)
-    tensors = {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec}
-    return sae_from_tensors(cfg, {name: t.detach().cpu() for name, t in tensors.items()})
+# --- worlds -------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class World:
+    """A synthetic activation world with known features (built with sae_lens.synthetic)."""
+
+    name: str
+    features: int
+    dim: int
+    max_prob: float
+    min_prob: float
+    zipf: float = 0.5
+    hierarchy_roots: int = 0  # 0: no hierarchy
+    branching: tuple[int, int] = (2, 4)
+    exclusive: float = 0.0  # fraction of parents whose children are mutually exclusive
+    correlation: float = 0.0  # low-rank correlation scale (0: independent firing)
+    magnitudes: tuple[float, float] = (1.0, 1.0)  # mean firing magnitude, linear from first to last feature
+    magnitude_std: float = 0.1
+    bias: float = 0.0
+    tokens: int = 2_000_000
+    note: str = ""
+
+    @property
+    def width(self) -> int:
+        """The SAE width: a little narrower than the truth, as in practice."""
+        return self.features * 15 // 16
+
+    def build(self):  # -> sae_lens.synthetic.SyntheticModel
+        from sae_lens.synthetic import (
+            HierarchyConfig,
+            LinearMagnitudeConfig,
+            LowRankCorrelationConfig,
+            SyntheticModel,
+            SyntheticModelConfig,
+            ZipfianFiringProbabilityConfig,
+        )
+
+        hierarchy = None
+        if self.hierarchy_roots:
+            hierarchy = HierarchyConfig(
+                total_root_nodes=self.hierarchy_roots,
+                branching_factor=self.branching,
+                max_depth=1,
+                mutually_exclusive_portion=self.exclusive,
+                compensate_probabilities=True,
+            )
+        cfg = SyntheticModelConfig(
+            num_features=self.features,
+            hidden_dim=self.dim,
+            firing_probability=ZipfianFiringProbabilityConfig(
+                exponent=self.zipf, max_prob=self.max_prob, min_prob=self.min_prob
+            ),
+            hierarchy=hierarchy,
+            correlation=LowRankCorrelationConfig(rank=16, correlation_scale=self.correlation)
+            if self.correlation
+            else None,
+            mean_firing_magnitudes=LinearMagnitudeConfig(start=self.magnitudes[0], end=self.magnitudes[1]),
+            std_firing_magnitudes=self.magnitude_std,
+            bias=self.bias,
+            seed=1234,
+        )
+        with contextlib.redirect_stdout(io.StringIO()):
+            return SyntheticModel(cfg)
 
 
-def train_ours(data: Tensor, d_sae: int, k: int, tokens: int, batch: int, device: str, seed: int) -> SparseAutoencoder:
-    """miStudio's default TopK recipe, untouched except for the shared budget."""
-    sae_cfg = SAEConfig(d_in=data.shape[1], d_sae=d_sae, k=k, architecture="topk")
-    train_cfg = TrainConfig(total_tokens=tokens, batch_size=batch, device=device, seed=seed, eval_tokens=0)
-    with tempfile.TemporaryDirectory() as folder:
-        train_sae(sae_cfg, train_cfg, TensorBatchSource(data, seed=seed), Path(folder), LocalContext())
-        sae, _, _ = load_saelens(Path(folder))
-    return sae
-
-
-# sparsify's Adam recipe: nn.Linear encoder init, decoder = its unit-norm copy, b_dec = mean of the first batch,
-# lr 2e-4 / sqrt(d_sae / 2^14) with 1000 warmup steps then linear decay to 0, FVU loss + AuxK / 32 (dead after
-# 10M tokens, residual target, b_dec in the AuxK decode), unit-norm decoder rows with the parallel gradient
-# removed, raw (unnormalised) activations, no gradient clipping.
-def train_sparsify_recipe(
-    data: Tensor, d_sae: int, k: int, tokens: int, batch: int, device: torch.device, seed: int
-) -> SparseAutoencoder:
-    """EleutherAI sparsify's TopK training recipe, re-implemented (see the comment above)."""
-    torch.manual_seed(seed)
-    d_in = data.shape[1]
-    bound = 1.0 / math.sqrt(d_in)  # nn.Linear's default kaiming_uniform(a=sqrt(5)) bound
-    encoder = torch.empty(d_sae, d_in).uniform_(-bound, bound)
-    W_enc = encoder.t().contiguous().to(device).requires_grad_()
-    W_dec = (encoder / encoder.norm(dim=1, keepdim=True)).to(device).requires_grad_()
-    b_enc = torch.zeros(d_sae, device=device, requires_grad=True)
-    b_dec = torch.zeros(d_in, device=device, requires_grad=True)
-    steps = max(1, tokens // batch)
-    warmup = 1000
-    optimizer = torch.optim.Adam([W_enc, W_dec, b_enc, b_dec], lr=2e-4 / math.sqrt(d_sae / 2**14))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: s / warmup if s < warmup else max(0.0, (steps - s) / max(1, steps - warmup))
+WORLDS = {
+    world.name: world
+    for world in (
+        World(
+            "base",
+            2048,
+            192,
+            0.05,
+            0.004,
+            hierarchy_roots=128,
+            exclusive=0.5,
+            correlation=0.1,
+            magnitudes=(0.5, 2.0),
+            bias=1.0,
+            note="the issue's world: 10.7x superposition, L0 ~ 10-18",
+        ),
+        World("sparse16x", 4096, 256, 0.02, 0.0008, zipf=0.7, correlation=0.05, note="16x superposition, low L0"),
+        World(
+            "dense4x",
+            1024,
+            256,
+            0.2,
+            0.02,
+            correlation=0.3,
+            magnitudes=(1.0, 1.0),
+            bias=0.5,
+            note="4x superposition, high L0, strong correlations",
+        ),
+        World(
+            "absorb",
+            2048,
+            192,
+            0.04,
+            0.004,
+            hierarchy_roots=256,
+            branching=(3, 6),
+            exclusive=1.0,
+            correlation=0.1,
+            magnitudes=(0.2, 5.0),
+            magnitude_std=0.3,
+            bias=2.0,
+            note="every parent's children mutually exclusive; wide magnitude spread",
+        ),
+        World(
+            "quick",
+            512,
+            64,
+            0.08,
+            0.005,
+            hierarchy_roots=48,
+            exclusive=0.5,
+            correlation=0.1,
+            magnitudes=(0.5, 2.0),
+            bias=1.0,
+            tokens=1_000_000,
+            note="small world for the developers' loop",
+        ),
     )
-    since_fired = torch.zeros(d_sae, dtype=torch.int64, device=device)
-    source = TensorBatchSource(data, seed=seed)
-    for step in range(steps):
-        x = source.next_batch(batch).to(device)
+}
+
+
+def sample_rows(model, n: int, seed: int) -> tuple[Tensor, float]:
+    """`n` activation rows of a world (same seed, same rows) and the mean number of true features firing."""
+    rows, l0_sum = [], 0.0
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        done = 0
+        while done < n:
+            take = min(65_536, n - done)
+            x, features = model.sample_with_features(take)
+            rows.append(x.float())
+            l0_sum += float((features != 0).sum())
+            done += take
+    return torch.cat(rows), l0_sum / n
+
+
+# --- what every trainer returns -----------------------------------------------------------------------
+@dataclass
+class Trained:
+    """A trained SAE seen through its own library's forward pass."""
+
+    encode: Callable[[Tensor], Tensor]  # dense codes [n, d_sae]
+    decode: Callable[[Tensor], Tensor]
+    decoder: Tensor  # [d_sae, d_in]
+
+
+@dataclass
+class Job:
+    """One training: same rows, width, k and budget for every trainer."""
+
+    train: Tensor
+    d_sae: int
+    k: int
+    tokens: int
+    seed: int
+
+
+def _ours(architecture: str) -> Callable[[Job], Trained]:
+    def run(job: Job) -> Trained:
+        sae_cfg = SAEConfig(d_in=job.train.shape[1], d_sae=job.d_sae, k=job.k, architecture=architecture)
+        train_cfg = TrainConfig(total_tokens=job.tokens, batch_size=BATCH, seed=job.seed, eval_tokens=0)
+        with tempfile.TemporaryDirectory() as folder:
+            train_sae(sae_cfg, train_cfg, TensorBatchSource(job.train, seed=job.seed), Path(folder), LocalContext())
+            sae = load_any(Path(folder)).sae.eval()
+        return Trained(sae.encode, sae.decode, sae.W_dec.detach())
+
+    return run
+
+
+class _ActivationTable(nn.Module):
+    """A stand-in language model for sparsify's Trainer: 'token ids' index rows of the activation pool."""
+
+    def __init__(self, rows: Tensor) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Embedding.from_pretrained(rows, freeze=True)])
+        self.dummy_inputs = {"input_ids": torch.zeros(1, 2, dtype=torch.long)}
+
+    @property
+    def base_model(self) -> nn.Module:
+        return self
+
+    @property
+    def device(self) -> torch.device:
+        return self.layers[0].weight.device
+
+    def forward(self, input_ids: Tensor) -> Tensor:
+        return self.layers[0](input_ids)
+
+
+def _sparsify(job: Job) -> Trained:
+    from sparsify import SaeConfig, Trainer
+    from sparsify import TrainConfig as SparsifyTrainConfig
+    from sparsify.sparse_coder import SparseCoder
+
+    steps = job.tokens // BATCH
+    gen = torch.Generator().manual_seed(job.seed)
+    order = torch.cat(
+        [torch.randperm(len(job.train), generator=gen) for _ in range(math.ceil(job.tokens / len(job.train)))]
+    )
+    ids = order[: steps * BATCH].view(-1, SEQ)
+    dataset = [{"input_ids": row} for row in ids]
+    with tempfile.TemporaryDirectory() as folder:
+        cfg = SparsifyTrainConfig(
+            SaeConfig(k=job.k, num_latents=job.d_sae),
+            batch_size=BATCH // SEQ,
+            hookpoints=["layers.0"],
+            init_seeds=[job.seed],
+            save_dir=folder,
+            save_every=10**9,
+            log_to_wandb=False,
+            run_name="bench",
+        )
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            trainer = Trainer(cfg, dataset, _ActivationTable(job.train))
+            trainer.fit()  # saves the schedule-free average at the end, as a user's run would
+        coder = SparseCoder.load_from_disk(Path(folder) / "bench" / "layers.0")
+
+    def encode(x: Tensor) -> Tensor:
+        out = coder.encode(x)
+        codes = torch.zeros(x.shape[0], coder.num_latents)
+        return codes.scatter_(1, out.top_indices, out.top_acts)
+
+    def decode(codes: Tensor) -> Tensor:
+        return codes @ coder.W_dec + coder.b_dec
+
+    with torch.no_grad():
+        return Trained(lambda x: encode(x).detach(), lambda c: decode(c).detach(), coder.W_dec.detach().clone())
+
+
+def _saelens(architecture: str) -> Callable[[Job], Trained]:
+    def run(job: Job) -> Trained:
+        from sae_lens.config import LoggingConfig, SAETrainerConfig
+        from sae_lens.saes.batchtopk_sae import BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig
+        from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+        from sae_lens.training.sae_trainer import SAETrainer
+
+        torch.manual_seed(job.seed)
+        d_in = job.train.shape[1]
+        if architecture == "batchtopk":
+            sae = BatchTopKTrainingSAE(BatchTopKTrainingSAEConfig(d_in=d_in, d_sae=job.d_sae, k=job.k))
+        else:
+            sae = TopKTrainingSAE(TopKTrainingSAEConfig(d_in=d_in, d_sae=job.d_sae, k=job.k))
+        # The documented LanguageModelSAERunnerConfig defaults: Adam 3e-4, betas (0.9, 0.999), constant lr.
+        cfg = SAETrainerConfig(
+            total_training_samples=job.tokens,
+            train_batch_size_samples=BATCH,
+            lr=3e-4,
+            lr_end=3e-4,
+            logger=LoggingConfig(log_to_wandb=False, eval_every_n_wandb_logs=2**31 - 1),
+        )
+        source = TensorBatchSource(job.train, seed=job.seed)
+
+        def batches() -> Iterator[Tensor]:
+            while True:
+                yield source.next_batch(BATCH)
+
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            SAETrainer(cfg=cfg, sae=sae, data_provider=batches(), save_checkpoint_fn=lambda _path: None).fit()
+        sae.eval()
         with torch.no_grad():
-            if step == 0:
-                b_dec.copy_(x.mean(0))
-            W_dec.div_(W_dec.norm(dim=1, keepdim=True) + torch.finfo(W_dec.dtype).eps)
-        dead = since_fired > 10_000_000
-        main, aux = sparse_encode(x, W_enc, b_enc, b_dec, k, dead_mask=dead, aux_k=d_in // 2)
-        x_hat = sparse_decode(main, W_dec) + b_dec
-        residual = x - x_hat
-        total_variance = (x - x.mean(0)).pow(2).sum()
-        loss = residual.pow(2).sum() / total_variance
-        if aux is not None:
-            n_dead = int(dead.sum())
-            scale = min(n_dead / (d_in // 2), 1.0)
-            e_hat = sparse_decode(aux, W_dec) + b_dec
-            loss = loss + scale * (e_hat - residual.detach()).pow(2).sum() / total_variance / 32
-        loss.backward()
-        with torch.no_grad():
-            grad = W_dec.grad
-            grad -= (grad * W_dec).sum(1, keepdim=True) * W_dec
-        optimizer.step()
-        optimizer.zero_grad()
-        schedule.step()
-        with torch.no_grad():
-            since_fired += batch
-            since_fired[main.cols] = 0
-    return _topk_sae(W_enc, b_enc, W_dec, b_dec, k)
+            return Trained(
+                lambda x: sae.encode(x).detach(), lambda c: sae.decode(c).detach(), sae.W_dec.detach().clone()
+            )
+
+    return run
 
 
-def train_naive(
-    data: Tensor, d_sae: int, k: int, tokens: int, batch: int, device: torch.device, seed: int
-) -> SparseAutoencoder:
-    """The failure mode: random Gaussian init, zero biases, plain Adam at 1e-3, MSE only, no constraints."""
-    torch.manual_seed(seed)
-    d_in = data.shape[1]
-    W_enc = (torch.randn(d_in, d_sae) / math.sqrt(d_in)).to(device).requires_grad_()
-    W_dec = (torch.randn(d_sae, d_in) / math.sqrt(d_sae)).to(device).requires_grad_()
-    b_enc = torch.zeros(d_sae, device=device, requires_grad=True)
-    b_dec = torch.zeros(d_in, device=device, requires_grad=True)
-    optimizer = torch.optim.Adam([W_enc, W_dec, b_enc, b_dec], lr=1e-3)
-    source = TensorBatchSource(data, seed=seed)
-    for _ in range(max(1, tokens // batch)):
-        x = source.next_batch(batch).to(device)
-        main, _ = sparse_encode(x, W_enc, b_enc, b_dec, k)
-        loss = (sparse_decode(main, W_dec) + b_dec - x).pow(2).sum(-1).mean()
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad()
-    return _topk_sae(W_enc, b_enc, W_dec, b_dec, k)
+TRAINERS: dict[str, Callable[[Job], Trained]] = {
+    "ours-topk": _ours("topk"),
+    "ours-batchtopk": _ours("batchtopk"),
+    "ours-jumprelu": _ours("jumprelu"),
+    "ours-relu": _ours("standard"),
+    "sparsify": _sparsify,
+    "saelens": _saelens("topk"),
+    "saelens-batchtopk": _saelens("batchtopk"),
+}
+ANCHORS = ("sparsify", "saelens", "saelens-batchtopk")
+DEFENDED = ("ours-topk", "ours-batchtopk")
 
 
-def bench_line(name: str, value: float, unit: str, op: str, target: float) -> str:
-    ok = value >= target if op == ">=" else value <= target
-    return f"BENCH {name} {value:.4g} {unit} goal {op} {target:.4g} {'ok' if ok else 'short'}"
+# --- scoring ------------------------------------------------------------------------------------------
+@dataclass
+class Score:
+    ev: float
+    l0: float
+    dead: float
+    seconds: float
+    mcc: float | None = None
+    recovered: float | None = None
+
+
+@torch.no_grad()
+def score(trained: Trained, held_out: Tensor, true_features: Tensor | None, seconds: float) -> Score:
+    sse = total = l0 = 0.0
+    fired = torch.zeros(trained.decoder.shape[0], dtype=torch.bool)
+    mean = held_out.mean(0)
+    for x in held_out.split(BATCH):
+        codes = trained.encode(x)
+        x_hat = trained.decode(codes)
+        sse += float((x - x_hat).pow(2).sum())
+        total += float((x - mean).pow(2).sum())
+        l0 += float((codes != 0).sum())
+        fired |= (codes != 0).any(0)
+    result = Score(ev=1 - sse / total, l0=l0 / len(held_out), dead=float((~fired).float().mean()), seconds=seconds)
+    if true_features is not None:
+        gt = score_decoder(trained.decoder, true_features)
+        result.mcc, result.recovered = gt.mcc, gt.recovered
+    return result
+
+
+@dataclass
+class Row:
+    """One data set: its scores per trainer over seeds."""
+
+    name: str
+    scores: dict[str, list[Score]] = field(default_factory=dict)
+
+    def mean(self, trainer: str, metric: str) -> float | None:
+        values = [getattr(s, metric) for s in self.scores.get(trainer, [])]
+        return statistics.fmean(values) if values and values[0] is not None else None
+
+    def spread(self, trainer: str, metric: str) -> float:
+        values = [getattr(s, metric) for s in self.scores.get(trainer, [])]
+        return statistics.pstdev(values) if len(values) > 1 and values[0] is not None else 0.0
+
+
+def _cell(row: Row, trainer: str, metric: str, digits: int = 3) -> str:
+    value = row.mean(trainer, metric)
+    if value is None:
+        return "—"
+    spread = row.spread(trainer, metric)
+    return f"{value:.{digits}f}" + (f"±{spread:.{digits}f}" if spread else "")
+
+
+def print_table(rows: list[Row], trainers: list[str]) -> None:
+    metrics = ("mcc", "recovered", "ev", "l0", "dead", "seconds")
+    print("\n| data | trainer | " + " | ".join(metrics) + " |")
+    print("|---|---|" + "---|" * len(metrics))
+    for row in rows:
+        for trainer in trainers:
+            if trainer in row.scores:
+                cells = [_cell(row, trainer, m, 1 if m in ("l0", "seconds") else 3) for m in metrics]
+                print(f"| {row.name} | {trainer} | " + " | ".join(cells) + " |")
+
+
+def bench_lines(rows: list[Row]) -> list[str]:
+    """miStudio's TopK / BatchTopK against the best anchor on every row (MCC, recovered, EV), and dead <= 3%."""
+    lines = []
+    for row in rows:
+        anchors = [a for a in ANCHORS if a in row.scores]
+        for ours in (t for t in DEFENDED if t in row.scores):
+            for metric in ("mcc", "recovered", "ev"):
+                best = max((row.mean(a, metric) for a in anchors if row.mean(a, metric) is not None), default=None)
+                value = row.mean(ours, metric)
+                if best is None or value is None:
+                    continue
+                ok = "ok" if value >= best - 1e-9 else "short"
+                lines.append(f"BENCH quality_{row.name}_{ours}_{metric} {value:.4f} {metric} goal >= {best:.4f} {ok}")
+            dead = row.mean(ours, "dead")
+            ok = "ok" if dead <= 0.03 else "short"
+            lines.append(f"BENCH quality_{row.name}_{ours}_dead {dead:.4f} fraction goal <= 0.03 {ok}")
+    return lines
+
+
+# --- real activations ---------------------------------------------------------------------------------
+def _texts(kind: str, limit: int) -> list[str]:
+    """Two different kinds of text found on any machine: Python docstrings, and package descriptions (prose)."""
+    if kind == "docstrings":
+        from mistudio_tui.ml.sample.corpus import build_corpus, read_corpus
+
+        with tempfile.TemporaryDirectory() as folder:
+            build_corpus(Path(folder) / "docs.jsonl")
+            return read_corpus(Path(folder) / "docs.jsonl")[:limit]
+    import importlib.metadata
+
+    texts = []
+    for dist in importlib.metadata.distributions():
+        body = dist.metadata.get_payload() if hasattr(dist.metadata, "get_payload") else None
+        body = body or dist.metadata.get("Description") or ""
+        texts.extend(p for p in body.split("\n\n") if len(p) > 200)
+    return texts[:limit]
+
+
+def real_sets(model_dir: Path, tokens: int) -> dict[str, Tensor]:
+    """Residual activations of two layers of a pretrained model on two kinds of text (padding dropped)."""
+    from transformers import AutoModel, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModel.from_pretrained(model_dir).eval()
+    n_layers = model.config.num_hidden_layers
+    plan = {
+        f"real-L{n_layers // 2}-docstrings": (n_layers // 2, "docstrings"),
+        f"real-L{n_layers - 1}-prose": (n_layers - 1, "prose"),
+    }
+    out = {}
+    for name, (layer, kind) in plan.items():
+        rows, have, texts = [], 0, _texts(kind, 20_000)
+        for start in range(0, len(texts), 32):
+            batch = texts[start : start + 32]
+            if not batch or have >= tokens:
+                break
+            enc = tokenizer(batch, truncation=True, max_length=128, padding=True, return_tensors="pt")
+            with torch.no_grad():
+                hidden = model(**enc, output_hidden_states=True).hidden_states[layer]
+            keep = hidden[enc["attention_mask"].bool()]
+            rows.append(keep)
+            have += len(keep)
+        out[name] = torch.cat(rows)[:tokens].float()
+        print(f"{name}: {len(out[name]):,} rows of d_in {out[name].shape[1]}")
+    return out
+
+
+# --- main ---------------------------------------------------------------------------------------------
+def run_row(
+    name: str,
+    train: Tensor,
+    held_out: Tensor,
+    true: Tensor | None,
+    d_sae: int,
+    k: int,
+    tokens: int,
+    trainers: list[str],
+    seeds: list[int],
+) -> Row:
+    row = Row(name)
+    for trainer in trainers:
+        for seed in seeds:
+            start = time.perf_counter()
+            trained = TRAINERS[trainer](Job(train, d_sae, k, tokens, seed))
+            result = score(trained, held_out, true, time.perf_counter() - start)
+            row.scores.setdefault(trainer, []).append(result)
+            gt = f" mcc {result.mcc:.3f} recovered {result.recovered:.3f}" if result.mcc is not None else ""
+            print(
+                f"  {name} {trainer} seed {seed}:{gt} ev {result.ev:.3f} l0 {result.l0:.1f} "
+                f"dead {result.dead:.3f} ({result.seconds:.0f} s)",
+                flush=True,
+            )
+    return row
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--activations", type=Path, required=True, help="activation-set folder, or safetensors file of [tokens, d_in]"
-    )
-    parser.add_argument("--key", default=None, help="hook of the set / tensor name in the file (when several)")
-    parser.add_argument("--k", type=int, default=32)
-    parser.add_argument("--expansion", type=int, default=8)
-    parser.add_argument("--tokens", type=int, default=None, help="training tokens (default: one pass)")
-    parser.add_argument("--batch-size", type=int, default=4096)
-    parser.add_argument("--holdout", type=float, default=0.1, help="fraction of rows (the last ones) held out")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="cap the budget at 300k tokens (about a minute on CPU)")
-    parser.add_argument("--recipes", default="ours,sparsify,naive", help="comma-separated subset to run")
+    parser.add_argument("--quick", action="store_true", help="the small world, one seed, TopK vs the anchors")
+    parser.add_argument("--worlds", default="base,sparse16x,dense4x,absorb", help=f"some of {', '.join(WORLDS)}")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--tokens", type=int, default=None, help="training tokens per SAE (default: the world's)")
+    parser.add_argument("--trainers", default=",".join(TRAINERS), help=f"some of {', '.join(TRAINERS)}")
+    parser.add_argument("--real-model", type=Path, default=None, help="a pretrained HF model folder for real sets")
+    parser.add_argument("--real-tokens", type=int, default=1_000_000)
+    parser.add_argument("--real-k", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     args = parser.parse_args(argv)
-
-    data = load_activations(args.activations, args.key)
-    n_hold = max(1, int(len(data) * args.holdout))
-    train, held_out = data[:-n_hold], data[-n_hold:]
-    d_in = data.shape[1]
-    d_sae = d_in * args.expansion
-    tokens = args.tokens or len(train)
-    if args.quick:
-        tokens = min(tokens, 300_000)
-    batch = min(args.batch_size, len(train))
-    device = pick_device(args.device)
-    print(f"{len(train):,} training rows, {n_hold:,} held out; d_in {d_in}, d_sae {d_sae}, k {args.k}")
-    print(f"budget {tokens:,} tokens in batches of {batch} on {device}")
-
-    recipes: dict[str, Callable[[], SparseAutoencoder]] = {
-        "ours": lambda: train_ours(train, d_sae, args.k, tokens, batch, str(device), args.seed),
-        "sparsify": lambda: train_sparsify_recipe(train, d_sae, args.k, tokens, batch, device, args.seed),
-        "naive": lambda: train_naive(train, d_sae, args.k, tokens, batch, device, args.seed),
-    }
-    results: dict[str, dict[str, float]] = {}
-    print(f"{'recipe':<10} {'EV':>8} {'nmse':>8} {'L0':>6} {'dead':>7} {'seconds':>8}")
-    chosen = [name.strip() for name in args.recipes.split(",") if name.strip()]
-    unknown = sorted(set(chosen) - set(recipes))
-    if unknown:
-        raise ValueError(f"--recipes: unknown recipe(s) {', '.join(unknown)}; expected some of {', '.join(recipes)}")
-    for name in chosen:
-        train_recipe = recipes[name]
-        start = time.perf_counter()
-        sae = train_recipe().to(device)
-        seconds = time.perf_counter() - start
-        source = TensorBatchSource(held_out, shuffle=False)
-        metrics = evaluate_reconstruction(sae, source, n_hold, batch_size=batch).metrics
-        results[name] = metrics
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    worlds = ["quick"] if args.quick else [w.strip() for w in args.worlds.split(",") if w.strip()]
+    seeds = [0] if args.quick else [int(s) for s in args.seeds.split(",")]
+    trainers = "ours-topk,ours-batchtopk,sparsify,saelens" if args.quick else args.trainers
+    trainers = [t.strip() for t in trainers.split(",") if t.strip()]
+    for name in worlds:
+        if name not in WORLDS:
+            parser.error(f"--worlds: unknown world {name!r}; expected some of {', '.join(WORLDS)}")
+    for name in trainers:
+        if name not in TRAINERS:
+            parser.error(f"--trainers: unknown trainer {name!r}; expected some of {', '.join(TRAINERS)}")
+    started = time.perf_counter()
+    rows = []
+    for name in worlds:
+        world = WORLDS[name]
+        model = world.build()
+        tokens = args.tokens or world.tokens
+        t0 = time.perf_counter()
+        train, _ = sample_rows(model, min(tokens, 2_000_000), seed=1)
+        held_out, true_l0 = sample_rows(model, HELD_OUT, seed=2)
+        k = max(1, round(true_l0))
+        true = model.feature_dict.feature_vectors.detach().float()
         print(
-            f"{name:<10} {metrics['explained_variance']:>8.4f} {metrics['nmse']:>8.4f} {metrics['l0']:>6.1f} "
-            f"{metrics['dead_fraction']:>7.3f} {seconds:>8.1f}"
+            f"world {name}: {world.features} features in {world.dim} dims, true L0 {true_l0:.1f} -> k {k}, "
+            f"width {world.width}, {tokens:,} tokens ({len(train):,} distinct; sampled in "
+            f"{time.perf_counter() - t0:.0f} s) — {world.note}",
+            flush=True,
         )
-    if "ours" in results and "sparsify" in results:
-        ours, sparsify = results["ours"], results["sparsify"]
-        print(bench_line("quality_ev_ours", ours["explained_variance"], "EV", ">=", sparsify["explained_variance"]))
-        print(bench_line("quality_dead_ours", ours["dead_fraction"], "fraction", "<=", sparsify["dead_fraction"]))
-    if "ours" in results and "naive" in results:
-        naive = results["naive"]
-        print(
-            bench_line(
-                "quality_ev_naive", naive["explained_variance"], "EV", "<=", results["ours"]["explained_variance"]
+        rows.append(run_row(name, train, held_out, true, world.width, k, tokens, trainers, seeds))
+    if args.real_model is not None and not args.quick:
+        for name, data in real_sets(args.real_model, args.real_tokens + HELD_OUT).items():
+            d_in = data.shape[1]
+            rows.append(
+                run_row(
+                    name,
+                    data[:-HELD_OUT],
+                    data[-HELD_OUT:],
+                    None,
+                    8 * d_in,
+                    args.real_k,
+                    args.tokens or 2_000_000,
+                    trainers,
+                    seeds,
+                )
             )
-        )
+    print_table(rows, trainers)
+    for line in bench_lines(rows):
+        print(line)
+    print(f"total {time.perf_counter() - started:.0f} s")
     return 0
 
 

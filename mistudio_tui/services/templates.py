@@ -9,7 +9,7 @@ from typing import Any
 
 from mistudio_tui.db.lookup import resolve
 from mistudio_tui.db.models import Training, TrainingTemplate
-from mistudio_tui.ml.sae.config import B_DEC_INITS, LR_DECAYS, TRAIN_DTYPES, SAEConfig, TrainConfig
+from mistudio_tui.ml.sae.config import B_DEC_INITS, LR_DECAYS, OPTIMIZERS, TRAIN_DTYPES, SAEConfig, TrainConfig
 from mistudio_tui.services.template_store import TemplateStore
 from mistudio_tui.services.trainings import ARCHITECTURES
 
@@ -28,7 +28,13 @@ class FieldRule:
 
 
 _KINDS = {"int": "int", "float": "number", "bool": "bool", "str": "str", "tuple[float, float]": "pair"}
-_CHOICES = {"architecture": ARCHITECTURES, "lr_decay": LR_DECAYS, "b_dec_init": B_DEC_INITS, "dtype": TRAIN_DTYPES}
+_CHOICES = {
+    "architecture": ARCHITECTURES,
+    "lr_decay": LR_DECAYS,
+    "optimizer": OPTIMIZERS,
+    "b_dec_init": B_DEC_INITS,
+    "dtype": TRAIN_DTYPES,
+}
 # The bounds SAEConfig / TrainConfig enforce in __post_init__, per field, so a template error names one field.
 _BOUNDS: dict[str, tuple[str, ...]] = {
     ">0": (

@@ -16,6 +16,7 @@ from mistudio_tui.ml.sae.architectures import TopKSAE
 from mistudio_tui.ml.sae.checkpoint import latest_checkpoint, load_checkpoint
 from mistudio_tui.ml.sae.config import SAEConfig, TrainConfig
 from mistudio_tui.ml.sae.formats import load_saelens
+from mistudio_tui.ml.sae.optim import averaged_weights
 from mistudio_tui.ml.sae.trainer import DEAD_CHECK_EVERY, SAETrainer, effective_dead_threshold, train_sae
 
 METRIC_KEYS = {
@@ -89,9 +90,12 @@ def test_each_architecture_recovers_a_planted_dictionary(
 ) -> None:
     data, dictionary = planted_data(20_000, d_in=16, n_features=24, per_token=2)
     sae_cfg = SAEConfig(d_in=16, d_sae=48, k=2, architecture=architecture, **extra)
+    # TopK and BatchTopK train with their default optimiser and lr (schedule-free sign descent); the others with
+    # this file's Adam lr
+    lr = None if architecture in ("topk", "batchtopk") else 1e-2
     summary = train_sae(
         sae_cfg,
-        small_train_cfg(total_tokens=50_000, metrics_every=100, sparse_kernels=sparse),
+        small_train_cfg(total_tokens=50_000, metrics_every=100, sparse_kernels=sparse, lr=lr),
         TensorBatchSource(data),
         tmp_path,
         LocalContext(),
@@ -172,7 +176,7 @@ def test_normalisation_is_folded_into_the_saved_weights(tmp_path: Path) -> None:
     assert scale == pytest.approx(4.0 / float(data.norm(dim=1).mean()), rel=0.05)  # estimated on 1024 rows
     saved, _, _ = load_saelens(tmp_path)
     x = data[:64]
-    with torch.no_grad():
+    with torch.no_grad(), averaged_weights(trainer.optimizer):  # what is saved is the schedule-free average
         expected_codes = trainer.sae.encode(x * scale)
         expected = trainer.sae(x * scale) / scale
     torch.testing.assert_close(saved.encode(x), expected_codes, rtol=1e-4, atol=1e-4)
@@ -227,7 +231,7 @@ def test_cancel_checkpoint_holds_the_whole_training_state(tmp_path: Path) -> Non
     assert state["step"] == 5 and state["tokens"] == 5 * 128
     assert state["source"] == source.state_dict()
     assert {"model", "optimizer", "schedule", "rng", "act_scale", "tokens_since_fired"} <= set(state)
-    assert len(state["optimizer"]["state"]) == 4  # Adam moments for W_enc, W_dec, b_enc, b_dec
+    assert len(state["optimizer"]["state"]) == 4  # the schedule-free z of W_enc, W_dec, b_enc, b_dec
     assert {"python", "numpy", "torch"} <= set(state["rng"])
 
 
@@ -343,7 +347,8 @@ def test_window_metrics_equal_a_recomputation_when_nothing_learns(
     """With lr 0 the SAE is fixed, so the streamed window must equal the loss terms recomputed batch by batch."""
     data, _ = planted_data(2048, d_in=8, n_features=12, per_token=2)
     sae_cfg = SAEConfig(d_in=8, d_sae=16, k=3, architecture=architecture, normalize_activations=False)
-    cfg = small_train_cfg(total_tokens=128 * 6, metrics_every=6, eval_tokens=0)
+    # Adam: schedule-free averaging weighs each step by its lr, which cannot all be 0
+    cfg = small_train_cfg(total_tokens=128 * 6, metrics_every=6, eval_tokens=0, optimizer="adam")
     ctx = LocalContext()
     trainer = SAETrainer(sae_cfg, cfg, TensorBatchSource(data, seed=5), tmp_path, ctx)
     monkeypatch.setattr(trainer, "schedule", dataclasses.replace(trainer.schedule, peak_lr=0.0))

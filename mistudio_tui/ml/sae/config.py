@@ -9,6 +9,8 @@ from typing import Any, Self
 
 ARCHITECTURES = ("standard", "topk", "batchtopk", "jumprelu")
 LR_DECAYS = ("constant", "cosine", "linear")
+OPTIMIZERS = ("auto", "signum", "adam")
+SIGNUM_ARCHITECTURES = ("topk", "batchtopk")  # "auto" picks signum for these, Adam for ReLU-L1 and JumpReLU
 B_DEC_INITS = ("geometric_median", "mean", "zeros")
 TRAIN_DTYPES = ("fp32", "bf16")
 _DTYPE_ALIASES = {"float32": "fp32", "bfloat16": "bf16"}
@@ -89,9 +91,11 @@ class TrainConfig:
 
     total_tokens: int = 100_000_000
     batch_size: int = 4096
-    lr: float | None = None  # None: 2e-4 / sqrt(d_sae / 2**14)
-    lr_warmup_steps: int = 1000  # capped at a tenth of the run
-    lr_decay: str = "linear"
+    # auto: sign descent with schedule-free averaging for TopK / BatchTopK (see ml/sae/optim.py), Adam otherwise
+    optimizer: str = "auto"
+    lr: float | None = None  # None: default_lr(d_sae, optimizer)
+    lr_warmup_steps: int | None = None  # None: 1000 for Adam, 0 for signum; capped at a tenth of the run
+    lr_decay: str | None = None  # None: linear for Adam, constant for signum (its averaged weights need no decay)
     lr_decay_start: float = 0.8  # fraction of the run after which the lr decays
     final_lr_fraction: float = 0.1  # lr at the last step, as a fraction of the peak
     sparsity_warmup_steps: int | None = None  # None: 5% of the run (l1 / l0 coefficient ramps up from 0)
@@ -124,10 +128,23 @@ class TrainConfig:
             "checkpoint_every",
         ):
             _require(getattr(self, name) > 0, f"{name} must be a positive integer, got {getattr(self, name)}")
-        for name in ("lr_warmup_steps", "eval_tokens", "keep_checkpoints"):
+        for name in ("eval_tokens", "keep_checkpoints"):
             _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
-        _require(self.lr is None or self.lr > 0, f"lr must be positive (or empty for automatic), got {self.lr}")
-        _require(self.lr_decay in LR_DECAYS, f"lr_decay {self.lr_decay!r} unknown; expected {', '.join(LR_DECAYS)}")
+        _require(
+            self.lr_warmup_steps is None or self.lr_warmup_steps >= 0,
+            f"lr_warmup_steps must be >= 0 (or empty for automatic), got {self.lr_warmup_steps}",
+        )
+        _require(
+            self.lr is None or (math.isfinite(self.lr) and self.lr > 0),
+            f"lr must be a positive number (or empty for automatic), got {self.lr}",
+        )
+        _require(
+            self.optimizer in OPTIMIZERS, f"optimizer {self.optimizer!r} unknown; expected {', '.join(OPTIMIZERS)}"
+        )
+        _require(
+            self.lr_decay is None or self.lr_decay in LR_DECAYS,
+            f"lr_decay {self.lr_decay!r} unknown; expected {', '.join(LR_DECAYS)}",
+        )
         _require(0.0 <= self.lr_decay_start <= 1.0, f"lr_decay_start must be in [0, 1], got {self.lr_decay_start}")
         _require(
             0.0 <= self.final_lr_fraction <= 1.0, f"final_lr_fraction must be in [0, 1], got {self.final_lr_fraction}"
@@ -160,6 +177,17 @@ class TrainConfig:
         return _from_dict(cls, data, "training config")
 
 
-def default_lr(d_sae: int) -> float:
-    """The automatic learning rate, 2e-4 / sqrt(d_sae / 2**14) (the rule of Gao et al. and sparsify)."""
-    return 2e-4 / math.sqrt(d_sae / 2**14)
+def resolve_optimizer(name: str, architecture: str) -> str:
+    """The optimiser `name` stands for: "auto" is signum for TopK / BatchTopK and Adam otherwise."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer {name!r} unknown; expected one of {', '.join(OPTIMIZERS)}")
+    if name != "auto":
+        return name
+    return "signum" if architecture in SIGNUM_ARCHITECTURES else "adam"
+
+
+def default_lr(d_sae: int, optimizer: str = "adam") -> float:
+    """The automatic learning rate: 2e-4 (Adam) or 5e-3 (signum) / sqrt(d_sae / 2**14), the rules of Gao et al.
+    and sparsify (a sign step moves every weight by the whole lr, so its lr is the larger)."""
+    base = 5e-3 if optimizer == "signum" else 2e-4
+    return base / math.sqrt(d_sae / 2**14)

@@ -20,14 +20,17 @@ class LRSchedule:
     final_fraction: float = 0.0
 
     @classmethod
-    def from_config(cls, cfg: TrainConfig, peak_lr: float) -> LRSchedule:
-        """The schedule `cfg` asks for; warmup is capped at a tenth of the run."""
+    def from_config(cls, cfg: TrainConfig, peak_lr: float, optimizer: str = "adam") -> LRSchedule:
+        """The schedule `cfg` asks for (its empty fields filled in for `optimizer`); warmup is capped at a tenth
+        of the run. Schedule-free sign descent averages its iterates, so by default it neither warms up nor decays."""
         total = cfg.total_steps
+        adam = optimizer == "adam"
+        warmup = cfg.lr_warmup_steps if cfg.lr_warmup_steps is not None else (1000 if adam else 0)
         return cls(
             peak_lr=peak_lr,
             total_steps=total,
-            warmup_steps=min(cfg.lr_warmup_steps, total // 10),
-            decay=cfg.lr_decay,
+            warmup_steps=min(warmup, total // 10),
+            decay=cfg.lr_decay or ("linear" if adam else "constant"),
             decay_start_step=int(cfg.lr_decay_start * total),
             final_fraction=cfg.final_lr_fraction,
         )

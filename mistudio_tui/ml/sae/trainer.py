@@ -24,7 +24,7 @@ from mistudio_tui.ml.sae.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from mistudio_tui.ml.sae.config import SAEConfig, TrainConfig, default_lr
+from mistudio_tui.ml.sae.config import SAEConfig, TrainConfig, default_lr, resolve_optimizer
 from mistudio_tui.ml.sae.evaluate import (
     ReconstructionStats,
     density_histogram,
@@ -33,6 +33,7 @@ from mistudio_tui.ml.sae.evaluate import (
 )
 from mistudio_tui.ml.sae.formats.saelens import CFG_FILE, SPARSITY_FILE, WEIGHTS_FILE, save_saelens
 from mistudio_tui.ml.sae.initialization import activation_scale, initial_b_dec
+from mistudio_tui.ml.sae.optim import averaged_weights, build_optimizer
 from mistudio_tui.ml.sae.schedule import LRSchedule, sparsity_coefficient_at, sparsity_warmup_steps
 
 CHECKPOINT_VERSION = 1
@@ -74,11 +75,10 @@ class SAETrainer:
         sparse = train_cfg.sparse_kernels
         self.sae.use_sparse_kernels = self.device.type != "cuda" if sparse is None else sparse
         self.d_sae = self.sae.d_sae
-        self.peak_lr = train_cfg.lr if train_cfg.lr is not None else default_lr(self.d_sae)
-        self.optimizer = torch.optim.Adam(
-            self.sae.parameters(), lr=self.peak_lr, betas=train_cfg.adam_betas, fused=True
-        )
-        self.schedule = LRSchedule.from_config(train_cfg, self.peak_lr)
+        self.optimizer_name = resolve_optimizer(train_cfg.optimizer, sae_cfg.architecture)
+        self.peak_lr = train_cfg.lr if train_cfg.lr is not None else default_lr(self.d_sae, self.optimizer_name)
+        self.optimizer = build_optimizer(self.sae.parameters(), self.optimizer_name, self.peak_lr, train_cfg.adam_betas)
+        self.schedule = LRSchedule.from_config(train_cfg, self.peak_lr, self.optimizer_name)
         self.total_steps = train_cfg.total_steps
         self.sparsity_warmup = sparsity_warmup_steps(train_cfg)
         self.base_coefficient = sae_cfg.l0_coefficient if sae_cfg.architecture == "jumprelu" else sae_cfg.l1_coefficient
@@ -134,7 +134,8 @@ class SAETrainer:
         self.sae.initialize_from_batch(x)
         self.ctx.log(
             f"initialised from {seen:,} tokens: activation scale {self.act_scale:.4g}, "
-            f"b_dec = {self.train_cfg.b_dec_init}, lr {self.peak_lr:.3g}, dead after {self.dead_threshold:,} tokens"
+            f"b_dec = {self.train_cfg.b_dec_init}, {self.optimizer_name} lr {self.peak_lr:.3g}, "
+            f"dead after {self.dead_threshold:,} tokens"
         )
 
     def _next_batch(self, n: int) -> Tensor:
@@ -378,7 +379,8 @@ class SAETrainer:
         self._emit_histogram()
         if self.last_checkpoint_step != self.step:
             self.save_checkpoint()
-        sae = copy.deepcopy(self.sae).eval()
+        with averaged_weights(self.optimizer):  # schedule-free: save the average, not the last iterate
+            sae = copy.deepcopy(self.sae).eval()
         sae.fold_activation_scale(self.act_scale)
         evaluation: dict[str, Any] | None = None
         sparsity = None
@@ -397,6 +399,7 @@ class SAETrainer:
             "steps": self.step,
             "tokens": self.tokens,
             "lr": self.peak_lr,
+            "optimizer": self.optimizer_name,
             "act_scale": self.act_scale,
             "dead_tokens_threshold": self.dead_threshold,
             "micro_batch_size": self.micro_batch_size,
