@@ -9,6 +9,7 @@ from mistudio_tui.cli.common import add_list_show_delete, basic, count_arg, run_
 from mistudio_tui.cli.jobrun import run_job
 from mistudio_tui.cli.output import CliError, emit
 from mistudio_tui.db.models import Training
+from mistudio_tui.ml.sae.config import OPTIMIZERS
 from mistudio_tui.services import multi_training as multi_svc
 from mistudio_tui.services import trainings as svc
 from mistudio_tui.studio import Studio
@@ -76,6 +77,11 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     width.add_argument("--expansion", type=int)
     width.add_argument("--d-sae", type=int)
     p.add_argument("--lr", type=float)
+    p.add_argument(
+        "--optimizer",
+        choices=list(OPTIMIZERS),
+        help="auto (default): schedule-free sign descent for topk / batchtopk, Adam for relu / jumprelu",
+    )
     p.add_argument("--batch-size", type=int)
     p.add_argument("--tokens", dest="total_tokens", type=count_arg("--tokens"))
     p.add_argument("--device")
@@ -168,6 +174,7 @@ def run_options(args: argparse.Namespace) -> dict[str, Any]:
             "expansion",
             "d_sae",
             "lr",
+            "optimizer",
             "batch_size",
             "total_tokens",
             "device",
