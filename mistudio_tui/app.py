@@ -16,7 +16,7 @@ from textual.binding import Binding
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
-from mistudio_tui.jobs.runner import JobEvent
+from mistudio_tui.jobs.interface import JobEvent
 from mistudio_tui.studio import Studio
 from mistudio_tui.ui.idle_gc import IdleCollector
 from mistudio_tui.ui.messages import DataChanged, JobUpdate

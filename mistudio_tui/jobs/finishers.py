@@ -74,7 +74,7 @@ def train_start(job: Job) -> None:
     if job.params.get("resume") and job.resource_id is not None:
         from pathlib import Path
 
-        from mistudio_tui.jobs.checkpoint_files import latest_checkpoint_step
+        from mistudio_tui.ml.sae.checkpoint_files import latest_checkpoint_step
 
         step = latest_checkpoint_step(Path(job.params["out_dir"]))
         if step is not None:
@@ -103,7 +103,7 @@ def train_multi_start(job: Job) -> None:
     """Mark every run of the group running under this job; a resumed group drops curve points after each checkpoint."""
     from pathlib import Path
 
-    from mistudio_tui.jobs.checkpoint_files import latest_checkpoint_step
+    from mistudio_tui.ml.sae.checkpoint_files import latest_checkpoint_step
 
     ids = group_training_ids(job)
     Training.update(status="running", job=job.id, error=None).where(Training.id.in_(ids)).execute()

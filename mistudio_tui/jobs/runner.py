@@ -14,7 +14,6 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -24,23 +23,12 @@ from mistudio_tui.config import Paths
 from mistudio_tui.db import jobs as job_queries
 from mistudio_tui.db.models import Job, database
 from mistudio_tui.jobs import protocol as p
+from mistudio_tui.jobs.interface import JobEvent, Listener
 from mistudio_tui.jobs.registry import JobKind, get_kind
+from mistudio_tui.process_io import real_stdio
 
 TERMINAL_STATES = ("completed", "failed", "cancelled", "interrupted")
 PROGRESS_DB_INTERVAL = 0.3
-
-
-@dataclass(slots=True)
-class JobEvent:
-    """Something happened to a job: `type` is state | progress | metrics | log | artifact."""
-
-    job_id: int
-    type: str
-    status: str = ""
-    data: Any = None
-
-
-Listener = Callable[[JobEvent], None]
 
 
 @dataclass
@@ -363,28 +351,6 @@ class JobRunner:
                 listener(event)
             except Exception as exc:
                 print(f"mistudio job listener failed: {exc}", file=sys.stderr)
-
-
-@contextlib.contextmanager
-def real_stdio() -> Any:
-    """Point sys.stdout/stderr at the process's real files while spawning.
-
-    A TUI replaces them with objects whose fileno() is not a real descriptor, and multiprocessing passes
-    stderr's descriptor to the resource tracker it starts, which then fails ("bad value(s) in fds_to_keep").
-    """
-    saved = sys.stdout, sys.stderr
-    try:
-        for name in ("stdout", "stderr"):
-            current = getattr(sys, name)
-            try:
-                ok = current is not None and current.fileno() >= 0
-            except (OSError, ValueError, AttributeError):
-                ok = False
-            if not ok:
-                setattr(sys, name, getattr(sys, f"__{name}__"))
-        yield
-    finally:
-        sys.stdout, sys.stderr = saved
 
 
 def _worker_entry(*args: Any) -> None:

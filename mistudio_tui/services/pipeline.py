@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mistudio_tui.db.models import Job, LanguageModel
-from mistudio_tui.jobs.runner import JobEvent
+from mistudio_tui.jobs.interface import JobEvent
 from mistudio_tui.services.datasets import tokenize_dataset
 from mistudio_tui.services.features import extract_features
 from mistudio_tui.services.models import extract_activations

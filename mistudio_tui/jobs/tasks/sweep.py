@@ -143,7 +143,7 @@ class _Orchestrator:
     def _start_existing(self, training: Any) -> None:
         from pathlib import Path
 
-        from mistudio_tui.jobs.checkpoint_files import latest_checkpoint_step
+        from mistudio_tui.ml.sae.checkpoint_files import latest_checkpoint_step
         from mistudio_tui.services.trainings import train_spec
 
         resume = latest_checkpoint_step(Path(training.path)) is not None if training.path else False

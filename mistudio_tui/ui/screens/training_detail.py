@@ -18,8 +18,8 @@ from textual.widgets import Static
 
 from mistudio_tui.db import metrics as mq
 from mistudio_tui.db.models import Training
-from mistudio_tui.jobs.checkpoint_files import checkpoint_steps
 from mistudio_tui.jobs.runner import tail_file
+from mistudio_tui.ml.sae.checkpoint_files import checkpoint_steps
 from mistudio_tui.services import trainings as svc
 from mistudio_tui.services.run_diagnosis import diagnose
 from mistudio_tui.services.spec import JobSpec
