@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from mistudio_tui.db.states import RunState
 from mistudio_tui.ml.analysis.ablation import ablate_features
 from mistudio_tui.ml.analysis.decoder_map import decoder_map
 from mistudio_tui.ml.features.cooccurrence import CooccurrenceAccumulator
@@ -100,7 +101,7 @@ class InferenceServer:
         cached = self._pair
         if cached is not None and cached.training_id == training.id and cached.device == target:
             return cached
-        if training.status not in ("ready", "completed"):
+        if training.status not in RunState.USABLE:
             raise ValueError(f"training '{training.name}' is {training.status}; steering needs a finished SAE")
         if training.model is None:
             raise ValueError(f"training '{training.name}' has no language model; attach one before steering")

@@ -22,12 +22,13 @@ from typing import Any
 from mistudio_tui.config import Paths
 from mistudio_tui.db import jobs as job_queries
 from mistudio_tui.db.models import Job, database
+from mistudio_tui.db.states import JobState
 from mistudio_tui.jobs import protocol as p
 from mistudio_tui.jobs.interface import JobEvent, Listener
 from mistudio_tui.jobs.registry import JobKind, get_kind
 from mistudio_tui.process_io import real_stdio
 
-TERMINAL_STATES = ("completed", "failed", "cancelled", "interrupted")
+TERMINAL_STATES = JobState.TERMINAL  # kept for callers written before JobState
 PROGRESS_DB_INTERVAL = 0.3
 
 
@@ -112,7 +113,7 @@ class JobRunner:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             job = Job.get_by_id(job_id)
-            if job.status in TERMINAL_STATES:
+            if job.status in JobState.TERMINAL:
                 return job
             if deadline is not None and time.monotonic() > deadline:
                 return job
@@ -170,7 +171,7 @@ class JobRunner:
             return
         if run is None:
             job = Job.get_or_none(Job.id == job_id)
-            if job is not None and job.status in ("queued", "running") and job.runner_pid != os.getpid():
+            if job is not None and job.status in JobState.ACTIVE and job.runner_pid != os.getpid():
                 _signal_foreign_job(job)
             return
         if not run.cancel_requested:

@@ -17,6 +17,7 @@ from textual.events import Key, Resize
 from textual.widgets import DataTable, Input, Static
 
 from mistudio_tui.db.models import Job, Training
+from mistudio_tui.db.states import JobState, RunState
 from mistudio_tui.services import features as feature_svc
 from mistudio_tui.services import run_list
 from mistudio_tui.services import trainings as svc
@@ -34,7 +35,6 @@ from mistudio_tui.ui.widgets.sparkline import SparklineCache
 
 CURVE_METRICS = ("loss", "mse", "l0", "explained_variance", "dead_fraction", "lr", "tokens_per_s")
 NARROW_BELOW = 80
-ACTIVE_RUN_STATES = ("queued", "running")  # the runs the database poll follows
 Column = tuple[str, str, int]
 WIDE_COLUMNS: list[Column] = [
     ("mark", " ", 1),
@@ -172,7 +172,7 @@ class TrainingsScreen(MetricKeys, StudioScreen):
         """Refresh runs whose steps moved since they were drawn; reload when a run starts or stops anywhere."""
         if self.live.typing() or not self.is_current:
             return
-        query = Training.select(Training.id, Training.steps, Training.job).where(Training.status.in_(ACTIVE_RUN_STATES))
+        query = Training.select(Training.id, Training.steps, Training.job).where(Training.status.in_(RunState.ACTIVE))
         rows = list(query.tuples())
         active = {rid: steps for rid, steps, _ in rows}
         previous, self._polled = self._polled, active
@@ -223,7 +223,7 @@ class TrainingsScreen(MetricKeys, StudioScreen):
         """The runs the list shows: filtered, sorted, grouped (an invalid filter shows everything)."""
         rows = run_list.load_rows()
         # what the database poll compares with: the runs active now are drawn, only a change needs a reload
-        self._polled = {r.training.id: r.training.steps for r in rows if r.training.status in ACTIVE_RUN_STATES}
+        self._polled = {r.training.id: r.training.steps for r in rows if r.training.status in RunState.ACTIVE}
         try:
             run_filter = run_list.parse_filter(self.filter_text)
         except ValueError:
@@ -526,7 +526,7 @@ class TrainingsScreen(MetricKeys, StudioScreen):
 
 def pause_training(screen: StudioScreen, training: Training | None) -> bool:
     """Ask a running training's job to checkpoint and stop (resumable with r)."""
-    if training is None or training.job is None or training.job.status not in ("queued", "running"):
+    if training is None or training.job is None or training.job.status not in JobState.ACTIVE:
         screen.notify("Select a running training", severity="warning")
         return False
     screen.studio.runner.cancel(training.job_id)
