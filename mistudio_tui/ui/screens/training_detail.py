@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ from mistudio_tui.db.models import Training
 from mistudio_tui.db.states import JobState, RunState
 from mistudio_tui.jobs.runner import tail_file
 from mistudio_tui.ml.sae.checkpoint_files import checkpoint_steps
+from mistudio_tui.services import sae_io
 from mistudio_tui.services import trainings as svc
 from mistudio_tui.services.run_diagnosis import diagnose
 from mistudio_tui.services.spec import JobSpec
@@ -328,15 +328,6 @@ class TrainingDetailScreen(MetricKeys, StudioScreen):
         training = self.training
         if training is None:
             return
-        try:
-            sae_io = importlib.import_module("mistudio_tui.services.sae_io")
-        except ModuleNotFoundError as exc:
-            if exc.name != "mistudio_tui.services.sae_io":
-                raise
-            sae_io = None
-        if sae_io is None or not hasattr(sae_io, "export_sae"):
-            self.notify("export is not available yet", severity="warning")
-            return
         fields = [Field("path", "Export to folder", required=True, default=str(Path.cwd() / training.name))]
 
         def done(values: dict[str, Any] | None) -> None:
@@ -355,11 +346,11 @@ class TrainingDetailScreen(MetricKeys, StudioScreen):
         self.app.push_screen(FormModal(f"Export {training.name}", fields, "Export"), done)
 
     def action_save_template(self) -> None:
-        from mistudio_tui.ui.screens.trainings import open_optional
+        from mistudio_tui.ui.modals.templates import SaveTemplateModal
 
         training = self.training
         if training is not None:
-            open_optional(self, "save as template", training=training)
+            self.app.push_screen(SaveTemplateModal(training=training))
 
     def action_delete(self) -> None:
         training = self.training

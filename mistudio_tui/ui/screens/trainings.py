@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -53,11 +52,6 @@ WIDE_COLUMNS: list[Column] = [
 ]
 NARROW_COLUMNS: list[Column] = [("mark", " ", 1), ("name", "Name", 13), ("state", "State", 9), ("curve", "Loss", 8)]
 SORTABLE = [key for key in run_list.SORT_KEYS if key != "created"]
-OPTIONAL_SCREENS = {
-    "templates": ("mistudio_tui.ui.modals.templates", ("TemplatePicker",)),
-    "sweeps": ("mistudio_tui.ui.screens.sweeps", ("SweepsScreen",)),
-    "save as template": ("mistudio_tui.ui.modals.templates", ("SaveTemplateModal",)),
-}
 
 
 class RunTable(RecordTable):
@@ -416,10 +410,14 @@ class TrainingsScreen(MetricKeys, StudioScreen):
             if config:
                 self.action_new_training(config)
 
-        open_optional(self, "templates", picked, training=self.training)
+        from mistudio_tui.ui.modals.templates import TemplatePicker
+
+        self.app.push_screen(TemplatePicker(training=self.training), picked)
 
     def action_sweeps(self) -> None:
-        open_optional(self, "sweeps")
+        from mistudio_tui.ui.screens.sweeps import SweepsScreen
+
+        self.app.push_screen(SweepsScreen())
 
     def action_new_training(self, template_config: dict[str, Any] | None = None) -> None:
         """The new-run form; a picked template's config fills its defaults and stays the run's base config."""
@@ -532,24 +530,3 @@ def pause_training(screen: StudioScreen, training: Training | None) -> bool:
     screen.studio.runner.cancel(training.job_id)
     screen.notify(f"pausing '{training.name}': it saves a checkpoint, then stops (r resumes)")
     return True
-
-
-def open_optional(screen: StudioScreen, which: str, callback: Any = None, **kwargs: Any) -> None:
-    """Push a screen another part of the app provides, or say it is not available yet."""
-    module_name, class_names = OPTIONAL_SCREENS[which]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        screen.notify(f"not available yet: {which}", severity="warning")
-        return
-    factory = next((getattr(module, name) for name in class_names if hasattr(module, name)), None)
-    if factory is None:
-        screen.notify(f"not available yet: {which}", severity="warning")
-        return
-    try:
-        target = factory(**kwargs)
-    except TypeError:
-        target = factory()
-    screen.app.push_screen(target, callback)
