@@ -295,9 +295,7 @@ async def test_65536_features_open_with_a_bounded_number_of_rows(studio):
         assert table.cached_rows <= MAX_PAGES * PAGE_ROWS
 
 
-async def test_fire_here_and_test_text_use_the_inference_session(
-    studio, monkeypatch: pytest.MonkeyPatch
-):
+async def test_fire_here_and_test_text_use_the_inference_session(studio, monkeypatch: pytest.MonkeyPatch):
     ids = populate(studio.paths.home)
     calls: list[tuple[str, dict[str, Any]]] = []
 
