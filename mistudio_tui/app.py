@@ -16,7 +16,8 @@ from textual.binding import Binding
 from textual.notifications import SeverityLevel
 from textual.screen import Screen
 
-from mistudio_tui.jobs.runner import JobEvent
+from mistudio_tui.db.states import JobState
+from mistudio_tui.jobs.interface import JobEvent
 from mistudio_tui.studio import Studio
 from mistudio_tui.ui.idle_gc import IdleCollector
 from mistudio_tui.ui.messages import DataChanged, JobUpdate
@@ -127,7 +128,7 @@ class MiStudioApp(App):
         event = message.event
         if not self.screen_stack:  # shutting down
             return
-        if event.type == "state" and event.status in ("completed", "failed", "cancelled"):
+        if event.type == "state" and event.status in (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED):
             from mistudio_tui.db.models import Job
 
             job = Job.get_or_none(Job.id == event.job_id)

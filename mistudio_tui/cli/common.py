@@ -13,6 +13,7 @@ from mistudio_tui.cli.jobrun import run_job
 from mistudio_tui.cli.output import CliError, emit, format_table, row_dict
 from mistudio_tui.db.cascade import execute_delete, plan_delete
 from mistudio_tui.db.lookup import resolve
+from mistudio_tui.db.states import RunState
 from mistudio_tui.services.spec import JobSpec
 from mistudio_tui.studio import Studio
 from mistudio_tui.units import parse_count
@@ -89,7 +90,7 @@ def _human_detail(data: dict[str, Any]) -> str:
 
 def _delete(args: argparse.Namespace, studio: Studio, model: type[Model]) -> None:
     row = resolve(model, args.ref)
-    if getattr(row, "status", "") in ("running", "queued"):
+    if getattr(row, "status", "") in RunState.ACTIVE:
         raise CliError(f"'{getattr(row, 'name', row.id)}' is {row.status}; cancel its job first")
     plan = plan_delete(row, studio.paths.home)
     message = plan.describe()

@@ -7,8 +7,9 @@ from typing import Any
 
 from mistudio_tui.cli.output import CliError
 from mistudio_tui.db.models import Job
+from mistudio_tui.db.states import JobState
 from mistudio_tui.jobs import protocol as p
-from mistudio_tui.jobs.runner import TERMINAL_STATES, JobRunner
+from mistudio_tui.jobs.runner import JobRunner
 from mistudio_tui.studio import Studio
 
 
@@ -72,7 +73,7 @@ def _wait_with_bar(runner: JobRunner, job_id: int, title: str, quiet: bool) -> J
                 prog = latest.get("progress")
                 if prog is not None:
                     bar.update(task, completed=prog.done, total=prog.total, status=prog.text)
-                if job.status in TERMINAL_STATES:
+                if job.status in JobState.TERMINAL:
                     return job
     finally:
         runner.remove_listener(listener)

@@ -9,6 +9,7 @@ from mistudio_tui.cli.jobrun import run_job
 from mistudio_tui.cli.output import CliError, emit, format_table, row_dict
 from mistudio_tui.db.jobs import recent_jobs
 from mistudio_tui.db.models import Job
+from mistudio_tui.db.states import JobState
 from mistudio_tui.jobs.runner import tail_file
 from mistudio_tui.studio import Studio
 
@@ -79,7 +80,7 @@ def cmd_log(args: argparse.Namespace, studio: Studio) -> None:
 
 def cmd_cancel(args: argparse.Namespace, studio: Studio) -> None:
     job = _job(args.job)
-    if job.status not in ("queued", "running"):
+    if job.status not in JobState.ACTIVE:
         raise CliError(f"job {job.id} is {job.status}, not running")
     studio.runner.cancel(job.id)
     emit(args.json, {"id": job.id, "cancel_requested": True}, f"cancel requested for job {job.id}")

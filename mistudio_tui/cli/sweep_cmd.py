@@ -10,6 +10,7 @@ from mistudio_tui.cli.jobrun import run_job
 from mistudio_tui.cli.output import emit, format_cell, format_table
 from mistudio_tui.db.lookup import resolve
 from mistudio_tui.db.models import Sweep
+from mistudio_tui.db.states import RunState
 from mistudio_tui.services import sweeps as svc
 from mistudio_tui.services.trainings import ARCHITECTURES
 from mistudio_tui.studio import Studio
@@ -50,7 +51,7 @@ def sweep_summary(sweep: Sweep) -> dict[str, Any]:
         "space": (sweep.space or {}).get("text", ""),
         "objective": settings.get("objective"),
         "trials": settings.get("trials"),
-        "trials_done": sum(r["status"] in ("ready", "completed", "failed") for r in rows),
+        "trials_done": sum(r["status"] in RunState.FINISHED for r in rows),
         "parallel": settings.get("parallel"),
         "best_score": best["score"] if best else None,
         "best_training": best["name"] if best else None,

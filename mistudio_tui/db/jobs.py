@@ -9,8 +9,9 @@ from typing import Any
 from peewee import Model
 
 from mistudio_tui.db.models import ALL_MODELS, Job, Training, database, utcnow
+from mistudio_tui.db.states import JobState
 
-ACTIVE_STATES = ("queued", "running")
+ACTIVE_STATES = JobState.ACTIVE  # kept for callers written before JobState
 RESOURCE_STATUS = {
     "running": "running",
     "completed": "ready",
@@ -142,7 +143,7 @@ def process_alive(pid: int | None, started_at: dt.datetime | None) -> bool:
 def recover_interrupted() -> list[int]:
     """Mark jobs whose worker (for queued jobs: runner) is gone as `interrupted`; return their ids."""
     lost: list[int] = []
-    for job in Job.select().where(Job.status.in_(ACTIVE_STATES)):
+    for job in Job.select().where(Job.status.in_(JobState.ACTIVE)):
         if job.status == "running":
             alive = process_alive(job.pid, job.started_at)
         else:
@@ -155,6 +156,6 @@ def recover_interrupted() -> list[int]:
 
 def recent_jobs(limit: int = 200) -> list[Job]:
     """Active jobs first, then the most recent ones."""
-    active = list(Job.select().where(Job.status.in_(ACTIVE_STATES)).order_by(Job.id.desc()))
-    rest = list(Job.select().where(Job.status.not_in(ACTIVE_STATES)).order_by(Job.id.desc()).limit(limit))
+    active = list(Job.select().where(Job.status.in_(JobState.ACTIVE)).order_by(Job.id.desc()))
+    rest = list(Job.select().where(Job.status.not_in(JobState.ACTIVE)).order_by(Job.id.desc()).limit(limit))
     return active + rest

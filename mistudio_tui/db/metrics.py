@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mistudio_tui.db.models import Training, TrainingMetric, database
+from mistudio_tui.db.states import RunState
 
 METRICS = (
     "loss",
@@ -220,7 +221,7 @@ def progress_history(training: Training) -> ProgressHistory:
     steps_per_s = [v / tokens_per_step for v in speed.values] if tokens_per_step else []
     eta = None
     left = (training.total_tokens or 0) - (training.tokens or 0)
-    if training.status in ("running", "queued") and training.tokens_per_s and left > 0:
+    if training.status in RunState.ACTIVE and training.tokens_per_s and left > 0:
         eta = left / training.tokens_per_s
     return ProgressHistory(speed.steps if steps_per_s else [], steps_per_s, tokens_per_step, eta)
 

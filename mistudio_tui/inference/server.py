@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mistudio_tui.jobs.context import JobCancelled, JobContext
+from mistudio_tui.db.states import RunState
 from mistudio_tui.ml.analysis.ablation import ablate_features
 from mistudio_tui.ml.analysis.decoder_map import decoder_map
 from mistudio_tui.ml.features.cooccurrence import CooccurrenceAccumulator
@@ -32,6 +32,7 @@ from mistudio_tui.ml.models.loading import LoadedModel, load_model
 from mistudio_tui.ml.sae.base import SparseAutoencoder
 from mistudio_tui.ml.steering.generate import IncrementalDecoder, Sampling, generate_ids
 from mistudio_tui.ml.steering.interventions import FeatureScale, Intervention, StepState, steering_fn
+from mistudio_tui.reporting import JobCancelled, JobContext
 
 QUICK_PASS_SEQUENCES = 32  # sequences of the training's tokenization scanned when no feature set gives max activations
 
@@ -100,7 +101,7 @@ class InferenceServer:
         cached = self._pair
         if cached is not None and cached.training_id == training.id and cached.device == target:
             return cached
-        if training.status not in ("ready", "completed"):
+        if training.status not in RunState.USABLE:
             raise ValueError(f"training '{training.name}' is {training.status}; steering needs a finished SAE")
         if training.model is None:
             raise ValueError(f"training '{training.name}' has no language model; attach one before steering")
@@ -555,7 +556,7 @@ def serve(conn: Connection, home: str) -> None:
 
 def worker_main(conn: Connection, home: str, log_path: str) -> None:
     """Entry point of the spawned worker: output to the log, then serve."""
-    from mistudio_tui.jobs.worker import redirect_output
+    from mistudio_tui.process_io import redirect_output
 
     redirect_output(log_path)
     print(f"[info] inference worker {os.getpid()} serving {home}", flush=True)

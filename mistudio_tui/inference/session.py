@@ -126,7 +126,7 @@ class InferenceSession:
         return proc.pid if proc is not None and proc.is_alive() else None
 
     def _ensure_started(self) -> Connection:
-        from mistudio_tui.jobs.runner import real_stdio
+        from mistudio_tui.process_io import real_stdio
 
         with self._lock:
             if self._closed:

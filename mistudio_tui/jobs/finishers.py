@@ -8,13 +8,14 @@ from mistudio_tui.db import features as feature_queries
 from mistudio_tui.db import metrics as metric_queries
 from mistudio_tui.db.jobs import resource_of
 from mistudio_tui.db.models import Dataset, FeatureSet, Job, LanguageModel, Sweep, Training, utcnow
+from mistudio_tui.db.states import JobState
 from mistudio_tui.jobs import protocol as p
 
 
 def apply_resource_fields(job: Job, status: str, result: dict[str, Any]) -> None:
     """Copy `result['resource']` onto the job's resource row (only fields the row has)."""
     resource = resource_of(job)
-    fields = result.get("resource") if status in ("completed", "cancelled") else None
+    fields = result.get("resource") if status in (JobState.COMPLETED, JobState.CANCELLED) else None
     if resource is None or not fields:
         return
     model = type(resource)
@@ -74,7 +75,7 @@ def train_start(job: Job) -> None:
     if job.params.get("resume") and job.resource_id is not None:
         from pathlib import Path
 
-        from mistudio_tui.jobs.checkpoint_files import latest_checkpoint_step
+        from mistudio_tui.ml.sae.checkpoint_files import latest_checkpoint_step
 
         step = latest_checkpoint_step(Path(job.params["out_dir"]))
         if step is not None:
@@ -103,7 +104,7 @@ def train_multi_start(job: Job) -> None:
     """Mark every run of the group running under this job; a resumed group drops curve points after each checkpoint."""
     from pathlib import Path
 
-    from mistudio_tui.jobs.checkpoint_files import latest_checkpoint_step
+    from mistudio_tui.ml.sae.checkpoint_files import latest_checkpoint_step
 
     ids = group_training_ids(job)
     Training.update(status="running", job=job.id, error=None).where(Training.id.in_(ids)).execute()
@@ -121,7 +122,7 @@ def finish_train_multi(job: Job, status: str, result: dict[str, Any]) -> None:
     for training in Training.select().where(Training.id.in_(group_training_ids(job))):
         fields = (results.get(str(training.id)) or {}).get("resource") or {}
         training.device = job.device or training.device
-        if status in ("completed", "cancelled"):
+        if status in (JobState.COMPLETED, JobState.CANCELLED):
             for key, value in fields.items():
                 if key in Training._meta.fields and key != "id":
                     setattr(training, key, value)

@@ -14,7 +14,6 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -23,24 +22,14 @@ from typing import Any
 from mistudio_tui.config import Paths
 from mistudio_tui.db import jobs as job_queries
 from mistudio_tui.db.models import Job, database
+from mistudio_tui.db.states import JobState
 from mistudio_tui.jobs import protocol as p
+from mistudio_tui.jobs.interface import JobEvent, Listener
 from mistudio_tui.jobs.registry import JobKind, get_kind
+from mistudio_tui.process_io import real_stdio
 
-TERMINAL_STATES = ("completed", "failed", "cancelled", "interrupted")
+TERMINAL_STATES = JobState.TERMINAL  # kept for callers written before JobState
 PROGRESS_DB_INTERVAL = 0.3
-
-
-@dataclass(slots=True)
-class JobEvent:
-    """Something happened to a job: `type` is state | progress | metrics | log | artifact."""
-
-    job_id: int
-    type: str
-    status: str = ""
-    data: Any = None
-
-
-Listener = Callable[[JobEvent], None]
 
 
 @dataclass
@@ -124,7 +113,7 @@ class JobRunner:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             job = Job.get_by_id(job_id)
-            if job.status in TERMINAL_STATES:
+            if job.status in JobState.TERMINAL:
                 return job
             if deadline is not None and time.monotonic() > deadline:
                 return job
@@ -182,7 +171,7 @@ class JobRunner:
             return
         if run is None:
             job = Job.get_or_none(Job.id == job_id)
-            if job is not None and job.status in ("queued", "running") and job.runner_pid != os.getpid():
+            if job is not None and job.status in JobState.ACTIVE and job.runner_pid != os.getpid():
                 _signal_foreign_job(job)
             return
         if not run.cancel_requested:
@@ -363,28 +352,6 @@ class JobRunner:
                 listener(event)
             except Exception as exc:
                 print(f"mistudio job listener failed: {exc}", file=sys.stderr)
-
-
-@contextlib.contextmanager
-def real_stdio() -> Any:
-    """Point sys.stdout/stderr at the process's real files while spawning.
-
-    A TUI replaces them with objects whose fileno() is not a real descriptor, and multiprocessing passes
-    stderr's descriptor to the resource tracker it starts, which then fails ("bad value(s) in fds_to_keep").
-    """
-    saved = sys.stdout, sys.stderr
-    try:
-        for name in ("stdout", "stderr"):
-            current = getattr(sys, name)
-            try:
-                ok = current is not None and current.fileno() >= 0
-            except (OSError, ValueError, AttributeError):
-                ok = False
-            if not ok:
-                setattr(sys, name, getattr(sys, f"__{name}__"))
-        yield
-    finally:
-        sys.stdout, sys.stderr = saved
 
 
 def _worker_entry(*args: Any) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from mistudio_tui.jobs import protocol as p
 from mistudio_tui.jobs.context import JobCancelled, JobContext
+from mistudio_tui.process_io import redirect_output
 
 
 class ParentGone(JobCancelled):
@@ -50,20 +51,6 @@ class PipeContext(JobContext):
             self._conn.send(message)
         except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
             self._broken = True
-
-
-def redirect_output(log_path: str) -> None:
-    """Point fds 1 and 2 at the job's log file and fd 0 at /dev/null, before anything loud is imported."""
-    os.makedirs(os.path.dirname(log_path) or ".", exist_ok=True)
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    null_fd = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null_fd, 0)
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
-    os.close(log_fd)
-    os.close(null_fd)
-    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - lives as long as the process
-    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
 
 
 def resolve_entry(entry: str) -> Any:

@@ -9,13 +9,13 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from mistudio_tui.jobs.context import JobContext
 from mistudio_tui.labeling.client import ChatClient, LabelingAborted, RequestFailed
 from mistudio_tui.labeling.parsing import ParseError, parse_explanation
 from mistudio_tui.labeling.prompts import PromptTemplate, build_explanation_messages, resolve_template
 from mistudio_tui.labeling.scoring import score_explanation
 from mistudio_tui.labeling.secrets import Redactor, resolve_api_key, secrets_path
 from mistudio_tui.labeling.types import FeatureRecord, LabelingSettings, LabelResult
+from mistudio_tui.reporting import JobContext
 
 POLL_S = 0.1
 _END: Any = object()

@@ -36,7 +36,7 @@ from huggingface_hub.hf_api import RepoFile
 from huggingface_hub.utils import build_hf_headers, filter_repo_objects
 from huggingface_hub.utils.sha import git_hash, sha_fileobj
 
-from mistudio_tui.jobs.context import JobContext
+from mistudio_tui.reporting import JobContext
 from mistudio_tui.units import format_bytes
 
 try:  # huggingface_hub >= 2 ships its HTTP client as `httpx2` and re-exports it here

@@ -7,6 +7,7 @@ from typing import Any
 
 from mistudio_tui.db.lookup import resolve, unique_name
 from mistudio_tui.db.models import Dataset, LanguageModel, Tokenization, database
+from mistudio_tui.db.states import RunState
 from mistudio_tui.services.spec import JobSpec, create_pending, slug
 from mistudio_tui.studio import Studio
 
@@ -99,7 +100,7 @@ def _resume_params(row: Dataset | Tokenization, what: str, job: str) -> dict[str
     """The params of the job that made `row`, set to resume; clear errors when there is nothing to resume."""
     if row.status == "ready":
         raise ValueError(f"{what} '{row.name}' is already complete")
-    if row.status in ("running", "queued"):
+    if row.status in RunState.ACTIVE:
         raise ValueError(f"{what} '{row.name}' is {row.status}; its job is still going")
     params = dict(row.job.params) if row.job else None
     if not params:

@@ -24,6 +24,7 @@ import numpy as np
 
 from mistudio_tui.db.features import current_labels
 from mistudio_tui.db.models import Feature, FeatureLabel, FeatureSet
+from mistudio_tui.db.states import RunState
 from mistudio_tui.ml.features.store import Example, FeatureDetail, FeatureSetReader
 from mistudio_tui.ml.features.table import read_vocab
 
@@ -67,7 +68,7 @@ def export_feature_set(
     """Write the features `indices` (default: all) of `feature_set` to `path` in format `fmt`."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    if feature_set.status not in ("ready", "completed"):
+    if feature_set.status not in RunState.USABLE:
         raise ValueError(
             f"feature set '{feature_set.name}' is {feature_set.status}; only a finished one can be exported"
         )

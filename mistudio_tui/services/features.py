@@ -6,6 +6,7 @@ from typing import Any
 
 from mistudio_tui.db.lookup import resolve, unique_name
 from mistudio_tui.db.models import FeatureSet, Tokenization, Training, database
+from mistudio_tui.db.states import RunState
 from mistudio_tui.services.spec import JobSpec, create_pending
 from mistudio_tui.studio import Studio
 
@@ -34,7 +35,7 @@ def extract_features(
 ) -> JobSpec:
     """Create the FeatureSet row and describe the extraction job (model + SAE over the tokenization)."""
     training = resolve(Training, training_ref)
-    if training.status not in ("ready", "completed"):
+    if training.status not in RunState.USABLE:
         raise ValueError(f"training '{training.name}' is {training.status}; features need a finished SAE")
     tokenization = resolve(Tokenization, tokenization_ref) if tokenization_ref is not None else training.tokenization
     if tokenization is None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from mistudio_tui.db.lookup import resolve, unique_name
 from mistudio_tui.db.models import ActivationSet, LanguageModel, Tokenization, database
+from mistudio_tui.db.states import RunState
 from mistudio_tui.services.extraction_templates import EXTRACTION_DEFAULTS, check_config, template_config
 from mistudio_tui.services.spec import JobSpec, create_pending, slug
 from mistudio_tui.studio import Studio
@@ -149,7 +150,7 @@ def resume_extraction(studio: Studio, ref: str | int) -> JobSpec:
         raise ValueError(f"activation set '{aset.name}' was imported; only extracted sets can be resumed")
     if aset.status == "ready":
         raise ValueError(f"activation set '{aset.name}' is already complete")
-    if aset.status in ("running", "queued"):
+    if aset.status in RunState.ACTIVE:
         raise ValueError(f"activation set '{aset.name}' is {aset.status}; its job is still going")
     params = dict(aset.job.params) if aset.job else None
     if not params or "tokenization_dir" not in params:

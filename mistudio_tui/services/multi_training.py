@@ -6,12 +6,13 @@ from typing import Any
 
 from mistudio_tui.db.lookup import resolve, unique_name
 from mistudio_tui.db.models import ActivationSet, LanguageModel, Tokenization, Training, TrainingTemplate, database
+from mistudio_tui.db.states import JobState, RunState
 from mistudio_tui.services.spec import JobSpec, slug
 from mistudio_tui.services.trainings import create_training, eval_params, run_metadata, training_config
 from mistudio_tui.studio import Studio
 
 STREAM_KEYS = ("buffer_tokens", "batch_size", "exclude_bos", "exclude_special")
-RESUMABLE = ("paused", "cancelled", "interrupted", "failed", "running")
+RESUMABLE = (RunState.PAUSED, RunState.CANCELLED, RunState.INTERRUPTED, RunState.FAILED, RunState.RUNNING)
 
 
 def parse_hooks(text: str | list[str]) -> list[str]:
@@ -198,7 +199,7 @@ def resume_group(group_name: str) -> JobSpec:
     trainings = list(Training.select().where(Training.group_name == group_name).order_by(Training.id))
     if not trainings:
         raise ValueError(f"no training group named {group_name!r}")
-    if any(t.job is not None and t.job.status in ("running", "queued") for t in trainings):
+    if any(t.job is not None and t.job.status in JobState.ACTIVE for t in trainings):
         raise ValueError(f"training group {group_name!r} is already running")
     todo = [t for t in trainings if t.status in RESUMABLE]
     if not todo:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from mistudio_tui.db.models import Job, LanguageModel
-from mistudio_tui.jobs.runner import JobEvent
+from mistudio_tui.db.states import JobState
+from mistudio_tui.jobs.interface import JobEvent
 from mistudio_tui.services.datasets import tokenize_dataset
 from mistudio_tui.services.features import extract_features
 from mistudio_tui.services.models import extract_activations
@@ -90,7 +91,7 @@ class SamplePipeline:
             except (ValueError, LookupError) as exc:
                 self.error = str(exc)
                 self._stop()
-        elif event.status in ("failed", "cancelled", "interrupted") or not self.stages:
+        elif event.status in JobState.TERMINAL or not self.stages:
             if event.status != "completed":
                 self.error = f"stopped: job {event.job_id} {event.status}"
             self._stop()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mistudio_tui.db.lookup import resolve, unique_name
 from mistudio_tui.db.models import LanguageModel, Training, database
+from mistudio_tui.db.states import RunState
 from mistudio_tui.services.spec import JobSpec, create_pending, slug
 from mistudio_tui.studio import Studio
 
@@ -73,7 +74,7 @@ def import_sae(
 def export_sae(ref: str | int, dest: str | Path) -> Path:
     """Copy a finished SAE's SAELens files (weights already in inference form) into `dest`; returns `dest`."""
     training = resolve(Training, ref)
-    if training.status not in ("ready", "completed"):
+    if training.status not in RunState.USABLE:
         raise ValueError(f"training '{training.name}' is {training.status}; only a finished SAE can be exported")
     folder = Path(training.path)
     for file in REQUIRED_EXPORT_FILES:

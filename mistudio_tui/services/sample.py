@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mistudio_tui.db.models import Dataset, Job, LanguageModel
+from mistudio_tui.db.states import JobState
 from mistudio_tui.services.spec import JobSpec
 from mistudio_tui.studio import Studio
 
@@ -17,7 +18,7 @@ def home_is_empty() -> bool:
 
 def sample_spec(studio: Studio, time_budget_s: float = 60.0, max_steps: int | None = None) -> JobSpec:
     """The job that builds the corpus, trains the tiny LM and registers both (one at a time)."""
-    active = Job.select().where((Job.kind == "sample") & Job.status.in_(("queued", "running"))).first()
+    active = Job.select().where((Job.kind == "sample") & Job.status.in_(JobState.ACTIVE)).first()
     if active is not None:
         raise ValueError(f"the sample is already being built (job {active.id}); see the Jobs panel")
     params = {

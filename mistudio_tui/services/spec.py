@@ -11,6 +11,7 @@ from peewee import Model
 from mistudio_tui.db.models import Job
 
 if TYPE_CHECKING:
+    from mistudio_tui.jobs.interface import Runner
     from mistudio_tui.studio import Studio
 
 RowT = TypeVar("RowT", bound=Model)
@@ -26,7 +27,7 @@ class JobSpec:
     resource: Model | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def submit(self, runner: Any) -> Job:
+    def submit(self, runner: Runner) -> Job:
         return runner.submit(self.kind, self.params, title=self.title, resource=self.resource)
 
 

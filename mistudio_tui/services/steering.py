@@ -13,10 +13,10 @@ from typing import Any
 
 from mistudio_tui.db.lookup import resolve
 from mistudio_tui.db.models import SteeringPreset, Training, database, utcnow
+from mistudio_tui.db.states import RunState
 
 METHODS = ("add", "clamp")
 POSITIONS = ("all", "prompt", "generated")
-READY = ("ready", "completed")
 
 
 @dataclass
@@ -93,7 +93,7 @@ class SteeringRequest:
 def steerable_training(ref: str | int) -> Training:
     """The training `ref` (id or name), checked to be finished and to have a model."""
     training = resolve(Training, ref)
-    if training.status not in READY:
+    if training.status not in RunState.USABLE:
         raise ValueError(f"training '{training.name}' is {training.status}; steering needs a finished SAE")
     if training.model is None:
         raise ValueError(f"training '{training.name}' has no language model to steer")
@@ -196,7 +196,7 @@ def export_comparison(path: Path | str, request: SteeringRequest, result: dict[s
 # --- choosing trainings, features and strengths ----------------------------------------------------
 def steerable_trainings() -> list[Training]:
     """Finished trainings that have a language model, newest first."""
-    query = Training.select().where(Training.status.in_(READY) & Training.model.is_null(False))
+    query = Training.select().where(Training.status.in_(RunState.USABLE) & Training.model.is_null(False))
     return list(query.order_by(Training.id.desc()))
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from mistudio_tui.db.lookup import resolve, unique_name
 from mistudio_tui.db.models import ActivationSet, Job, Sweep, Training, database
+from mistudio_tui.db.states import JobState, RunState
 from mistudio_tui.services.pareto import pareto_front
 from mistudio_tui.services.spec import JobSpec
 from mistudio_tui.services.templates import SAE_FIELDS, TRAIN_FIELDS, FieldRule, check_value, validate_config
@@ -21,7 +22,6 @@ OBJECTIVES = {
     "ce": "CE loss recovered (higher is better; needs a causal LM)",
     "ev-l0": "explained variance minus l0_weight × L0 (trades fidelity against sparsity)",
 }
-FINISHED = ("completed", "ready")
 DEFAULT_GRID_POINTS = 3  # a grid over a range without ':N' visits its ends and middle
 ALIASES = {"l1": "l1_coefficient", "l0": "l0_coefficient", "arch": "architecture", "tokens": "total_tokens"}
 
@@ -306,7 +306,7 @@ def trial_rows(sweep: Sweep) -> list[dict[str, Any]]:
     objective, weight = settings.get("objective", "ev"), float(settings.get("l0_weight", 0.0))
     rows = []
     for number, training in enumerate(trials_of(sweep)):
-        finished = training.status in FINISHED
+        finished = training.status in RunState.USABLE
         ce = (training.evaluation or {}).get("ce_loss_recovered")
         rows.append(
             {
@@ -321,7 +321,7 @@ def trial_rows(sweep: Sweep) -> list[dict[str, Any]]:
                 "score": objective_value(objective, training, weight) if finished else None,
             }
         )
-    done = [r if r["status"] in FINISHED else {"l0": None} for r in rows]
+    done = [r if r["status"] in RunState.USABLE else {"l0": None} for r in rows]
     on_ev = set(pareto_front([(r["l0"], r.get("explained_variance")) for r in done]))
     on_ce = set(pareto_front([(r["l0"], r.get("ce_loss_recovered")) for r in done]))
     for i, row in enumerate(rows):
@@ -426,7 +426,7 @@ def resume_sweep(ref: str | int) -> JobSpec:
     """Run a stopped sweep's remaining trials (unfinished trials resume from their checkpoints)."""
     sweep = resolve(Sweep, ref)
     job = sweep_job(sweep)
-    if job is not None and job.status in ("queued", "running"):
+    if job is not None and job.status in JobState.ACTIVE:
         raise ValueError(f"sweep '{sweep.name}' is already running")
     if sweep.status == "completed":
         raise ValueError(f"sweep '{sweep.name}' has finished all its trials")
@@ -437,7 +437,7 @@ def cancel_sweep(studio: Any, ref: str | int) -> Job:
     """Ask the sweep's running job to stop (its current trials checkpoint and stop too)."""
     sweep = resolve(Sweep, ref)
     job = sweep_job(sweep)
-    if job is None or job.status not in ("queued", "running"):
+    if job is None or job.status not in JobState.ACTIVE:
         raise ValueError(f"sweep '{sweep.name}' is not running")
     studio.runner.cancel(job.id)
     return job

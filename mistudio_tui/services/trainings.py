@@ -6,6 +6,7 @@ from typing import Any
 
 from mistudio_tui.db.lookup import resolve, unique_name
 from mistudio_tui.db.models import ActivationSet, LanguageModel, Tokenization, Training, TrainingTemplate, database
+from mistudio_tui.db.states import RunState
 from mistudio_tui.services.spec import JobSpec, create_pending, slug
 from mistudio_tui.studio import Studio
 
@@ -189,7 +190,7 @@ def resume_training(ref: str | int) -> JobSpec:
     training = resolve(Training, ref)
     if training.status in ("running",):
         raise ValueError(f"training '{training.name}' is already running")
-    if training.status in ("ready", "completed"):
+    if training.status in RunState.USABLE:
         raise ValueError(f"training '{training.name}' has finished; clone it to train further")
     if training.origin != "trained":
         raise ValueError(f"'{training.name}' is an imported SAE, not a training run")
@@ -227,7 +228,7 @@ def evaluate_training(
 ) -> JobSpec:
     """The job that re-evaluates a finished SAE (held-out reconstruction, CE loss) into `Training.evaluation`."""
     training = resolve(Training, ref)
-    if training.status not in ("ready", "completed"):
+    if training.status not in RunState.USABLE:
         raise ValueError(f"training '{training.name}' is {training.status}; only a finished SAE can be evaluated")
     if tokens is not None and tokens <= 0:
         raise ValueError(f"--tokens must be positive, got {tokens}")

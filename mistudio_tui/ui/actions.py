@@ -10,6 +10,7 @@ from textual.screen import Screen
 
 from mistudio_tui.db.cascade import execute_delete, plan_delete
 from mistudio_tui.db.lookup import NotFound
+from mistudio_tui.db.states import RunState
 from mistudio_tui.services.spec import JobSpec
 from mistudio_tui.ui.messages import DataChanged
 
@@ -51,7 +52,7 @@ def confirm_delete(screen: Screen, row: Model) -> None:
     """Show what a delete cascades to; delete rows and owned files on confirmation."""
     from mistudio_tui.ui.modals.confirm import ConfirmModal
 
-    if getattr(row, "status", "") in ("running", "queued"):
+    if getattr(row, "status", "") in RunState.ACTIVE:
         screen.notify(f"'{getattr(row, 'name', row.id)}' is {row.status}; cancel its job first", severity="warning")
         return
     plan = plan_delete(row, screen.app.studio.paths.home)

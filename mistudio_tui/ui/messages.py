@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from textual.message import Message
 
-from mistudio_tui.jobs.runner import JobEvent
+from mistudio_tui.jobs.interface import JobEvent
 
 
 class JobUpdate(Message, bubble=False):

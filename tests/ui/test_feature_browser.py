@@ -295,9 +295,7 @@ async def test_65536_features_open_with_a_bounded_number_of_rows(studio):
         assert table.cached_rows <= MAX_PAGES * PAGE_ROWS
 
 
-async def test_fire_here_and_test_text_use_the_inference_session_or_say_it_is_missing(
-    studio, monkeypatch: pytest.MonkeyPatch
-):
+async def test_fire_here_and_test_text_use_the_inference_session(studio, monkeypatch: pytest.MonkeyPatch):
     ids = populate(studio.paths.home)
     calls: list[tuple[str, dict[str, Any]]] = []
 
@@ -308,7 +306,6 @@ async def test_fire_here_and_test_text_use_the_inference_session_or_say_it_is_mi
         return {"tokens": [" the", " cat"], "activations": {kwargs["features"][0]: [0.0, 2.0]}}
 
     monkeypatch.setattr(features_screen.FeaturesScreen, "infer", infer)
-    monkeypatch.setattr(features_screen, "inference_available", lambda: True)
     app = MiStudioApp(studio, offer_sample=False)
     async with app.run_test(size=(120, 40)) as pilot:
         table = await open_features(pilot)
@@ -326,13 +323,6 @@ async def test_fire_here_and_test_text_use_the_inference_session_or_say_it_is_mi
         await pilot.press("t", *"the cat", "enter")
         await wait_for(pilot, lambda: "max 2" in text_of(app, "#feature-test-result"))
         assert calls[-1][1]["features"] == [6]
-        monkeypatch.setattr(features_screen, "inference_available", lambda: False)
-        await pilot.press("escape", "w")
-        await pilot.pause()
-        assert "not available yet" in text_of(app, "#fire-status")
-        await pilot.press("escape", "t", *"hello", "enter")
-        await pilot.pause()
-        assert "not available yet" in text_of(app, "#feature-test-result")
 
 
 def test_parse_filter_terms_and_errors():

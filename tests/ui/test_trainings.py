@@ -289,14 +289,12 @@ async def test_cancel_marks_a_paused_run_cancelled_and_export_says_why_it_cannot
         assert Training.get_by_id(ids["batchtopk-b"]).status == "cancelled"
         await pilot.press("e")
         await pilot.pause()
-        if isinstance(app.screen, FormModal):  # export exists: a paused run is refused with a clear message
-            app.screen.query_one("#field-path").value = str(tmp_path / "out")
-            await pilot.press("ctrl+s")
-            await pilot.pause()
-            assert any("only a finished SAE" in str(n.message) for n in app._notifications)
-            assert not Path(tmp_path / "out").exists()
-        else:
-            assert any("not available yet" in str(n.message) for n in app._notifications)
+        assert isinstance(app.screen, FormModal)  # a paused run is refused with a clear message
+        app.screen.query_one("#field-path").value = str(tmp_path / "out")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert any("only a finished SAE" in str(n.message) for n in app._notifications)
+        assert not Path(tmp_path / "out").exists()
 
 
 async def test_templates_and_sweeps_keys_open_their_screens(studio):

@@ -10,7 +10,6 @@ from typing import Any
 
 from mistudio_tui.jobs.context import JobContext
 
-HELD_OUT_FRACTION = 0.05  # the tail of an activation set that training never sees
 CE_EVAL_SEQUENCES = 32
 DEFAULT_EVAL_TOKENS = 65_536
 EVAL_BATCH_SIZE = 4096
@@ -64,7 +63,12 @@ def ce_loss_metrics(
 
 def evaluate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Reconstruction metrics on held-out activations and, for causal LMs, CE loss with the SAE spliced in."""
-    from mistudio_tui.ml.activations.store import ActivationStore, ShuffledActivationSource, held_out_split
+    from mistudio_tui.ml.activations.store import (
+        HELD_OUT_FRACTION,
+        ActivationStore,
+        ShuffledActivationSource,
+        held_out_split,
+    )
     from mistudio_tui.ml.device import pick_device
     from mistudio_tui.ml.sae.evaluate import evaluate_reconstruction
     from mistudio_tui.ml.sae.formats import load_any

@@ -13,6 +13,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from mistudio_tui.db.states import JobState, RunState
 from mistudio_tui.jobs.context import JobCancelled, JobContext
 
 CHILD_WAIT_S = 0.25
@@ -86,7 +87,7 @@ class _Orchestrator:
                 break
             for job_id in list(self.active):
                 job = self.studio.runner.wait(job_id, timeout=CHILD_WAIT_S / max(1, len(self.active)))
-                if job.status in ("completed", "failed", "cancelled", "interrupted"):
+                if job.status in JobState.TERMINAL:
                     self._finished(self.active.pop(job_id), job, Training)
         best = {"score": self.best[0], "training": self.best[1]} if self.best else None
         self.ctx.log(f"sweep '{self.sweep.name}' finished {self.done} trials; best: {best}")
@@ -98,7 +99,7 @@ class _Orchestrator:
 
         backlog = []
         for training in trials_of(self.sweep):
-            if training.status in ("ready", "completed", "failed"):
+            if training.status in RunState.FINISHED:
                 self.done += 1
                 value = self._score(training) if training.status != "failed" else None
                 self.planner.replay(trial_params(self.sweep, training), value)
@@ -143,7 +144,7 @@ class _Orchestrator:
     def _start_existing(self, training: Any) -> None:
         from pathlib import Path
 
-        from mistudio_tui.jobs.checkpoint_files import latest_checkpoint_step
+        from mistudio_tui.ml.sae.checkpoint_files import latest_checkpoint_step
         from mistudio_tui.services.trainings import train_spec
 
         resume = latest_checkpoint_step(Path(training.path)) is not None if training.path else False

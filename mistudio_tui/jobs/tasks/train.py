@@ -6,9 +6,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from mistudio_tui.jobs.checkpoint_files import latest_checkpoint_step
 from mistudio_tui.jobs.context import JobCancelled, JobContext
-from mistudio_tui.jobs.tasks.sae import HELD_OUT_FRACTION, ce_loss_metrics
+from mistudio_tui.jobs.tasks.sae import ce_loss_metrics
+from mistudio_tui.ml.sae.checkpoint_files import latest_checkpoint_step
 
 ARCH_NAMES = {"relu": "standard"}  # user-facing name -> SAELens name
 
@@ -33,7 +33,7 @@ def train_config(params: dict[str, Any]) -> Any:
 
 def run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Train (or resume) one SAE; on cancel a checkpoint is kept and the run can be resumed."""
-    from mistudio_tui.ml.activations.store import ActivationStore
+    from mistudio_tui.ml.activations.store import ActivationStore, store_source
     from mistudio_tui.ml.sae.trainer import train_sae
 
     out_dir = Path(params["out_dir"])
@@ -79,17 +79,6 @@ def training_result(summary: dict[str, Any], ce: dict[str, float]) -> dict[str, 
         },
         "summary": {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool))},
     }
-
-
-def store_source(folder: str, hook: str, seed: int, held_out: bool = False) -> Any:
-    """The shuffled training rows (or the held-out rows) of one hook of an activation set."""
-    from mistudio_tui.ml.activations.store import ActivationStore, ShuffledActivationSource, held_out_split
-
-    store = ActivationStore(Path(folder))
-    train_rows, held_rows = held_out_split(store, fraction=HELD_OUT_FRACTION)
-    if held_out:
-        return ShuffledActivationSource(store, hook, seed=seed + 1, rows=held_rows, prefetch=False)
-    return ShuffledActivationSource(store, hook, seed=seed, rows=train_rows)
 
 
 def evaluate_ce(params: dict[str, Any], out_dir: Path, hook: str, ctx: JobContext) -> dict[str, float]:

@@ -5,15 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mistudio_tui.jobs.checkpoint_files import latest_checkpoint_step
 from mistudio_tui.jobs.context import JobCancelled, JobContext
-from mistudio_tui.jobs.tasks.train import HELD_OUT_FRACTION, evaluate_ce, sae_config, train_config, training_result
+from mistudio_tui.jobs.tasks.train import evaluate_ce, sae_config, train_config, training_result
+from mistudio_tui.ml.sae.checkpoint_files import latest_checkpoint_step
 
 STREAM_DEFAULTS = {"buffer_tokens": 65536, "batch_size": 8, "exclude_bos": True, "exclude_special": True}
 
 
 def _members_from_store(params: dict[str, Any], train_cfg: Any) -> list[Any]:
-    from mistudio_tui.ml.activations.store import ActivationStore, ShuffledActivationSource, held_out_split
+    from mistudio_tui.ml.activations.store import (
+        HELD_OUT_FRACTION,
+        ActivationStore,
+        ShuffledActivationSource,
+        held_out_split,
+    )
     from mistudio_tui.ml.sae.multi import Member
 
     store = ActivationStore(Path(params["source"]["dir"]))

@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from mistudio_tui.jobs.context import JobContext
 from mistudio_tui.ml.data.token_store import TokenStore
 from mistudio_tui.ml.device import dtype_name, parse_dtype
 from mistudio_tui.ml.models.hooks import resolve_hook, run_with_capture
 from mistudio_tui.ml.models.loading import LoadedModel
+from mistudio_tui.reporting import JobContext
 
 MANIFEST_FILE = "manifest.json"
 FORMAT_NAME = "mistudio-activations"

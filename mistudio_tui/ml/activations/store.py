@@ -15,6 +15,7 @@ import torch
 from mistudio_tui.ml.activations.extract import COLUMNS, MANIFEST_FILE
 from mistudio_tui.ml.device import parse_dtype
 
+HELD_OUT_FRACTION = 0.05  # the tail of an activation set that training never sees
 # Rows per piece the shuffler loads at once; shards larger than this (e.g. imported files) are read in pieces.
 DEFAULT_PIECE_ROWS = 65536
 
@@ -337,3 +338,12 @@ class ShuffledActivationSource:
         self._loaded = None
         self._prefetched = None
         self._epoch_windows = None
+
+
+def store_source(folder: str, hook: str, seed: int, held_out: bool = False) -> ShuffledActivationSource:
+    """The shuffled training rows (or the held-out rows) of one hook of an activation set."""
+    store = ActivationStore(Path(folder))
+    train_rows, held_rows = held_out_split(store, fraction=HELD_OUT_FRACTION)
+    if held_out:
+        return ShuffledActivationSource(store, hook, seed=seed + 1, rows=held_rows, prefetch=False)
+    return ShuffledActivationSource(store, hook, seed=seed, rows=train_rows)

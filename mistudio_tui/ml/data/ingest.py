@@ -18,9 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from mistudio_tui.jobs.context import JobContext, LocalContext
 from mistudio_tui.ml.data.cleaning import Cleaner, CleaningCounts, CleaningOptions
 from mistudio_tui.ml.data.readers import DocumentReader, RowSource, open_source
+from mistudio_tui.reporting import JobContext, LocalContext
 
 DOCUMENTS_FILE = "documents.jsonl"
 META_FILE = "meta.json"

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from mistudio_tui.jobs.context import JobContext
 from mistudio_tui.ml.data.ingest import DOCUMENTS_FILE, iter_documents
 from mistudio_tui.ml.data.token_store import TokenStore
 from mistudio_tui.ml.data.tokenize import DOC_LENGTH_DTYPE, DOC_LENGTHS_FILE
+from mistudio_tui.reporting import JobContext
 
 BINS_PER_OCTAVE = 4
 CHUNK = 4096

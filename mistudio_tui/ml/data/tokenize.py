@@ -24,7 +24,6 @@ from typing import IO, Any
 
 import numpy as np
 
-from mistudio_tui.jobs.context import JobContext, LocalContext
 from mistudio_tui.ml.data.ingest import iter_documents, read_dataset_meta
 from mistudio_tui.ml.data.token_store import (
     LENGTHS_FILE,
@@ -33,6 +32,7 @@ from mistudio_tui.ml.data.token_store import (
     TOKENS_FILE,
     TokenStoreWriter,
 )
+from mistudio_tui.reporting import JobContext, LocalContext
 
 DOC_LENGTHS_FILE = "doc_lengths.bin"
 STATE_FILE = "tokenize_state.json"

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from mistudio_tui.jobs.context import JobContext
 from mistudio_tui.ml.device import pick_device
 from mistudio_tui.ml.features.accumulate import FeatureAccumulator, FeatureStats
 from mistudio_tui.ml.features.cooccurrence import CooccurrenceAccumulator
+from mistudio_tui.reporting import JobContext
 
 
 @dataclass

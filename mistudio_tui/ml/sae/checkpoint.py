@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mistudio_tui.jobs.checkpoint_files import (  # noqa: F401 - re-exported: names shared with the runner
+from mistudio_tui.ml.sae.checkpoint_files import (  # noqa: F401 - re-exported: names shared with the runner
     CHECKPOINT_DIR,
     checkpoint_path,
     list_checkpoints,

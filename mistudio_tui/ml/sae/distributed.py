@@ -33,13 +33,13 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from mistudio_tui.jobs import protocol as p
-from mistudio_tui.jobs.checkpoint_files import checkpoint_path, latest_checkpoint_step
-from mistudio_tui.jobs.context import JobCancelled, JobContext
+from mistudio_tui import reporting as p
 from mistudio_tui.ml.batches import BatchSource
 from mistudio_tui.ml.device import pick_device
+from mistudio_tui.ml.sae.checkpoint_files import checkpoint_path, latest_checkpoint_step
 from mistudio_tui.ml.sae.config import SAEConfig, TrainConfig
 from mistudio_tui.ml.sae.trainer import SAETrainer
+from mistudio_tui.reporting import JobCancelled, JobContext
 
 SourceFactory = Callable[[], BatchSource]
 COLLECTIVE_TIMEOUT = dt.timedelta(minutes=10)
@@ -404,7 +404,7 @@ def run_from_file(path: Path) -> DistributedRun:
     """A DistributedRun from a JSON file: {'sae': …, 'train': …, 'out_dir': …, 'activations': dir, 'hook': …}."""
     from functools import partial
 
-    from mistudio_tui.jobs.tasks.train import store_source
+    from mistudio_tui.ml.activations.store import store_source
 
     spec = json.loads(Path(path).read_text())
     train_cfg = TrainConfig.from_dict(spec["train"])

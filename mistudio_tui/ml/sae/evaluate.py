@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mistudio_tui.jobs.context import JobContext
 from mistudio_tui.ml.batches import BatchSource
 from mistudio_tui.ml.sae.base import SparseAutoencoder
+from mistudio_tui.reporting import JobContext
 
 DENSE_CUT = 0.1  # a latent active on more than this fraction of tokens counts as dense
 LOG_DENSITY_EPS = 1e-10  # log10(density + eps), as SAELens stores it

@@ -12,11 +12,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mistudio_tui.jobs import protocol as p
-from mistudio_tui.jobs.context import JobCancelled, JobContext
+from mistudio_tui import reporting as p
 from mistudio_tui.ml.batches import BatchSource
 from mistudio_tui.ml.sae.config import SAEConfig, TrainConfig
 from mistudio_tui.ml.sae.trainer import SAETrainer
+from mistudio_tui.reporting import JobCancelled, JobContext
 
 TAG_KEY = "training_id"
 

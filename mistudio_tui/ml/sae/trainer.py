@@ -11,7 +11,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mistudio_tui.jobs.context import JobCancelled, JobContext
 from mistudio_tui.ml.batches import BatchSource, PrefetchingSource
 from mistudio_tui.ml.device import pick_device, seed_everything
 from mistudio_tui.ml.sae.architectures import create_sae
@@ -35,6 +34,7 @@ from mistudio_tui.ml.sae.formats.saelens import CFG_FILE, SPARSITY_FILE, WEIGHTS
 from mistudio_tui.ml.sae.initialization import activation_scale, initial_b_dec
 from mistudio_tui.ml.sae.optim import averaged_weights, build_optimizer
 from mistudio_tui.ml.sae.schedule import LRSchedule, sparsity_coefficient_at, sparsity_warmup_steps
+from mistudio_tui.reporting import JobCancelled, JobContext
 
 CHECKPOINT_VERSION = 1
 AUXK_ARCHITECTURES = ("topk", "batchtopk")

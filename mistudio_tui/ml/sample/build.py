@@ -8,9 +8,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from mistudio_tui.jobs.context import JobContext
 from mistudio_tui.ml.sample.corpus import DEFAULT_MAX_CHARS, build_corpus
 from mistudio_tui.ml.sample.tiny_lm import train_tiny_lm
+from mistudio_tui.reporting import JobContext
 
 DATASET_NAME = "sample-stdlib-docs"
 MODEL_NAME = "sample-tiny-gpt2"

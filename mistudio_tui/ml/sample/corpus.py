@@ -22,7 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from mistudio_tui.jobs.context import JobContext
+from mistudio_tui.reporting import JobContext
 
 DEFAULT_MAX_CHARS = 3_000_000
 MIN_CHARS = 48

@@ -12,10 +12,10 @@ from typing import Any
 import torch
 from transformers import GenerationConfig, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
 
-from mistudio_tui.jobs.context import JobContext, LocalContext
 from mistudio_tui.ml.device import pick_device, seed_everything
 from mistudio_tui.ml.sample.corpus import read_corpus
 from mistudio_tui.ml.sample.tokenizer import train_bpe_tokenizer
+from mistudio_tui.reporting import JobContext, LocalContext
 
 TRAINING_STATS_FILE = "training_stats.json"
 VAL_FRACTION = 0.05

@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mistudio_tui.jobs.context import JobContext
 from mistudio_tui.ml.steering.interventions import StepState
+from mistudio_tui.reporting import JobContext
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ class FireHereModal(ModalScreen[int | None]):
             super().__init__()
             self.text, self.result, self.error = text, result, error
 
-    def __init__(self, infer: Callable[..., dict[str, Any]] | None, training_id: int) -> None:
+    def __init__(self, infer: Callable[..., dict[str, Any]], training_id: int) -> None:
         super().__init__()
         self.infer = infer
         self.training_id = training_id
@@ -50,18 +50,14 @@ class FireHereModal(ModalScreen[int | None]):
         with Vertical(id="dialog", classes="dialog fire-here"):
             yield Static("Which features fire here", classes="dialog-title")
             yield Input(placeholder="type a prompt, Enter runs it", id="fire-text")
-            yield Static(
-                "" if self.infer else "not available yet: the inference session is not installed",
-                id="fire-status",
-                classes="hint",
-            )
+            yield Static("", id="fire-status", classes="hint")
             yield OptionList(id="fire-results")
             yield Static("Enter on a row jumps to that feature · esc closes", classes="hint")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         text = event.value.strip()
-        if not text or self.infer is None:
+        if not text:
             return
         self.query_one("#fire-status", Static).update("running…")
         self.run_prompt(text)

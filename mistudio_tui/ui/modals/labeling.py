@@ -11,6 +11,7 @@ from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
 from mistudio_tui.db.models import FeatureSet, LabelingJob
+from mistudio_tui.db.states import RunState
 from mistudio_tui.ui import format as fmt
 from mistudio_tui.ui.modals.form import Field, FormModal
 
@@ -160,7 +161,7 @@ class LabelingRunsModal(ModalScreen[int | None]):
             return
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
         run = LabelingJob.get_by_id(int(key.value))
-        if run_status(run) in ("running", "queued"):
+        if run_status(run) in RunState.ACTIVE:
             self.notify(f"labeling run {run.id} is {run_status(run)}", severity="warning")
             return
         self.dismiss(run.id)

@@ -257,7 +257,3 @@ class SaveTemplateModal(ModalScreen[int | None]):
         if favourite and not tpl.favourite:
             tpl = svc.set_favourite(tpl.id, True)
         self.dismiss(tpl.id)
-
-
-# The Trainings screen looks the picker up under this name (ui/screens/trainings.py OPTIONAL_SCREENS).
-TemplatesModal = TemplatePicker

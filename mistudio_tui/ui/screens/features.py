@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import time
 from pathlib import Path
@@ -41,15 +40,6 @@ RELOAD_SKIP_S = 1.0
 SYNC_HISTOGRAM_FEATURES = 4096  # larger sets count their density histogram in a worker thread
 SORT_CYCLE = ["density", "max_activation", "label_score", "index", "semantic_label"]
 DESCENDING_FIRST = {"density", "max_activation", "mean_activation", "label_score"}
-INFERENCE_MODULE = "mistudio_tui.inference.session"
-
-
-def inference_available() -> bool:
-    """Whether the persistent inference session is installed."""
-    try:
-        return importlib.util.find_spec(INFERENCE_MODULE) is not None
-    except ModuleNotFoundError:
-        return False
 
 
 def user_name() -> str:
@@ -552,7 +542,7 @@ class FeaturesScreen(StudioScreen):
         fset = self.feature_set
         if fset is None:
             return
-        modal = FireHereModal(self.infer if inference_available() else None, fset.training_id)
+        modal = FireHereModal(self.infer, fset.training_id)
         self.app.push_screen(modal, lambda index: self.jump_to(index) if index is not None else None)
 
     def action_test_text(self) -> None:
@@ -562,9 +552,6 @@ class FeaturesScreen(StudioScreen):
         result = self.query_one("#feature-test-result", Static)
         fset, index = self.feature_set, self.table.selected_id
         if fset is None or index is None or not text.strip():
-            return
-        if not inference_available():
-            result.update(Text("test text: not available yet (the inference session is not installed)", style="dim"))
             return
         result.update(Text("running…", style="dim"))
         self.test_worker(fset.training_id, index, text)
@@ -597,11 +584,11 @@ class FeaturesScreen(StudioScreen):
         training_id = fset.training_id
 
         def add() -> None:
-            add_feature = getattr(self.app.screen, "add_feature", None)
-            if add_feature is None:
-                self.app.notify("steering is not available yet", severity="warning")
-            else:
-                add_feature(training_id, index)
+            from mistudio_tui.ui.screens.steering import SteeringScreen
+
+            screen = self.app.screen
+            if isinstance(screen, SteeringScreen):
+                screen.add_feature(training_id, index)
 
         self.app.switch_mode("steering")
         self.app.call_after_refresh(add)

@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Static
 
 from mistudio_tui.db.jobs import recent_jobs
 from mistudio_tui.db.models import Job
+from mistudio_tui.db.states import JobState
 from mistudio_tui.jobs.runner import tail_file
 from mistudio_tui.ui import format as fmt
 from mistudio_tui.ui.jobview import JobView
@@ -118,7 +119,7 @@ class JobsScreen(StudioScreen):
         if job_id is None:
             return
         job = Job.get_by_id(job_id)
-        if job.status not in ("queued", "running"):
+        if job.status not in JobState.ACTIVE:
             self.notify(f"job {job_id} is {job.status}; nothing to cancel", severity="warning")
             return
         self.studio.runner.cancel(job_id)

@@ -11,6 +11,7 @@ from textual.widgets import DataTable, Static
 from textual_plotext import PlotextPlot
 
 from mistudio_tui.db.models import Sweep
+from mistudio_tui.db.states import RunState
 from mistudio_tui.services import sweeps as svc
 from mistudio_tui.ui import format as fmt
 from mistudio_tui.ui.actions import start_spec, training_form_choices
@@ -128,7 +129,7 @@ class SweepsScreen(StudioScreen):
             rows = svc.trial_rows(sweep)
             best = svc.best_trial(rows)
             settings = sweep.base_config or {}
-            done = sum(r["status"] in ("completed", "ready", "failed") for r in rows)
+            done = sum(r["status"] in RunState.FINISHED for r in rows)
             records.append(
                 (
                     sweep.id,
@@ -146,7 +147,7 @@ class SweepsScreen(StudioScreen):
         self.show_selected()
 
     def _refresh_live(self) -> None:
-        if Sweep.select().where(Sweep.status.in_(("running", "queued"))).exists():
+        if Sweep.select().where(Sweep.status.in_(RunState.ACTIVE)).exists():
             self.reload()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import time
 from pathlib import Path
@@ -18,8 +17,10 @@ from textual.widgets import Static
 
 from mistudio_tui.db import metrics as mq
 from mistudio_tui.db.models import Training
-from mistudio_tui.jobs.checkpoint_files import checkpoint_steps
+from mistudio_tui.db.states import JobState, RunState
 from mistudio_tui.jobs.runner import tail_file
+from mistudio_tui.ml.sae.checkpoint_files import checkpoint_steps
+from mistudio_tui.services import sae_io
 from mistudio_tui.services import trainings as svc
 from mistudio_tui.services.run_diagnosis import diagnose
 from mistudio_tui.services.spec import JobSpec
@@ -35,7 +36,7 @@ from mistudio_tui.ui.widgets.plots import BarPlot, CurvePlot
 
 DETAIL_METRICS = ("loss", "mse", "l0", "explained_variance", "dead_fraction", "lr")
 LOG_DEFAULT = {"loss": True, "mse": True, "lr": True}
-PROBLEM_STATES = ("failed", "interrupted")
+PROBLEM_STATES = (RunState.FAILED, RunState.INTERRUPTED)
 LOG_LINES = 15
 POLL_S = 2.0  # runs trained by another process (the CLI, a sweep) reach the UI only through the database
 
@@ -245,7 +246,7 @@ class TrainingDetailScreen(MetricKeys, StudioScreen):
         training = self.training
         if training is None or training.job_id != event.job_id:
             return
-        if event.type == "state" and self.cancel_requested and event.status not in ("queued", "running"):
+        if event.type == "state" and self.cancel_requested and event.status not in JobState.ACTIVE:
             Training.update(status="cancelled").where(Training.id == training.id).execute()
             self.cancel_requested = False
             self.reload()
@@ -266,8 +267,13 @@ class TrainingDetailScreen(MetricKeys, StudioScreen):
         training = self.training
         if training is None:
             return
-        running = training.job is not None and training.job.status in ("queued", "running")
-        if not running and training.status not in ("paused", "interrupted", "failed", "pending"):
+        running = training.job is not None and training.job.status in JobState.ACTIVE
+        if not running and training.status not in (
+            RunState.PAUSED,
+            RunState.INTERRUPTED,
+            RunState.FAILED,
+            RunState.PENDING,
+        ):
             self.notify(f"'{training.name}' is {training.status}; nothing to cancel", severity="warning")
             return
         what = "stops it (after a checkpoint) and marks it" if running else "marks it"
@@ -322,15 +328,6 @@ class TrainingDetailScreen(MetricKeys, StudioScreen):
         training = self.training
         if training is None:
             return
-        try:
-            sae_io = importlib.import_module("mistudio_tui.services.sae_io")
-        except ModuleNotFoundError as exc:
-            if exc.name != "mistudio_tui.services.sae_io":
-                raise
-            sae_io = None
-        if sae_io is None or not hasattr(sae_io, "export_sae"):
-            self.notify("export is not available yet", severity="warning")
-            return
         fields = [Field("path", "Export to folder", required=True, default=str(Path.cwd() / training.name))]
 
         def done(values: dict[str, Any] | None) -> None:
@@ -349,11 +346,11 @@ class TrainingDetailScreen(MetricKeys, StudioScreen):
         self.app.push_screen(FormModal(f"Export {training.name}", fields, "Export"), done)
 
     def action_save_template(self) -> None:
-        from mistudio_tui.ui.screens.trainings import open_optional
+        from mistudio_tui.ui.modals.templates import SaveTemplateModal
 
         training = self.training
         if training is not None:
-            open_optional(self, "save as template", training=training)
+            self.app.push_screen(SaveTemplateModal(training=training))
 
     def action_delete(self) -> None:
         training = self.training

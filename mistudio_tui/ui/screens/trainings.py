@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -17,6 +16,7 @@ from textual.events import Key, Resize
 from textual.widgets import DataTable, Input, Static
 
 from mistudio_tui.db.models import Job, Training
+from mistudio_tui.db.states import JobState, RunState
 from mistudio_tui.services import features as feature_svc
 from mistudio_tui.services import run_list
 from mistudio_tui.services import trainings as svc
@@ -34,7 +34,6 @@ from mistudio_tui.ui.widgets.sparkline import SparklineCache
 
 CURVE_METRICS = ("loss", "mse", "l0", "explained_variance", "dead_fraction", "lr", "tokens_per_s")
 NARROW_BELOW = 80
-ACTIVE_RUN_STATES = ("queued", "running")  # the runs the database poll follows
 Column = tuple[str, str, int]
 WIDE_COLUMNS: list[Column] = [
     ("mark", " ", 1),
@@ -53,11 +52,6 @@ WIDE_COLUMNS: list[Column] = [
 ]
 NARROW_COLUMNS: list[Column] = [("mark", " ", 1), ("name", "Name", 13), ("state", "State", 9), ("curve", "Loss", 8)]
 SORTABLE = [key for key in run_list.SORT_KEYS if key != "created"]
-OPTIONAL_SCREENS = {
-    "templates": ("mistudio_tui.ui.modals.templates", ("TemplatePicker",)),
-    "sweeps": ("mistudio_tui.ui.screens.sweeps", ("SweepsScreen",)),
-    "save as template": ("mistudio_tui.ui.modals.templates", ("SaveTemplateModal",)),
-}
 
 
 class RunTable(RecordTable):
@@ -172,7 +166,7 @@ class TrainingsScreen(MetricKeys, StudioScreen):
         """Refresh runs whose steps moved since they were drawn; reload when a run starts or stops anywhere."""
         if self.live.typing() or not self.is_current:
             return
-        query = Training.select(Training.id, Training.steps, Training.job).where(Training.status.in_(ACTIVE_RUN_STATES))
+        query = Training.select(Training.id, Training.steps, Training.job).where(Training.status.in_(RunState.ACTIVE))
         rows = list(query.tuples())
         active = {rid: steps for rid, steps, _ in rows}
         previous, self._polled = self._polled, active
@@ -223,7 +217,7 @@ class TrainingsScreen(MetricKeys, StudioScreen):
         """The runs the list shows: filtered, sorted, grouped (an invalid filter shows everything)."""
         rows = run_list.load_rows()
         # what the database poll compares with: the runs active now are drawn, only a change needs a reload
-        self._polled = {r.training.id: r.training.steps for r in rows if r.training.status in ACTIVE_RUN_STATES}
+        self._polled = {r.training.id: r.training.steps for r in rows if r.training.status in RunState.ACTIVE}
         try:
             run_filter = run_list.parse_filter(self.filter_text)
         except ValueError:
@@ -416,10 +410,14 @@ class TrainingsScreen(MetricKeys, StudioScreen):
             if config:
                 self.action_new_training(config)
 
-        open_optional(self, "templates", picked, training=self.training)
+        from mistudio_tui.ui.modals.templates import TemplatePicker
+
+        self.app.push_screen(TemplatePicker(training=self.training), picked)
 
     def action_sweeps(self) -> None:
-        open_optional(self, "sweeps")
+        from mistudio_tui.ui.screens.sweeps import SweepsScreen
+
+        self.app.push_screen(SweepsScreen())
 
     def action_new_training(self, template_config: dict[str, Any] | None = None) -> None:
         """The new-run form; a picked template's config fills its defaults and stays the run's base config."""
@@ -526,30 +524,9 @@ class TrainingsScreen(MetricKeys, StudioScreen):
 
 def pause_training(screen: StudioScreen, training: Training | None) -> bool:
     """Ask a running training's job to checkpoint and stop (resumable with r)."""
-    if training is None or training.job is None or training.job.status not in ("queued", "running"):
+    if training is None or training.job is None or training.job.status not in JobState.ACTIVE:
         screen.notify("Select a running training", severity="warning")
         return False
     screen.studio.runner.cancel(training.job_id)
     screen.notify(f"pausing '{training.name}': it saves a checkpoint, then stops (r resumes)")
     return True
-
-
-def open_optional(screen: StudioScreen, which: str, callback: Any = None, **kwargs: Any) -> None:
-    """Push a screen another part of the app provides, or say it is not available yet."""
-    module_name, class_names = OPTIONAL_SCREENS[which]
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name != module_name:
-            raise
-        screen.notify(f"not available yet: {which}", severity="warning")
-        return
-    factory = next((getattr(module, name) for name in class_names if hasattr(module, name)), None)
-    if factory is None:
-        screen.notify(f"not available yet: {which}", severity="warning")
-        return
-    try:
-        target = factory(**kwargs)
-    except TypeError:
-        target = factory()
-    screen.app.push_screen(target, callback)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
-from mistudio_tui.db.jobs import ACTIVE_STATES
 from mistudio_tui.db.models import Job
+from mistudio_tui.db.states import JobState
 from mistudio_tui.ui.jobview import JobView
 
 # On a narrow terminal the footer shows only a screen's first keys: say where the rest are.
@@ -26,7 +26,7 @@ class JobsBar(Static):
         self.set_interval(1.0, self.refresh_jobs)
 
     def refresh_jobs(self) -> None:
-        jobs = list(Job.select().where(Job.status.in_(ACTIVE_STATES)).order_by(Job.id))
+        jobs = list(Job.select().where(Job.status.in_(JobState.ACTIVE)).order_by(Job.id))
         running = [j for j in jobs if j.status == "running"]
         queued = len(jobs) - len(running)
         self.set_class(bool(jobs), "-busy")

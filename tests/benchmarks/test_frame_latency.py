@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import time
-from pathlib import Path
 from types import ModuleType
 
 from textual.app import App, ComposeResult
@@ -14,15 +12,11 @@ from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import DataTable, Label
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+from tests.benchmarks.scripts import load_script
 
 
 def load_probe() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_frame_latency", BENCHMARKS / "frame_latency.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("frame_latency")
 
 
 class Other(Screen[None]):
