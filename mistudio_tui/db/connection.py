@@ -52,7 +52,9 @@ def open_database(path: Path | str, run_migrations: bool = True) -> SqliteDataba
     """Open (creating if needed) the database at `path`, bind the models to it and migrate it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    db = SqliteDatabase(str(path), pragmas=PRAGMAS, check_same_thread=False, timeout=15)
+    # Transactions begin IMMEDIATE: one that read first could not upgrade to a write lock when another process
+    # wrote meanwhile ("database is locked" at once, the busy timeout never applies); taking it up front waits.
+    db = SqliteDatabase(str(path), pragmas=PRAGMAS, check_same_thread=False, timeout=15, lock_type="IMMEDIATE")
     with _lock:
         database.initialize(db)
         db.connect(reuse_if_open=True)
