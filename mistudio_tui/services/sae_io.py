@@ -6,7 +6,7 @@ import re
 import shutil
 from pathlib import Path
 
-from mistudio_tui.db.lookup import resolve, unique_name
+from mistudio_tui.db.lookup import new_name, resolve
 from mistudio_tui.db.models import LanguageModel, Training, database
 from mistudio_tui.services.spec import JobSpec, create_pending, slug
 from mistudio_tui.studio import Studio
@@ -46,13 +46,11 @@ def import_sae(
         raise ValueError(f"model '{language_model.name}' is {language_model.status}; it must be ready")
     base = Path(subfolder).name if subfolder else Path(source.rstrip("/")).name
     with database.atomic():
-        if name and Training.get_or_none(Training.name == name) is not None:
-            raise ValueError(f"the name {name!r} is taken; choose another with --name")
         training = create_pending(
             studio,
             Training,
             "saes",
-            name=name or unique_name(Training, f"imported-{slug(base, 'sae')}"),
+            name=new_name(Training, name, f"imported-{slug(base, 'sae')}"),
             origin="imported",
             model=language_model,
             hook_name=hook,
