@@ -23,6 +23,15 @@ def _from_dict(cls: type, data: dict[str, Any], what: str) -> Any:
     return cls(**data)
 
 
+def _require_finite(config: Any) -> None:
+    """NaN or infinity passes the range checks below (every comparison with NaN is false; inf > 0), so refuse first."""
+    for item in dataclasses.fields(config):
+        values = getattr(config, item.name)
+        for value in values if isinstance(values, tuple) else (values,):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{item.name} must be a finite number, got {value}")
+
+
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)
@@ -49,6 +58,7 @@ class SAEConfig:
     decoder_init_norm: float = 0.1  # standard / jumprelu decoder row norm at init (topk rows are unit norm)
 
     def __post_init__(self) -> None:
+        _require_finite(self)
         _require(
             self.architecture in ARCHITECTURES,
             f"architecture {self.architecture!r} is not supported; expected one of {', '.join(ARCHITECTURES)}",
@@ -115,6 +125,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.adam_betas = (float(self.adam_betas[0]), float(self.adam_betas[1]))
+        _require_finite(self)
         for name in (
             "total_tokens",
             "batch_size",
