@@ -9,6 +9,7 @@ from pathlib import Path
 from mistudio_tui.db.lookup import new_name, resolve
 from mistudio_tui.db.models import LanguageModel, Training, database
 from mistudio_tui.services.spec import JobSpec, create_pending, slug
+from mistudio_tui.services.staging import staged_folder
 from mistudio_tui.studio import Studio
 
 EXPORT_FILES = ("cfg.json", "sae_weights.safetensors", "sparsity.safetensors")
@@ -82,8 +83,8 @@ def export_sae(ref: str | int, dest: str | Path) -> Path:
         raise ValueError(f"export destination {target} is a file; give a folder")
     if target.is_dir() and any(target.iterdir()):
         raise ValueError(f"export destination {target} is not empty; give a new or empty folder")
-    target.mkdir(parents=True, exist_ok=True)
-    for file in EXPORT_FILES:
-        if (folder / file).is_file():
-            shutil.copy2(folder / file, target / file)
+    with staged_folder(target) as staged:
+        for file in EXPORT_FILES:
+            if (folder / file).is_file():
+                shutil.copy2(folder / file, staged / file)
     return target
