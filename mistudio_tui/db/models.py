@@ -29,8 +29,8 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
-# A name that reads as an id ("12", "#12"): ids win when a reference is resolved, so such a name would be unreachable
-# by name and would shadow nothing; it is refused wherever a name is set.
+# A name that reads as an id ("12", "#12"): ids win when a reference is resolved, so such a name could never be used
+# (and once hid the row with that id); it is refused wherever a name is set.
 ID_LIKE = re.compile(r"#?[0-9]+")
 
 
