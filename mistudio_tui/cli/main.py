@@ -68,9 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         home = getattr(options, "home", None)
         if home:
             os.environ["MISTUDIO_HOME"] = os.path.abspath(home)
-        from mistudio_tui.app import run_app
-
-        return run_app()
+        return run_tui()
     parser = build_parser()
     args = parser.parse_args(argv)
     args.json = getattr(args, "json", False)
@@ -78,9 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if home:
         os.environ["MISTUDIO_HOME"] = os.path.abspath(home)
     if args.command is None:
-        from mistudio_tui.app import run_app
-
-        return run_app()
+        return run_tui()
     func = getattr(args, "func", None)
     if func is None:
         parser.parse_args([*argv, "--help"])
@@ -144,6 +140,20 @@ def one_line_error(exc: BaseException) -> tuple[str, int] | None:
     if isinstance(exc, (ValueError, LookupError, OSError)):  # OSError covers missing files and permissions
         return str(exc) or type(exc).__name__, 1
     return None
+
+
+def run_tui() -> int:
+    """The TUI; a database it cannot open (not a database, too new, locked) is one line here, as for commands."""
+    from mistudio_tui.app import run_app
+
+    try:
+        return run_app()
+    except (Exception, KeyboardInterrupt) as exc:
+        known = one_line_error(exc)
+        if known is None:
+            raise
+        fail(known[0])
+        return known[1]
 
 
 def _report(args: argparse.Namespace, message: str) -> None:

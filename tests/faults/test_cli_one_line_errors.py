@@ -48,11 +48,12 @@ def test_bad_training_values_are_refused_before_any_row(capsys, mistudio_home: P
     assert Job.select().count() == 0
 
 
-def test_a_file_that_is_not_a_database_is_named_and_left_alone(capsys, mistudio_home: Path) -> None:
+@pytest.mark.parametrize("argv", [["datasets", "list"], []], ids=["command", "tui"])
+def test_a_file_that_is_not_a_database_is_named_and_left_alone(capsys, mistudio_home: Path, argv) -> None:
     mistudio_home.mkdir(parents=True)
     junk = bytes(range(256)) * 16
     (mistudio_home / "mistudio.db").write_bytes(junk)
-    assert main(["datasets", "list"]) == 1
+    assert main(argv) == 1
     line = one_line(capsys)
     assert "is not a miStudio database" in line and str(mistudio_home / "mistudio.db") in line
     assert (mistudio_home / "mistudio.db").read_bytes() == junk
