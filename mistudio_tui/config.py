@@ -46,7 +46,8 @@ class Paths:
         return self.home / kind
 
     def ensure(self) -> Paths:
-        """Create the home and its folders if missing."""
+        """Create the home (readable by its owner only: it holds the labels, logs and settings) and its folders."""
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         for sub in SUBDIRS:
             (self.home / sub).mkdir(parents=True, exist_ok=True)
         return self

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 SUFFIXES = {"k": 1_000, "m": 1_000_000, "b": 1_000_000_000, "g": 1_000_000_000}
 
 
@@ -18,6 +20,8 @@ def parse_count(text: str | int, what: str = "value") -> int:
             number = float(cleaned) * scale
         except ValueError:
             raise ValueError(f"{what}: {text!r} is not a count (examples: 4096, 1e6, 100k, 2M)") from None
+        if not math.isfinite(number):
+            raise ValueError(f"{what}: {text!r} is not a finite count")
         if number != int(number):
             raise ValueError(f"{what}: {text!r} is not a whole number")
         value = int(number)

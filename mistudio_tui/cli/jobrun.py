@@ -8,6 +8,7 @@ from typing import Any
 from mistudio_tui.cli.output import CliError
 from mistudio_tui.db.models import Job
 from mistudio_tui.db.states import JobState
+from mistudio_tui.display import printable
 from mistudio_tui.jobs import protocol as p
 from mistudio_tui.jobs.runner import JobRunner
 from mistudio_tui.studio import Studio
@@ -54,7 +55,7 @@ def _wait_with_bar(runner: JobRunner, job_id: int, title: str, quiet: bool) -> J
         if event.job_id == job_id and event.type == "progress":
             latest["progress"] = event.data
         elif event.job_id == job_id and event.type == "log":
-            console.log(event.data)
+            console.log(printable(str(event.data)))  # log lines may quote a server's or a model's text
 
     runner.add_listener(listener)
     try:

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from mistudio_tui import __version__
 from mistudio_tui.cli.output import CliError, emit, fail
@@ -35,11 +36,18 @@ def common_parser() -> argparse.ArgumentParser:
     return common
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A usage error is one line naming the bad argument (the full usage is a --help away), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
     common = common_parser()
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="mistudio",
         description="miStudio: a terminal studio for mechanistic interpretability with sparse autoencoders. "
         "Without a command it opens the TUI.",
@@ -60,9 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         home = getattr(options, "home", None)
         if home:
             os.environ["MISTUDIO_HOME"] = os.path.abspath(home)
-        from mistudio_tui.app import run_app
-
-        return run_app()
+        return run_tui()
     parser = build_parser()
     args = parser.parse_args(argv)
     args.json = getattr(args, "json", False)
@@ -70,9 +76,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if home:
         os.environ["MISTUDIO_HOME"] = os.path.abspath(home)
     if args.command is None:
-        from mistudio_tui.app import run_app
-
-        return run_app()
+        return run_tui()
     func = getattr(args, "func", None)
     if func is None:
         parser.parse_args([*argv, "--help"])
@@ -85,21 +89,71 @@ def main(argv: Sequence[str] | None = None) -> int:
             studio = Studio()
         func(args, studio)
         return 0
-    except CliError as exc:
-        _report(args, str(exc))
-        return exc.code
     except BrokenPipeError:  # e.g. `mistudio … | head`: the reader left; not an error worth a message
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except (ValueError, FileNotFoundError, LookupError, PermissionError, OSError) as exc:
-        _report(args, str(exc) or type(exc).__name__)
-        return 1
-    except KeyboardInterrupt:
-        _report(args, "interrupted")
-        return 130
+    except (Exception, KeyboardInterrupt) as exc:
+        known = one_line_error(exc)
+        if known is None:  # a bug: keep its traceback
+            raise
+        _report(args, known[0])
+        return known[1]
     finally:
         if studio is not None:
             studio.close()
+
+
+# What a database failure means for the person at the terminal, by the text of SQLite's error.
+DATABASE_MESSAGES = {
+    "database is locked": "the database {db} stayed busy (another miStudio process was writing) past the wait; "
+    "try again",
+    "disk i/o error": "disk I/O error on the database {db}; check the disk (full, removed or failing)",
+    "file is not a database": "{db} is not a miStudio database (file is not a database); move it aside or give "
+    "another --home",
+    "database disk image is malformed": "the database {db} is damaged (disk image is malformed); restore a backup "
+    "(mistudio.db.bak-N) or move it aside",
+    "readonly database": "the database {db} is read-only; check its permissions",
+    "unable to open database file": "cannot open the database {db}; check that its folder exists and is writable",
+}
+
+
+def one_line_error(exc: BaseException) -> tuple[str, int] | None:
+    """The one-line message and exit code of an expected failure; None for a bug. The only such mapping."""
+    from peewee import DatabaseError
+
+    from mistudio_tui.db.connection import SchemaTooNew
+
+    if isinstance(exc, CliError):
+        return str(exc), exc.code
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", 130
+    if isinstance(exc, SchemaTooNew):
+        return str(exc), 1
+    if isinstance(exc, DatabaseError):
+        from mistudio_tui.config import paths
+
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        for key, message in DATABASE_MESSAGES.items():
+            if key in text.lower():
+                return message.format(db=paths().db), 1
+        return f"database error: {text}", 1
+    if isinstance(exc, (ValueError, LookupError, OSError)):  # OSError covers missing files and permissions
+        return str(exc) or type(exc).__name__, 1
+    return None
+
+
+def run_tui() -> int:
+    """The TUI; a database it cannot open (not a database, too new, locked) is one line here, as for commands."""
+    from mistudio_tui.app import run_app
+
+    try:
+        return run_app()
+    except (Exception, KeyboardInterrupt) as exc:
+        known = one_line_error(exc)
+        if known is None:
+            raise
+        fail(known[0])
+        return known[1]
 
 
 def _report(args: argparse.Namespace, message: str) -> None:

@@ -10,6 +10,8 @@ from typing import Any
 
 from peewee import Model
 
+from mistudio_tui.display import printable
+
 
 class CliError(Exception):
     """A user-facing failure: printed as one line, exit code `code`."""
@@ -75,11 +77,11 @@ def format_cell(value: Any) -> str:
 
 
 def emit(as_json: bool, data: Any, human: Callable[[], str] | str | None = None) -> None:
-    """Print `data` as JSON, or the human rendering."""
+    """Print `data` as JSON (which escapes control characters), or the human rendering without any."""
     if as_json:
         print(to_json(data))
     elif human is not None:
-        print(human() if callable(human) else human)
+        print(printable(human() if callable(human) else human))
     else:
         print(to_json(data))
 
@@ -87,4 +89,4 @@ def emit(as_json: bool, data: Any, human: Callable[[], str] | str | None = None)
 def fail(message: str) -> None:
     """Print a one-line error to stderr."""
     first = message.strip().splitlines()[0] if message.strip() else "error"
-    print(f"mistudio: error: {first}", file=sys.stderr)
+    print(f"mistudio: error: {printable(first)}", file=sys.stderr)

@@ -115,6 +115,8 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 
 
 def cmd_train(args: argparse.Namespace, studio: Studio) -> None:
+    if args.nproc is not None and args.nproc < 1:  # before any row is made
+        raise CliError("--nproc must be at least 1", code=2)
     if args.hooks or args.model or args.tokenization or args.variants:
         return cmd_train_group(args, studio)
     if args.resume and Training.get_or_none(Training.group_name == args.resume) is not None:
@@ -134,8 +136,6 @@ def cmd_train(args: argparse.Namespace, studio: Studio) -> None:
             **run_options(args),
         )
     if args.nproc is not None:
-        if args.nproc < 1:
-            raise CliError("--nproc must be at least 1", code=2)
         spec.params["nproc"] = args.nproc
     run_spec(args, studio, spec, training_summary)
 

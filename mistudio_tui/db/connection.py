@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 from pathlib import Path
 
@@ -48,15 +50,39 @@ def migrate(db: SqliteDatabase, target: str | None = None) -> list[str]:
     return runner.up(target)
 
 
+def private_file(path: Path) -> None:
+    """Create `path` empty with mode 0600 unless it exists (SQLite gives its -wal and -shm files the same mode)."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def backup_before_migrating(db: SqliteDatabase, path: Path) -> Path | None:
+    """Copy a database with pending migrations to `<name>.bak-<its schema version>` first; None when not needed."""
+    status = Runner(db, str(MIGRATIONS_DIR)).status()
+    version = max((m.idx for m in status if m.applied), default=0)
+    if version == 0 or any(m.path is None for m in status) or all(m.applied for m in status):
+        return None  # new (nothing to keep), too new (migrate refuses it) or current
+    backup, n = path.with_name(f"{path.name}.bak-{version}"), 2
+    while backup.exists():  # an older backup of this version is kept as it is
+        backup, n = path.with_name(f"{path.name}.bak-{version}-{n}"), n + 1
+    private_file(backup)
+    db.execute_sql("VACUUM INTO ?", (str(backup),))  # consistent, WAL included
+    return backup
+
+
 def open_database(path: Path | str, run_migrations: bool = True) -> SqliteDatabase:
     """Open (creating if needed) the database at `path`, bind the models to it and migrate it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    db = SqliteDatabase(str(path), pragmas=PRAGMAS, check_same_thread=False, timeout=15)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    private_file(path)
+    # Transactions begin IMMEDIATE: one that read first could not upgrade to a write lock when another process
+    # wrote meanwhile ("database is locked" at once, the busy timeout never applies); taking it up front waits.
+    db = SqliteDatabase(str(path), pragmas=PRAGMAS, check_same_thread=False, timeout=15, lock_type="IMMEDIATE")
     with _lock:
         database.initialize(db)
         db.connect(reuse_if_open=True)
         if run_migrations:
+            backup_before_migrating(db, path)
             migrate(db)
     return db
 

@@ -7,6 +7,7 @@ from typing import TypeVar
 from peewee import Model
 
 from mistudio_tui.db.cascade import NOUNS
+from mistudio_tui.db.models import ID_LIKE, refuse_id_like_name
 
 M = TypeVar("M", bound=Model)
 
@@ -22,10 +23,10 @@ def resolve(model: type[M], ref: str | int) -> M:
     if not text:
         raise NotFound(f"no {noun} given")
     row = None
-    if "name" in model._meta.fields:
-        row = model.get_or_none(model.name == text)
-    if row is None and text.lstrip("#").isdigit():
+    if ID_LIKE.fullmatch(text):  # ids win: names may not look like ids (refuse_id_like_name)
         row = model.get_or_none(model.id == int(text.lstrip("#")))
+    elif "name" in model._meta.fields:
+        row = model.get_or_none(model.name == text)
     if row is None:
         names = []
         if "name" in model._meta.fields:
@@ -35,9 +36,21 @@ def resolve(model: type[M], ref: str | int) -> M:
     return row
 
 
+def new_name(model: type[Model], requested: str | None, default: str) -> str:
+    """The name a user asked for (refused if taken or id-like), else a free one made from `default`."""
+    if requested:
+        refuse_id_like_name(requested)
+        if model.get_or_none(model.name == requested) is not None:
+            raise ValueError(f"the name {requested!r} is taken; choose another with --name")
+        return requested
+    return unique_name(model, default)
+
+
 def unique_name(model: type[Model], base: str) -> str:
-    """`base`, or `base-2`, `base-3`, ... whichever is free."""
+    """`base`, or `base-2`, `base-3`, ... whichever is free (prefixed with the noun if `base` reads as an id)."""
     base = base.strip() or model._meta.table_name
+    if ID_LIKE.fullmatch(base):
+        base = f"{model._meta.table_name.replace('_', '-')}-{base}"
     if model.get_or_none(model.name == base) is None:
         return base
     n = 2

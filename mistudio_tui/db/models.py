@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from peewee import (
     BooleanField,
@@ -28,10 +29,27 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
+# A name that reads as an id ("12", "#12"): ids win when a reference is resolved, so such a name could never be used
+# (and once hid the row with that id); it is refused wherever a name is set.
+ID_LIKE = re.compile(r"#?[0-9]+")
+
+
+def refuse_id_like_name(name: str) -> None:
+    """ValueError if `name` is all digits (optionally after '#'), which every command reads as an id."""
+    if ID_LIKE.fullmatch(name.strip()):
+        raise ValueError(f"the name {name!r} is all digits, which reads as an id; choose a name with a letter in it")
+
+
 class BaseModel(Model):
     class Meta:
         database = database
         legacy_table_names = False
+
+    def save(self, *args, **kwargs):
+        """Refuse a new or changed id-like name (rows loaded with one, from before the rule, still save)."""
+        if "name" in self._meta.fields and "name" in self._dirty and isinstance(self.__data__.get("name"), str):
+            refuse_id_like_name(self.__data__["name"])
+        return super().save(*args, **kwargs)
 
 
 class Job(BaseModel):

@@ -35,6 +35,7 @@ class _Tally:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     usage_estimated: bool = False
+    first_error: str | None = None
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -46,6 +47,7 @@ class _Tally:
             self.labeled += 1
         else:
             self.failed += 1
+            self.first_error = self.first_error or result.error
         if result.score is not None:
             self.scored += 1
             self.score_sum += result.score
@@ -249,6 +251,10 @@ async def label_features(
     ctx.progress(tally.done, total, text=tally.text(), unit="features")
     ctx.flush()
     ctx.log(f"labeling finished: {tally.text()}")
+    if tally.failed and not tally.labeled:  # a run that labeled nothing failed, whatever each request said
+        failed = LabelingAborted(f"every request failed ({tally.failed} features); the first: {tally.first_error}")
+        failed.summary = summary
+        raise failed
     return summary
 
 

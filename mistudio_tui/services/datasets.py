@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mistudio_tui.db.lookup import resolve, unique_name
+from mistudio_tui.db.lookup import new_name, resolve
 from mistudio_tui.db.models import Dataset, LanguageModel, Tokenization, database
 from mistudio_tui.db.states import RunState
 from mistudio_tui.services.spec import JobSpec, create_pending, slug
@@ -71,7 +71,7 @@ def add_dataset(
             studio,
             Dataset,
             "datasets",
-            name=unique_name(Dataset, slug(base, "dataset")) if not name else _free_name(Dataset, name),
+            name=new_name(Dataset, name, slug(base, "dataset")),
             source_type="hub" if is_hub else "local",
             source=source,
             hub_config=hub_config,
@@ -127,12 +127,6 @@ def resume_tokenization(studio: Studio, ref: str | int) -> JobSpec:
     return JobSpec("tokenize", params, f"Resume tokenizing {tok.name}", tok)
 
 
-def _free_name(model: Any, name: str) -> str:
-    if model.get_or_none(model.name == name) is not None:
-        raise ValueError(f"the name {name!r} is taken; choose another with --name")
-    return name
-
-
 def tokenize_dataset(
     studio: Studio,
     dataset_ref: str | int,
@@ -172,7 +166,7 @@ def tokenize_dataset(
             "tokenizations",
             dataset=dataset,
             model=model,
-            name=_free_name(Tokenization, name) if name else unique_name(Tokenization, slug(default_name)),
+            name=new_name(Tokenization, name, slug(default_name)),
             tokenizer=tokenizer_ref,
             context_size=context_size,
             prepend_bos=prepend_bos,

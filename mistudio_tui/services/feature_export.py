@@ -27,6 +27,7 @@ from mistudio_tui.db.models import Feature, FeatureLabel, FeatureSet
 from mistudio_tui.db.states import RunState
 from mistudio_tui.ml.features.store import Example, FeatureDetail, FeatureSetReader
 from mistudio_tui.ml.features.table import read_vocab
+from mistudio_tui.services.staging import staged_folder
 
 FORMATS = ("json", "jsonl", "neuronpedia")
 TOP_BIN = -1.0  # bin_min/bin_max of the top-activation examples, as Neuronpedia marks them
@@ -291,9 +292,9 @@ def _write_document(
 def _write_neuronpedia(folder: Path, records: Iterator[dict[str, Any]]) -> int:
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"{folder} is a file; the neuronpedia format writes a folder of <index>.json files")
-    folder.mkdir(parents=True, exist_ok=True)
     n = 0
-    for record in records:
-        _write_atomically(folder / f"{record['index']}.json", lambda fh, r=record: fh.write(json.dumps(r)) and 1)
-        n += 1
+    with staged_folder(folder) as staged:
+        for record in records:
+            (staged / f"{record['index']}.json").write_text(json.dumps(record), encoding="utf-8")
+            n += 1
     return n

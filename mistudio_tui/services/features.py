@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mistudio_tui.db.lookup import resolve, unique_name
+from mistudio_tui.db.lookup import new_name, resolve
 from mistudio_tui.db.models import FeatureSet, Tokenization, Training, database
 from mistudio_tui.db.states import RunState
 from mistudio_tui.services.spec import JobSpec, create_pending
@@ -61,7 +61,7 @@ def extract_features(
             studio,
             FeatureSet,
             "features",
-            name=_name(name, default),
+            name=new_name(FeatureSet, name, default),
             training=training,
             tokenization=tokenization,
             d_sae=training.d_sae or 0,
@@ -90,11 +90,3 @@ def check_extraction_config(config: dict[str, Any]) -> None:
             raise ValueError(f"extraction option {key} must be zero or more tokens, got {config[key]}")
     if not 0.0 <= float(config["dead_density"]) < 1.0:
         raise ValueError(f"extraction option dead_density must be in [0, 1), got {config['dead_density']}")
-
-
-def _name(name: str | None, default: str) -> str:
-    if name:
-        if FeatureSet.get_or_none(FeatureSet.name == name) is not None:
-            raise ValueError(f"the name {name!r} is taken; choose another with --name")
-        return name
-    return unique_name(FeatureSet, default)

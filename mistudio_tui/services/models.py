@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mistudio_tui.db.lookup import resolve, unique_name
+from mistudio_tui.db.lookup import new_name, resolve
 from mistudio_tui.db.models import ActivationSet, LanguageModel, Tokenization, database
 from mistudio_tui.db.states import RunState
 from mistudio_tui.services.extraction_templates import EXTRACTION_DEFAULTS, check_config, template_config
@@ -47,7 +47,7 @@ def add_model(
     base = name or source.rstrip("/").split("/")[-1]
     with database.atomic():
         model = LanguageModel.create(
-            name=_new_name(LanguageModel, name, base),
+            name=new_name(LanguageModel, name, slug(base)),
             source_type="hub" if is_hub else "local",
             source=source,
             revision=revision,
@@ -69,14 +69,6 @@ def add_model(
     }
     title = f"Download {model.name}" if is_hub else f"Inspect {model.name}"
     return JobSpec("model.add", params, title, model)
-
-
-def _new_name(model: Any, name: str | None, base: str) -> str:
-    if name:
-        if model.get_or_none(model.name == name) is not None:
-            raise ValueError(f"the name {name!r} is taken; choose another with --name")
-        return name
-    return unique_name(model, slug(base))
 
 
 def extract_activations(
@@ -108,7 +100,7 @@ def extract_activations(
             studio,
             ActivationSet,
             "activations",
-            name=_new_name(ActivationSet, name, default),
+            name=new_name(ActivationSet, name, slug(default)),
             model=model,
             tokenization=tokenization,
             hooks=config["hooks"],
@@ -199,7 +191,7 @@ def import_activations(studio: Studio, path: str, key: str | None = None, name: 
             studio,
             ActivationSet,
             "activations",
-            name=_new_name(ActivationSet, name, f"imported-{src.stem}"),
+            name=new_name(ActivationSet, name, slug(f"imported-{src.stem}")),
             origin="imported",
             hooks=[key] if key else [],
         )

@@ -5,7 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from mistudio_tui.db.lookup import resolve, unique_name
-from mistudio_tui.db.models import ActivationSet, LanguageModel, Tokenization, Training, TrainingTemplate, database
+from mistudio_tui.db.models import (
+    ActivationSet,
+    LanguageModel,
+    Tokenization,
+    Training,
+    TrainingTemplate,
+    database,
+    refuse_id_like_name,
+)
 from mistudio_tui.db.states import JobState, RunState
 from mistudio_tui.services.spec import JobSpec, slug
 from mistudio_tui.services.trainings import create_training, eval_params, run_metadata, training_config
@@ -148,6 +156,7 @@ def _source_rows(
 
 def _group_name(requested: str | None, hooks: list[str], model: LanguageModel | None) -> str:
     if requested:
+        refuse_id_like_name(requested)  # `train --resume GROUP` reads digits as a training id
         if Training.select().where(Training.group_name == requested).exists():
             raise ValueError(f"the group name {requested!r} is taken; choose another with --name")
         return requested

@@ -6,10 +6,11 @@ import re
 import shutil
 from pathlib import Path
 
-from mistudio_tui.db.lookup import resolve, unique_name
+from mistudio_tui.db.lookup import new_name, resolve
 from mistudio_tui.db.models import LanguageModel, Training, database
 from mistudio_tui.db.states import RunState
 from mistudio_tui.services.spec import JobSpec, create_pending, slug
+from mistudio_tui.services.staging import staged_folder
 from mistudio_tui.studio import Studio
 
 EXPORT_FILES = ("cfg.json", "sae_weights.safetensors", "sparsity.safetensors")
@@ -47,13 +48,11 @@ def import_sae(
         raise ValueError(f"model '{language_model.name}' is {language_model.status}; it must be ready")
     base = Path(subfolder).name if subfolder else Path(source.rstrip("/")).name
     with database.atomic():
-        if name and Training.get_or_none(Training.name == name) is not None:
-            raise ValueError(f"the name {name!r} is taken; choose another with --name")
         training = create_pending(
             studio,
             Training,
             "saes",
-            name=name or unique_name(Training, f"imported-{slug(base, 'sae')}"),
+            name=new_name(Training, name, f"imported-{slug(base, 'sae')}"),
             origin="imported",
             model=language_model,
             hook_name=hook,
@@ -85,8 +84,8 @@ def export_sae(ref: str | int, dest: str | Path) -> Path:
         raise ValueError(f"export destination {target} is a file; give a folder")
     if target.is_dir() and any(target.iterdir()):
         raise ValueError(f"export destination {target} is not empty; give a new or empty folder")
-    target.mkdir(parents=True, exist_ok=True)
-    for file in EXPORT_FILES:
-        if (folder / file).is_file():
-            shutil.copy2(folder / file, target / file)
+    with staged_folder(target) as staged:
+        for file in EXPORT_FILES:
+            if (folder / file).is_file():
+                shutil.copy2(folder / file, staged / file)
     return target

@@ -9,7 +9,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from mistudio_tui.db.lookup import resolve, unique_name
+from mistudio_tui.db.lookup import new_name, resolve
 from mistudio_tui.db.models import ActivationSet, Job, Sweep, Training, database
 from mistudio_tui.db.states import JobState, RunState
 from mistudio_tui.services.pareto import pareto_front
@@ -404,10 +404,8 @@ def new_sweep(request: SweepRequest) -> JobSpec:
     space = {"text": " ".join(d.describe() for d in dims), "dimensions": [d.to_dict() for d in dims]}
     default = f"sweep-{request.method}-{aset.name}"
     with database.atomic():
-        if request.name and Sweep.get_or_none(Sweep.name == request.name) is not None:
-            raise ValueError(f"the sweep name {request.name!r} is taken; choose another with --name")
         sweep = Sweep.create(
-            name=request.name or unique_name(Sweep, default),
+            name=new_name(Sweep, request.name, default),
             method=request.method,
             space=space,
             base_config=settings,

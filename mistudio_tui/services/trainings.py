@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from mistudio_tui.db.lookup import resolve, unique_name
+from mistudio_tui.db.lookup import new_name, resolve
 from mistudio_tui.db.models import ActivationSet, LanguageModel, Tokenization, Training, TrainingTemplate, database
 from mistudio_tui.db.states import RunState
+from mistudio_tui.ml.sae.config import sae_config, train_config
 from mistudio_tui.services.spec import JobSpec, create_pending, slug
 from mistudio_tui.studio import Studio
 
@@ -79,7 +80,10 @@ def training_config(
         raise ValueError("the token budget must be positive")
     if int(train_cfg["batch_size"]) <= 0:
         raise ValueError("the batch size must be positive")
-    return {"sae": sae, "train": train_cfg}
+    config = {"sae": sae, "train": train_cfg}
+    sae_config(config)  # the worker's own checks, here before any row exists: a bad value leaves no failed run
+    train_config(config)
+    return config
 
 
 def new_training(
@@ -112,7 +116,7 @@ def new_training(
         training = create_training(
             studio,
             config,
-            name=_name(name, default),
+            name=new_name(Training, name, default),
             activation_set=aset,
             model=aset.model,
             tokenization=aset.tokenization,
@@ -136,14 +140,6 @@ def create_training(studio: Studio, config: dict[str, Any], **fields: Any) -> Tr
         total_tokens=int(config["train"]["total_tokens"]),
         **fields,
     )
-
-
-def _name(name: str | None, default: str) -> str:
-    if name:
-        if Training.get_or_none(Training.name == name) is not None:
-            raise ValueError(f"the name {name!r} is taken; choose another with --name")
-        return name
-    return unique_name(Training, default)
 
 
 def train_spec(training: Training, resume: bool) -> JobSpec:

@@ -9,26 +9,7 @@ from typing import Any
 from mistudio_tui.jobs.context import JobCancelled, JobContext
 from mistudio_tui.jobs.tasks.sae import ce_loss_metrics
 from mistudio_tui.ml.sae.checkpoint_files import latest_checkpoint_step
-
-ARCH_NAMES = {"relu": "standard"}  # user-facing name -> SAELens name
-
-
-def sae_config(params: dict[str, Any]) -> Any:
-    from mistudio_tui.ml.sae.config import SAEConfig
-
-    sae = dict(params["sae"])
-    sae["architecture"] = ARCH_NAMES.get(sae.get("architecture", "topk"), sae.get("architecture"))
-    if sae["architecture"] not in ("topk", "batchtopk", "jumprelu"):
-        sae.pop("k", None)
-    return SAEConfig.from_dict(sae)
-
-
-def train_config(params: dict[str, Any]) -> Any:
-    from mistudio_tui.ml.sae.config import TrainConfig
-
-    train = dict(params["train"])
-    train["metadata"] = {k: v for k, v in (params.get("metadata") or {}).items() if v is not None}
-    return TrainConfig.from_dict(train)
+from mistudio_tui.ml.sae.config import sae_config, train_config
 
 
 def run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:

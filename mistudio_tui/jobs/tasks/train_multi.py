@@ -6,8 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from mistudio_tui.jobs.context import JobCancelled, JobContext
-from mistudio_tui.jobs.tasks.train import evaluate_ce, sae_config, train_config, training_result
+from mistudio_tui.jobs.tasks.train import evaluate_ce, training_result
 from mistudio_tui.ml.sae.checkpoint_files import latest_checkpoint_step
+from mistudio_tui.ml.sae.config import sae_config, train_config
 
 STREAM_DEFAULTS = {"buffer_tokens": 65536, "batch_size": 8, "exclude_bos": True, "exclude_special": True}
 

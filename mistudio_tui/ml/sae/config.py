@@ -25,6 +25,15 @@ def _from_dict(cls: type, data: dict[str, Any], what: str) -> Any:
     return cls(**data)
 
 
+def _require_finite(config: Any) -> None:
+    """NaN or infinity passes the range checks below (every comparison with NaN is false; inf > 0), so refuse first."""
+    for item in dataclasses.fields(config):
+        values = getattr(config, item.name)
+        for value in values if isinstance(values, tuple) else (values,):
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{item.name} must be a finite number, got {value}")
+
+
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)
@@ -51,6 +60,7 @@ class SAEConfig:
     decoder_init_norm: float = 0.1  # standard / jumprelu decoder row norm at init (topk rows are unit norm)
 
     def __post_init__(self) -> None:
+        _require_finite(self)
         _require(
             self.architecture in ARCHITECTURES,
             f"architecture {self.architecture!r} is not supported; expected one of {', '.join(ARCHITECTURES)}",
@@ -119,6 +129,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.adam_betas = (float(self.adam_betas[0]), float(self.adam_betas[1]))
+        _require_finite(self)
         for name in (
             "total_tokens",
             "batch_size",
@@ -191,3 +202,22 @@ def default_lr(d_sae: int, optimizer: str = "adam") -> float:
     and sparsify (a sign step moves every weight by the whole lr, so its lr is the larger)."""
     base = 5e-3 if optimizer == "signum" else 2e-4
     return base / math.sqrt(d_sae / 2**14)
+
+
+ARCH_NAMES = {"relu": "standard"}  # user-facing name -> SAELens name
+
+
+def sae_config(params: dict[str, Any]) -> SAEConfig:
+    """The SAEConfig of a training job's params (its `sae` part, with user-facing architecture names)."""
+    sae = dict(params["sae"])
+    sae["architecture"] = ARCH_NAMES.get(sae.get("architecture", "topk"), sae.get("architecture"))
+    if sae["architecture"] not in ("topk", "batchtopk", "jumprelu"):
+        sae.pop("k", None)
+    return SAEConfig.from_dict(sae)
+
+
+def train_config(params: dict[str, Any]) -> TrainConfig:
+    """The TrainConfig of a training job's params (its `train` part, plus the run's metadata)."""
+    train = dict(params["train"])
+    train["metadata"] = {k: v for k, v in (params.get("metadata") or {}).items() if v is not None}
+    return TrainConfig.from_dict(train)

@@ -12,6 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
+from mistudio_tui.display import printable
 from mistudio_tui.ui.modals.form import Field, FormModal
 from mistudio_tui.ui.widgets.feature_view import label_origin
 
@@ -69,8 +70,8 @@ class LabelHistoryModal(ModalScreen[int | None]):
             yield OptionList(
                 *[
                     Option(
-                        f"{'● ' if lb.is_current else '  '}{lb.technical or '-'}\n"
-                        f"  {lb.semantic or '(no semantic label)'}\n  {describe_label(lb)}",
+                        f"{'● ' if lb.is_current else '  '}{printable(lb.technical) or '-'}\n"
+                        f"  {printable(lb.semantic) or '(no semantic label)'}\n  {describe_label(lb)}",
                         id=str(lb.id),
                     )
                     for lb in self.labels

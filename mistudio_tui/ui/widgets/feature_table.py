@@ -18,6 +18,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
 from mistudio_tui.db import features as fq
+from mistudio_tui.display import printable
 from mistudio_tui.ui import format as fmt
 
 PAGE_ROWS = 100
@@ -308,15 +309,15 @@ class FeatureTable(ScrollView, can_focus=True):
         if key == "index":
             cell = Text(f"{'★' if row.bookmarked else ' '}{row.index}")
         elif key == "labels":
-            cell = Text(row.technical, style="cyan")
+            cell = Text(printable(row.technical), style="cyan")
             if row.semantic:
-                cell.append(" " + row.semantic.replace("\n", " "))
+                cell.append(" " + printable(row.semantic).replace("\n", " "))
         elif key == "density":
             cell = Text("dead" if row.dead else fmt.num(row.density), justify="right")
         elif key == "max":
             cell = Text(fmt.num(row.max_activation), justify="right")
         elif key == "top":
-            cell = Text(row.top_tokens.replace("\n", "⏎"))
+            cell = Text(printable(row.top_tokens.replace("\n", "⏎")))
         else:
             cell = Text("" if row.score is None else f"{row.score:.2f}", justify="right")
         if cell.justify == "right":

@@ -7,6 +7,7 @@ from typing import Any
 from rich.style import Style
 from rich.text import Text
 
+from mistudio_tui.display import printable
 from mistudio_tui.ui import format as fmt
 
 SHADES = ["#1f2a1f", "#23402a", "#2a5a33", "#2f753b", "#3a9147", "#4fae55", "#6ccb63", "#93e07a"]
@@ -68,12 +69,12 @@ def feature_header(detail: Any, labels: list[Any], technical: str = "") -> Text:
     )
     current = next((lb for lb in labels if lb.is_current), None)
     if current is not None and current.technical:
-        text.append(f"\n{current.technical}", style="bold cyan")
+        text.append(f"\n{printable(current.technical)}", style="bold cyan")
     elif technical:
-        text.append(f"\n{technical}", style="bold cyan")
+        text.append(f"\n{printable(technical)}", style="bold cyan")
         text.append(f"  [technical · {technical_origin(technical, labels)}]", style="dim")
     if current is not None and current.semantic:
-        text.append(f"\n{current.semantic}")
+        text.append(f"\n{printable(current.semantic)}")
     else:
         text.append("\nunlabelled: no semantic label · e labels it by hand, L with a model", style="dim")
     if current is not None:

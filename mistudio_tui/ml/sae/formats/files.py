@@ -64,6 +64,9 @@ def take(tensors: dict[str, Tensor], key: str, shape: tuple[int, ...], path: Pat
         raise SAEFormatError(f"{path}: entry {key!r} is not a tensor")
     if tuple(tensor.shape) != tuple(shape):
         raise SAEFormatError(f"{path}: tensor {key!r} has shape {tuple(tensor.shape)}, expected {tuple(shape)}")
+    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+        bad = int((~torch.isfinite(tensor)).sum())
+        raise SAEFormatError(f"{path}: tensor {key!r} holds {bad:,} NaN or infinite value(s); it cannot be used")
     return tensor
 
 
