@@ -8,6 +8,7 @@ from pathlib import Path
 
 from mistudio_tui.db.lookup import resolve, unique_name
 from mistudio_tui.db.models import LanguageModel, Training, database
+from mistudio_tui.services import sae_releases
 from mistudio_tui.services.spec import JobSpec, create_pending, slug
 from mistudio_tui.studio import Studio
 
@@ -29,9 +30,20 @@ def import_sae(
     hook: str | None = None,
     subfolder: str | None = None,
     revision: str | None = None,
+    sae_id: str | None = None,
 ) -> JobSpec:
-    """Create an imported Training row and describe the job that reads the SAE at `source` (a folder or hub repo)."""
-    hub = is_hub_repo(source)
+    """Create an imported Training row and describe the job that reads the SAE at `source` (a folder or hub repo).
+
+    With `sae_id`, `source` is a SAELens pretrained release, found through the installed sae-lens's catalogue.
+    """
+    release = None
+    if sae_id is not None:
+        if subfolder:
+            raise ValueError("--subfolder does not apply to a release import: the release names the folder")
+        release = sae_releases.resolve(source, sae_id)
+        name = name or unique_name(Training, f"{slug(source, 'sae')}-{slug(sae_id, 'sae')}")
+        source, subfolder = release.repo_id, release.path
+    hub = release is not None or is_hub_repo(source)
     if not hub:
         path = Path(source).expanduser()
         if not path.exists():
@@ -67,6 +79,8 @@ def import_sae(
         "model_d_model": language_model.d_model if language_model is not None else None,
         "out_dir": training.path,
     }
+    if release is not None:
+        params.update(release=release.release, sae_id=release.sae_id, norm_scaling_factor=release.norm_scaling_factor)
     return JobSpec("sae.import", params, f"Import SAE {training.name}", training)
 
 
