@@ -157,6 +157,7 @@ def test_stored_dtype_and_legacy_scaling_factor(tmp_path: Path) -> None:
     [
         ({"metadata": {"hook_name": "blocks.0.attn.hook_z", "hook_head_index": 3}}, {}, "hook_head_index=3"),
         ({"reshape_activations": "hook_z"}, {}, "reshape_activations='hook_z'"),
+        ({"reshape_activations": None, "metadata": {"hook_name": "blocks.2.attn.hook_z"}}, {}, "reshape_activations"),
         ({"normalize_activations": "layer_norm"}, {}, "normalize_activations='layer_norm'"),
         ({"normalize_activations": "covariance_whitening"}, {}, "normalize_activations='covariance_whitening'"),
         ({"rescale_acts_by_decoder_norm": True}, {}, "rescale_acts_by_decoder_norm is only defined for topk"),

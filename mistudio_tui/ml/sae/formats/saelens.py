@@ -183,10 +183,10 @@ def read_saelens_fields(folder: Path, norm_scaling_factor: float | None = None) 
             f"{path}: hook_head_index={head!r}: the SAE reads one attention head's output, which miStudio's hooks "
             "do not select; only SAEs on whole hook outputs can be imported"
         )
-    reshape = cfg.get("reshape_activations", "none")
+    reshape = cfg.get("reshape_activations")
     hook = str(metadata.get("hook_name") or cfg.get("hook_name") or cfg.get("hook_point") or "")
-    if reshape is None and "hook_z" in hook:
-        reshape = "hook_z"  # SAELens's default for pre-6.0 configs on hook_z
+    if reshape is None:
+        reshape = "hook_z" if "hook_z" in hook else "none"  # SAELens's default for configs without the field
     if reshape not in ("none", None):
         raise SAEFormatError(
             f"{path}: reshape_activations={reshape!r}: the SAE reads per-head attention outputs (hook_z) "
