@@ -36,13 +36,14 @@ def import_sae(
 
     With `sae_id`, `source` is a SAELens pretrained release, found through the installed sae-lens's catalogue.
     """
-    release = None
+    release, single_file = None, False
     if sae_id is not None:
         if subfolder:
             raise ValueError("--subfolder does not apply to a release import: the release names the folder")
         release = sae_releases.resolve(source, sae_id)
         name = name or unique_name(Training, f"{slug(source, 'sae')}-{slug(sae_id, 'sae')}")
         source, subfolder = release.repo_id, release.path
+        single_file = release.layout in sae_releases.SINGLE_FILE_LAYOUTS
     hub = release is not None or is_hub_repo(source)
     if not hub:
         path = Path(source).expanduser()
@@ -81,6 +82,8 @@ def import_sae(
     }
     if release is not None:
         params.update(release=release.release, sae_id=release.sae_id, norm_scaling_factor=release.norm_scaling_factor)
+        if single_file:  # the release names one file of the repo
+            params.update(subfolder=None, file=release.path)
     return JobSpec("sae.import", params, f"Import SAE {training.name}", training)
 
 

@@ -22,7 +22,11 @@ LAYOUTS: dict[str | None, str] = {
     "gemma_3": "gemma_scope_2",
     "llama_scope": "llama_scope",
     "dictionary_learning_1": "dictionary_learning",
+    "goodfire": "torch_state",
+    "deepseek_r1": "torch_state",
+    "qwen_scope": "torch_state",
 }
+SINGLE_FILE_LAYOUTS = ("torch_state",)  # the catalogue's path is a file of the repo, not a folder
 
 
 @dataclass(frozen=True)
@@ -32,7 +36,7 @@ class ReleaseSAE:
     release: str
     sae_id: str
     repo_id: str
-    path: str  # folder inside the repo
+    path: str  # folder inside the repo (a file for SINGLE_FILE_LAYOUTS)
     model: str
     layout: str
     norm_scaling_factor: float | None = None
@@ -140,6 +144,8 @@ def resolve(release: str, sae_id: str, path: Path | None = None) -> ReleaseSAE:
     layout = LAYOUTS[entry.conversion]
     if layout == "gemma_scope_2" and ("transcoder" in folder or "clt" in folder):
         raise ValueError(f"release {release!r} SAE {sae_id!r} is a transcoder, which this import does not read")
+    if layout == "torch_state" and not folder.endswith((".pt", ".pth")):
+        raise ValueError(f"release {release!r} SAE {sae_id!r} is not a .pt file this import reads")
     if (layout == "gemma_scope" and "-att" in entry.repo_id) or (layout == "gemma_scope_2" and "attn_out" in folder):
         raise ValueError(
             f"release {release!r} holds attention SAEs on per-head outputs (hook_z), "

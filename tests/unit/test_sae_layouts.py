@@ -292,3 +292,62 @@ def test_import_job_reads_gemma_scope_from_a_hub_repo(tmp_path: Path, loopback_h
     _assert_matches(load_saelens(out)[0], x, *_jumprelu_reference(t, x))
     saved = json.loads((out / "cfg.json").read_text())
     assert saved["apply_b_dec_to_input"] is False and saved["architecture"] == "jumprelu"
+
+
+# --- single-file state dicts (Goodfire, DeepSeek R1, Qwen Scope) ---------------------------------------------------
+def _linear_state(keys: tuple[str, str, str, str], seed: int = 10) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    enc_w, enc_b, dec_w, dec_b = keys
+    return {
+        enc_w: torch.randn(D_SAE, D_IN, generator=gen),  # [d_sae, d_in]: an nn.Linear's weight
+        enc_b: torch.randn(D_SAE, generator=gen) * 0.3,
+        dec_w: torch.randn(D_IN, D_SAE, generator=gen),
+        dec_b: torch.randn(D_IN, generator=gen),
+    }
+
+
+@pytest.mark.parametrize(
+    ("keys", "file", "origin", "hook"),
+    [
+        (
+            ("encoder_linear.weight", "encoder_linear.bias", "decoder_linear.weight", "decoder_linear.bias"),
+            "Llama-3.1-8B-Instruct-SAE-l19.pth",
+            "Goodfire/Llama-3.1-8B-Instruct-SAE-l19/Llama-3.1-8B-Instruct-SAE-l19.pth",
+            "blocks.19.hook_resid_post",
+        ),
+        (
+            ("encoder.weight", "encoder.bias", "decoder.weight", "decoder.bias"),
+            "DeepSeek-R1-Distill-Llama-8B-SAE-l19.pt",
+            "",
+            "blocks.19.hook_resid_post",
+        ),
+    ],
+)
+def test_single_file_standard_saes(tmp_path: Path, keys: tuple, file: str, origin: str, hook: str) -> None:
+    """x_hat = relu(x @ enc.T + enc_b) @ dec.T + dec_b: no b_dec on the input."""
+    state = _linear_state(keys)
+    torch.save(state, tmp_path / file)
+    loaded = load_any(tmp_path, origin=origin)
+    assert loaded.source_format == "torch_state" and loaded.metadata["hook_name"] == hook
+    x = torch.randn(10, D_IN)
+    codes = (x @ state[keys[0]].T + state[keys[1]]).relu()
+    _assert_matches(loaded.sae, x, codes, codes @ state[keys[2]].T + state[keys[3]])
+
+
+def test_qwen_scope_topk_takes_k_from_the_repo_name(tmp_path: Path) -> None:
+    state = _linear_state(("W_enc", "b_enc", "W_dec", "b_dec"), seed=11)
+    torch.save(state, tmp_path / "layer4.sae.pt")
+    with pytest.raises(SAEFormatError, match="k comes from its repo name"):
+        load_any(tmp_path)
+    loaded = load_any(tmp_path, origin="Qwen/SAE-Res-Qwen3-1.7B-Base-W32K-L0_5/layer4.sae.pt")
+    assert loaded.sae.architecture == "topk" and loaded.sae.cfg.k == 5
+    assert loaded.metadata["hook_name"] == "blocks.4.hook_resid_post"
+    x = torch.randn(10, D_IN)
+    codes = _topk(x @ state["W_enc"].T + state["b_enc"], 5)
+    _assert_matches(loaded.sae, x, codes, codes @ state["W_dec"].T + state["b_dec"])
+
+
+def test_single_file_state_dicts_load_without_pickle(tmp_path: Path) -> None:
+    torch.save({"encoder.weight": torch.zeros(2, 2), "extra": object()}, tmp_path / "sae.pt")
+    with pytest.raises(SAEFormatError, match="cannot be loaded as a torch state dict"):
+        load_any(tmp_path)

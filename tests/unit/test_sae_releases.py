@@ -39,8 +39,8 @@ def test_resolve_through_the_installed_catalogue() -> None:
         sae_releases.resolve("gemma-scope-2b-pt-res-canonica", "layer_12/width_16k/canonical")
     with pytest.raises(ValueError, match="has no SAE 'layer_99/width_16k/canonical'"):
         sae_releases.resolve("gemma-scope-2b-pt-res-canonical", "layer_99/width_16k/canonical")
-    with pytest.raises(ValueError, match="'goodfire' loader, a layout miStudio does not import"):
-        sae_releases.resolve("goodfire-llama-3.3-70b-instruct", "layer_50")
+    with pytest.raises(ValueError, match="'mwhanna_transcoder' loader, a layout miStudio does not import"):
+        sae_releases.resolve("mwhanna-qwen3-4b-transcoders", "layer_0")
     with pytest.raises(ValueError, match=r"per-head outputs \(hook_z\)"):
         sae_releases.resolve("gemma-scope-2b-pt-att-canonical", "layer_12/width_16k/canonical")
 
@@ -101,3 +101,28 @@ def test_catalogue_parsing_of_a_written_yaml(tmp_path: Path) -> None:
         2.5,
     )
     assert [r.name for r in sae_releases.list_releases("LLAMA", path=path)] == ["theirs"]
+
+
+@needs_catalogue
+def test_release_of_single_file_saes_downloads_that_file(studio, tmp_path: Path, loopback_hub) -> None:
+    release = min(r.name for r in sae_releases.list_releases() if r.conversion == "qwen_scope")
+    sae_id = "layer3"
+    found = sae_releases.resolve(release, sae_id)
+    assert found.layout == "torch_state" and found.path.endswith(".pt")
+    gen = torch.Generator().manual_seed(1)
+    d_sae = 256  # at least the release's k
+    state = {
+        "W_enc": torch.randn(d_sae, D_IN, generator=gen),
+        "b_enc": torch.randn(d_sae, generator=gen),
+        "W_dec": torch.randn(D_IN, d_sae, generator=gen),
+        "b_dec": torch.randn(D_IN, generator=gen),
+    }
+    torch.save(state, tmp_path / "s.pt")
+    blob = (tmp_path / "s.pt").read_bytes()
+    loopback_hub.add_repo(found.repo_id, {found.path: blob, "layer4.sae.pt": blob})
+    spec = sae_io.import_sae(studio, release, sae_id=sae_id)
+    result = run_import(spec.params, LocalContext())
+    assert result["resource"]["architecture"] == "topk"
+    assert result["resource"]["hook_name"] == "blocks.3.hook_resid_post"
+    k = int(found.repo_id.rsplit("L0_", 1)[1])
+    assert result["resource"]["config"]["sae"]["k"] == k

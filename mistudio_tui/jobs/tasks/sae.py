@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import posixpath
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,6 +133,14 @@ def _hub_sae_folder(repo_id: str, subfolder: str | None, revision: str | None, d
     return dest / subfolder if subfolder else dest
 
 
+def _hub_sae_file(repo_id: str, file: str, revision: str | None, dest: Path, ctx: JobContext) -> Path:
+    """Download one file of a hub repo into `dest`; return the folder that holds it."""
+    from mistudio_tui.ml.hub import download_repo
+
+    download_repo(repo_id, dest, revision=revision, allow_patterns=[file], ctx=ctx)
+    return dest / posixpath.dirname(file)
+
+
 def import_sae(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Read an SAE in any supported layout and save it in the SAELens inference form in `out_dir`."""
     from mistudio_tui.ml.sae.formats import load_any, load_sparsity, save_saelens
@@ -140,7 +149,10 @@ def import_sae(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     ctx.started("cpu")
     staging = out_dir / DOWNLOAD_DIR
     try:
-        if params.get("hub"):
+        if params.get("hub") and params.get("file"):  # one file of a repo (a SAELens release's .pt state dict)
+            folder = _hub_sae_file(params["source"], params["file"], params.get("revision"), staging, ctx)
+            origin = f"{params['source']}/{params['file']}"
+        elif params.get("hub"):
             folder = _hub_sae_folder(params["source"], params.get("subfolder"), params.get("revision"), staging, ctx)
             origin = "/".join(p for p in (params["source"], (params.get("subfolder") or "").strip("/")) if p)
         else:

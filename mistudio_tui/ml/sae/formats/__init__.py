@@ -10,14 +10,23 @@ from typing import Any
 import torch
 
 from mistudio_tui.ml.sae.base import SparseAutoencoder
-from mistudio_tui.ml.sae.formats import dictionary_learning, saelens, scope, sparsify
+from mistudio_tui.ml.sae.formats import dictionary_learning, saelens, scope, sparsify, torch_state
 from mistudio_tui.ml.sae.formats.dictionary_learning import load_dictionary_learning
 from mistudio_tui.ml.sae.formats.files import SAEFormatError
 from mistudio_tui.ml.sae.formats.saelens import load_saelens, load_sparsity, save_saelens
 from mistudio_tui.ml.sae.formats.scope import load_gemma_scope, load_gemma_scope_2, load_llama_scope
 from mistudio_tui.ml.sae.formats.sparsify import load_sparsify
+from mistudio_tui.ml.sae.formats.torch_state import load_torch_state
 
-FORMATS = ("saelens", "sparsify", "dictionary_learning", "gemma_scope", "gemma_scope_2", "llama_scope")
+FORMATS = (
+    "saelens",
+    "sparsify",
+    "dictionary_learning",
+    "gemma_scope",
+    "gemma_scope_2",
+    "llama_scope",
+    "torch_state",  # one .pt / .pth state dict: Goodfire, DeepSeek R1, Qwen Scope
+)
 # The files that mark each layout's folder (the hub import looks for these in a repo's listing too)
 FORMAT_FILES: dict[str, tuple[str, ...]] = {
     "saelens": (saelens.CFG_FILE, saelens.WEIGHTS_FILE),
@@ -42,6 +51,7 @@ __all__ = [
     "load_saelens",
     "load_sparsify",
     "load_sparsity",
+    "load_torch_state",
     "save_saelens",
 ]
 
@@ -59,7 +69,7 @@ def _format_of(folder: Path) -> str | None:
     for name, files in FORMAT_FILES.items():
         if all((folder / file).is_file() for file in files):
             return name
-    return None
+    return "torch_state" if torch_state.state_file(folder) is not None else None
 
 
 def detect_format(folder: Path) -> str:
@@ -76,7 +86,8 @@ def detect_format(folder: Path) -> str:
     raise SAEFormatError(
         f"{folder} is not an SAE folder: expected cfg.json + sae_weights.safetensors (SAELens), "
         "cfg.json + sae.safetensors (sparsify), ae.pt (dictionary_learning), params.npz (Gemma Scope), "
-        "params.safetensors (Gemma Scope 2) or hyperparams.json + checkpoints/final.safetensors (Llama Scope)"
+        "params.safetensors (Gemma Scope 2), hyperparams.json + checkpoints/final.safetensors (Llama Scope) "
+        "or one .pt state dict (Goodfire, DeepSeek R1, Qwen Scope)"
     )
 
 
@@ -104,6 +115,8 @@ def load_any(
         sae, metadata = load_gemma_scope(folder, device, dtype, origin=origin)
     elif source_format == "gemma_scope_2":
         sae, metadata = load_gemma_scope_2(folder, device, dtype, origin=origin)
-    else:
+    elif source_format == "llama_scope":
         sae, metadata = load_llama_scope(folder, device, dtype, norm_scaling_factor=norm_scaling_factor)
+    else:
+        sae, metadata = load_torch_state(folder, device, dtype, origin=origin)
     return LoadedSAE(sae, metadata, source_format)

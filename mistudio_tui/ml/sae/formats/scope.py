@@ -13,11 +13,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mistudio_tui.ml.device import parse_dtype
-from mistudio_tui.ml.sae.architectures import sae_from_tensors
 from mistudio_tui.ml.sae.base import SparseAutoencoder
-from mistudio_tui.ml.sae.config import SAEConfig
-from mistudio_tui.ml.sae.formats.files import SAEFormatError, read_json, read_safetensors, require_file, take
+from mistudio_tui.ml.sae.formats.files import (
+    SAEFormatError,
+    build_sae,
+    read_json,
+    read_safetensors,
+    require_file,
+    take,
+)
 
 GEMMA_SCOPE_FILE = "params.npz"
 GEMMA_SCOPE_2_FILE = "params.safetensors"
@@ -39,13 +43,7 @@ def _jumprelu_sae(tensors: dict[str, Tensor], path: Path, device: Any, dtype: An
     checked = {name: take(tensors, name, shape, path).to(torch.float32) for name, shape in shapes.items()}
     # SAELens's inference JumpReLU is relu(pre) * (pre > t): a negative t acts as 0
     checked["threshold"] = checked["threshold"].clamp(min=0.0)
-    cfg = SAEConfig(
-        d_in=d_in, architecture="jumprelu", d_sae=d_sae, apply_b_dec_to_input=False, normalize_activations=False
-    )
-    sae = sae_from_tensors(cfg, checked)
-    stored = tensors["W_enc"].dtype
-    sae.to(device=torch.device(device), dtype=parse_dtype(dtype) if dtype is not None else stored)
-    return sae.eval()
+    return build_sae(checked, "jumprelu", device, dtype, apply_b_dec=False)
 
 
 def _drop_unit_scaling(tensors: dict[str, Tensor], path: Path) -> None:
