@@ -183,12 +183,50 @@ def _llama_scope(d_in: int, d_sae: int, k: int, gen: torch.Generator, x: torch.T
     return folder, _saelens_reference(sae, x)
 
 
+def _state_file(loader: str, d_in: int, d_sae: int, k: int, gen: torch.Generator, x: torch.Tensor, out: Path):
+    """A single .pt state dict (Goodfire, DeepSeek R1, Qwen Scope), read by SAELens's loader of that name."""
+    from sae_lens.loading import pretrained_sae_loaders as loaders
+
+    linear = ("encoder.weight", "encoder.bias", "decoder.weight", "decoder.bias")  # nn.Linear layouts
+    repo, file, names = {
+        "goodfire": (
+            "Goodfire/Llama-3.1-8B-Instruct-SAE-l19",
+            "Llama-3.1-8B-Instruct-SAE-l19.pth",
+            tuple(n.replace("coder.", "coder_linear.") for n in linear),
+        ),
+        "deepseek_r1": (
+            "qresearch/DeepSeek-R1-Distill-Llama-8B-SAE-l19",
+            "DeepSeek-R1-Distill-Llama-8B-SAE-l19.pt",
+            linear,
+        ),
+        "qwen_scope": (
+            f"Qwen/SAE-Res-Qwen3-1.7B-Base-W32K-L0_{k}",
+            "layer3.sae.pt",
+            ("W_enc", "b_enc", "W_dec", "b_dec"),
+        ),
+    }[loader]
+    state = {
+        names[0]: torch.randn(d_sae, d_in, generator=gen),
+        names[1]: torch.randn(d_sae, generator=gen) * 0.3,
+        names[2]: torch.randn(d_in, d_sae, generator=gen) * 0.3,
+        names[3]: torch.randn(d_in, generator=gen),
+    }
+    folder = out / repo
+    folder.mkdir(parents=True)
+    torch.save(state, folder / file)
+    load = getattr(loaders, f"{loader}_sae_huggingface_loader", None) or loaders.get_goodfire_huggingface_loader
+    overrides = {"d_in": d_in, "d_sae": d_sae, "dtype": "float32"}
+    with _local_hub(loaders, out, repo):
+        cfg, loaded, _ = load(repo, file, cfg_overrides=overrides)
+    return folder, _saelens_reference(_saelens_from(cfg, loaded), x)  # the folder's path carries the repo name
+
+
 @contextlib.contextmanager
-def _local_hub(loaders: Any, root: Path):
-    """Serve the loaders' hf_hub_download from `root` (no network)."""
+def _local_hub(loaders: Any, root: Path, repo: str = ""):
+    """Serve the loaders' hf_hub_download from `root` (or `root`/`repo`) (no network)."""
 
     def download(repo_id: str, filename: str, subfolder: str | None = None, **_: Any) -> str:
-        return str(root / (f"{subfolder}/{filename}" if subfolder else filename))
+        return str(root / repo / (f"{subfolder}/{filename}" if subfolder else filename))
 
     saved = loaders.hf_hub_download
     loaders.hf_hub_download = download
@@ -229,6 +267,9 @@ def layouts() -> dict[str, Callable[..., tuple[Path, Reference]]]:
         "sparsify": _sparsify,
         "gemma_scope": _gemma_scope,
         "llama_scope": _llama_scope,
+        "goodfire": bind(_state_file, "goodfire"),
+        "deepseek_r1": bind(_state_file, "deepseek_r1"),
+        "qwen_scope": bind(_state_file, "qwen_scope"),
     }
 
 

@@ -32,5 +32,6 @@ def test_interop_quick_reproduces_every_layout(tmp_path: Path) -> None:
     lines = BENCH_LINE.findall(run.stdout)
     assert run.returncode == 0, run.stdout + run.stderr[-3000:]
     layouts = {name for name, _, verdict in lines if verdict == "ok"}
-    assert {"saelens_train_topk", "saelens_train_batchtopk", "sparsify", "gemma_scope", "llama_scope"} <= layouts
-    assert len(lines) == len(layouts) >= 14
+    expected = {"saelens_train_topk", "saelens_train_batchtopk", "sparsify", "gemma_scope", "llama_scope", "qwen_scope"}
+    assert expected <= layouts
+    assert len(lines) == len(layouts) >= 17
