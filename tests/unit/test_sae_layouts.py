@@ -165,6 +165,7 @@ def test_stored_dtype_and_legacy_scaling_factor(tmp_path: Path) -> None:
         ({"dtype": "int8"}, {}, "field 'dtype'"),
         ({}, {"W_skip": torch.zeros(D_IN, D_IN)}, "tensors W_skip are not part of a standard SAE"),
         ({"architecture": "gated"}, {}, "architecture 'gated' is not supported"),
+        ({"architecture": None}, {}, "missing field 'architecture'"),
     ],
 )
 def test_fields_that_cannot_be_honoured_are_refused_by_name(

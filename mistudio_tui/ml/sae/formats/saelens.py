@@ -107,6 +107,10 @@ def _architecture(cfg: dict[str, Any], path: Path) -> tuple[str, int | None]:
     """(architecture, k) from a v6 or pre-6.0 config."""
     architecture = cfg.get("architecture")
     activation = cfg.get("activation_fn", cfg.get("activation_fn_str"))
+    if architecture is None and activation is None:  # guessing ReLU would turn a TopK or JumpReLU SAE into garbage
+        raise SAEFormatError(
+            f"{path}: missing field 'architecture' (and no pre-6.0 'activation_fn'); cannot tell which SAE it is"
+        )
     kwargs = cfg.get("activation_fn_kwargs") or {}
     k = cfg.get("k", kwargs.get("k") if isinstance(kwargs, dict) else None)
     if architecture in (None, "standard") and activation == "topk":
