@@ -352,3 +352,24 @@ def test_single_file_state_dicts_load_without_pickle(tmp_path: Path) -> None:
     torch.save({"encoder.weight": torch.zeros(2, 2), "extra": object()}, tmp_path / "sae.pt")
     with pytest.raises(SAEFormatError, match="cannot be loaded as a torch state dict"):
         load_any(tmp_path)
+
+
+def test_dictionary_learning_jumprelu_negative_threshold_and_saebench_hook(tmp_path: Path) -> None:
+    """dictionary_learning's JumpReluAutoEncoder: relu(pre * (pre > t)), so a negative t acts as 0."""
+    gen = torch.Generator().manual_seed(12)
+    state = {
+        "W_enc": torch.randn(D_IN, D_SAE, generator=gen),
+        "b_enc": torch.randn(D_SAE, generator=gen),
+        "W_dec": torch.randn(D_SAE, D_IN, generator=gen),
+        "b_dec": torch.randn(D_IN, generator=gen),
+        "threshold": torch.rand(D_SAE, generator=gen) - 0.5,
+    }
+    torch.save(state, tmp_path / "ae.pt")
+    trainer = {"dict_class": "JumpReluAutoEncoder", "layer": 12, "submodule_name": "resid_post_layer_12"}
+    (tmp_path / "config.json").write_text(json.dumps({"trainer": trainer}))
+    loaded = load_any(tmp_path)
+    assert loaded.metadata["hook_name"] == "blocks.12.hook_resid_post"
+    x = torch.randn(10, D_IN)
+    pre = x @ state["W_enc"] + state["b_enc"]
+    codes = torch.relu(pre * (pre > state["threshold"]))
+    _assert_matches(loaded.sae, x, codes, codes @ state["W_dec"] + state["b_dec"])
