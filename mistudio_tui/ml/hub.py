@@ -300,7 +300,7 @@ SAE_LAYOUTS = (
 
 
 def find_sae_folders(paths: Iterable[str]) -> list[str]:
-    """Folders of a repo that hold one SAE (any of SAE_LAYOUTS); '' is the root."""
+    """Folders of a repo that hold one SAE (any of SAE_LAYOUTS, or a single .pt / .pth state dict); '' is the root."""
     present = set(paths)
     folders = {posixpath.dirname(path) for path in present}
     folders |= {posixpath.dirname(folder) for folder in folders}
@@ -308,7 +308,16 @@ def find_sae_folders(paths: Iterable[str]) -> list[str]:
     def holds(folder: str, files: tuple[str, ...]) -> bool:
         return all(posixpath.join(folder, file) in present for file in files)
 
-    return sorted(f for f in folders if any(holds(f, files) for files in SAE_LAYOUTS))
+    state_dicts: dict[str, list[str]] = {}  # Goodfire / DeepSeek R1 style: a folder with a single .pt or .pth
+    for path in present:
+        if path.endswith((".pt", ".pth")):
+            state_dicts.setdefault(posixpath.dirname(path), []).append(posixpath.basename(path))
+
+    def one_state_dict(folder: str) -> bool:
+        found = state_dicts.get(folder, [])
+        return len(found) == 1 and found[0] != "ae.pt"
+
+    return sorted(f for f in folders if any(holds(f, files) for files in SAE_LAYOUTS) or one_state_dict(f))
 
 
 def _select(

@@ -268,10 +268,14 @@ def test_hub_listing_finds_the_downloaded_layouts() -> None:
         "resid_post/layer_5_width_16k_l0_medium/config.json",
         "Llama3_1-8B-Base-L7R-8x/hyperparams.json",
         "Llama3_1-8B-Base-L7R-8x/checkpoints/final.safetensors",
+        "goodfire/Llama-3.1-8B-Instruct-SAE-l19.pth",
+        "qwen/layer0.sae.pt",
+        "qwen/layer1.sae.pt",  # several state dicts: pick one through a release
         "README.md",
     ]
     assert find_sae_folders(paths) == [
         "Llama3_1-8B-Base-L7R-8x",
+        "goodfire",
         "layer_12/width_16k/average_l0_82",
         "resid_post/layer_5_width_16k_l0_medium",
     ]
