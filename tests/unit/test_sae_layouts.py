@@ -377,3 +377,20 @@ def test_dictionary_learning_jumprelu_negative_threshold_and_saebench_hook(tmp_p
     pre = x @ state["W_enc"] + state["b_enc"]
     codes = torch.relu(pre * (pre > state["threshold"]))
     _assert_matches(loaded.sae, x, codes, codes @ state["W_dec"] + state["b_dec"])
+
+
+def test_import_job_reads_llama_scope_from_a_hub_repo(tmp_path: Path, loopback_hub) -> None:
+    """The nested checkpoints/final.safetensors comes down with the folder."""
+    repo = tmp_path / "repo"
+    raw = _write_llama_scope(repo / "Llama3_1-8B-Base-L7R-8x")
+    _write_llama_scope(repo / "Llama3_1-8B-Base-L8R-8x")
+    loopback_hub.add_folder("fnlp/Llama3_1-8B-Base-LXR-8x", repo)
+    out = tmp_path / "out"
+    params = {"source": "fnlp/Llama3_1-8B-Base-LXR-8x", "hub": True, "out_dir": str(out)}
+    result = import_sae({**params, "subfolder": "Llama3_1-8B-Base-L7R-8x"}, LocalContext())
+    assert result["summary"]["format"] == "llama_scope"
+    s = math.sqrt(D_IN) / 5.0
+    x = torch.randn(6, D_IN)
+    pre = (x * s) @ raw["encoder.weight"].T + raw["encoder.bias"]
+    codes = pre.relu() * (pre > 0.3 * s)
+    _assert_matches(load_saelens(out)[0], x, codes, (codes @ raw["decoder.weight"].T + raw["decoder.bias"]) / s)
