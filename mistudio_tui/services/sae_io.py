@@ -48,7 +48,10 @@ def import_sae(
     if not hub:
         path = Path(source).expanduser()
         if not path.exists():
-            raise FileNotFoundError(f"SAE source {source} is neither an existing folder nor a hub repo id (owner/name)")
+            raise FileNotFoundError(
+                f"SAE source {source} is neither an existing folder nor a hub repo id (owner/name)"
+                + ("; a SAELens release needs its SAE id too: sae import RELEASE SAE_ID" if "/" not in source else "")
+            )
         if not path.is_dir():
             raise ValueError(f"SAE source {source} is a file; give the folder that holds cfg.json (or ae.pt)")
         source = str(path.resolve())

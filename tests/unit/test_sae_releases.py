@@ -77,6 +77,8 @@ def test_release_import_downloads_the_catalogued_folder(studio, tmp_path: Path, 
 
 
 def test_without_sae_lens_a_hint_says_how_to_enable_it(studio, monkeypatch, capsys) -> None:
+    error = _cli(capsys, "sae", "import", "gemma-scope-2b-pt-res-canonical", ok=False)
+    assert "a SAELens release needs its SAE id too" in error["error"]
     monkeypatch.setattr(sae_releases, "catalogue_path", lambda: None)
     for argv in (
         ("sae", "releases"),
