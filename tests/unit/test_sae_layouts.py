@@ -394,3 +394,19 @@ def test_import_job_reads_llama_scope_from_a_hub_repo(tmp_path: Path, loopback_h
     pre = (x * s) @ raw["encoder.weight"].T + raw["encoder.bias"]
     codes = pre.relu() * (pre > 0.3 * s)
     _assert_matches(load_saelens(out)[0], x, codes, (codes @ raw["decoder.weight"].T + raw["decoder.bias"]) / s)
+
+
+def test_oldest_saelens_configs_are_standard_only_for_a_catalogued_release(tmp_path: Path) -> None:
+    """SAELens reads a pre-6.0 config naming no architecture as standard; outside its catalogue that is refused."""
+    t = _tensors(13)
+    folder = _write_saelens(tmp_path / "jb", t, hook_point="blocks.0.hook_resid_pre", architecture=None, metadata=None)
+    with pytest.raises(SAEFormatError, match="missing field 'architecture'"):
+        load_any(folder)
+    loaded = load_any(folder, catalogued=True)
+    x = torch.randn(6, D_IN)
+    codes = ((x - t["b_dec"]) @ t["W_enc"] + t["b_enc"]).relu()
+    _assert_matches(loaded.sae, x, codes, codes @ t["W_dec"] + t["b_dec"])
+    assert loaded.metadata["hook_name"] == "blocks.0.hook_resid_pre"
+    v6 = _write_saelens(tmp_path / "v6", t, architecture=None)  # a 6.x config without it is not SAELens's
+    with pytest.raises(SAEFormatError, match="missing field 'architecture'"):
+        load_any(v6, catalogued=True)

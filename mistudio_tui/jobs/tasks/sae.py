@@ -160,7 +160,8 @@ def import_sae(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
             if params.get("subfolder"):
                 folder = folder / params["subfolder"]
             origin = str(folder)
-        loaded = load_any(folder, origin=origin, norm_scaling_factor=params.get("norm_scaling_factor"))
+        factor, catalogued = params.get("norm_scaling_factor"), bool(params.get("release"))
+        loaded = load_any(folder, origin=origin, norm_scaling_factor=factor, catalogued=catalogued)
         width = params.get("model_d_model")
         if width and loaded.sae.d_in != int(width):
             raise ValueError(

@@ -97,16 +97,18 @@ def load_any(
     dtype: str | torch.dtype | None = None,
     origin: str = "",
     norm_scaling_factor: float | None = None,
+    catalogued: bool = False,
 ) -> LoadedSAE:
     """Load an SAE folder of any supported format into the SAELens convention.
 
     `origin` (a hub repo id and folder, or a path) is where layouts without a config learn their hook and model;
-    `norm_scaling_factor` is the input scale of an SAE that needs one and does not store it (SAELens's catalogue).
+    `norm_scaling_factor` is the input scale of an SAE that needs one and does not store it (SAELens's catalogue);
+    `catalogued`: the folder is a SAELens release, so SAELens's defaults for its oldest configs apply.
     """
     folder = Path(folder)
     source_format = detect_format(folder)
     if source_format == "saelens":
-        sae, _, metadata = load_saelens(folder, device, dtype, norm_scaling_factor=norm_scaling_factor)
+        sae, _, metadata = load_saelens(folder, device, dtype, norm_scaling_factor, catalogued)
     elif source_format == "sparsify":
         sae, metadata = load_sparsify(folder, device, dtype)
     elif source_format == "dictionary_learning":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,10 +104,24 @@ SCALER_FILE = "activation_scaler.json"  # SAELens's trainer state: the normalisa
 RUNTIME_NORMALISERS = ("layer_norm", "constant_norm_rescale", "covariance_whitening")
 
 
-def _architecture(cfg: dict[str, Any], path: Path) -> tuple[str, int | None]:
-    """(architecture, k) from a v6 or pre-6.0 config."""
+def _pre_6(cfg: dict[str, Any]) -> bool:
+    """Whether SAELens reads `cfg` as a pre-6.0 config (no version, or one below 6)."""
+    metadata = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else {}
+    version = str(cfg.get("sae_lens_version") or metadata.get("sae_lens_version") or "")
+    major = re.match(r"\d+", version)
+    return major is None or int(major.group()) < 6
+
+
+def _architecture(cfg: dict[str, Any], path: Path, catalogued: bool = False) -> tuple[str, int | None]:
+    """(architecture, k) from a v6 or pre-6.0 config.
+
+    `catalogued`: the folder is a SAELens release, whose pre-6.0 configs SAELens reads as standard when they name
+    no architecture (the oldest releases, e.g. gpt2-small-res-jb); anywhere else that guess is refused.
+    """
     architecture = cfg.get("architecture")
     activation = cfg.get("activation_fn", cfg.get("activation_fn_str"))
+    if architecture is None and activation is None and catalogued and _pre_6(cfg):
+        activation = "relu"
     if architecture is None and activation is None:  # guessing ReLU would turn a TopK or JumpReLU SAE into garbage
         raise SAEFormatError(
             f"{path}: missing field 'architecture' (and no pre-6.0 'activation_fn'); cannot tell which SAE it is"
@@ -170,7 +185,9 @@ class SAELensFields:
     dtype: torch.dtype
 
 
-def read_saelens_fields(folder: Path, norm_scaling_factor: float | None = None) -> SAELensFields:
+def read_saelens_fields(
+    folder: Path, norm_scaling_factor: float | None = None, catalogued: bool = False
+) -> SAELensFields:
     """Check every cfg.json field that changes what the SAE computes: each is handled exactly or refused by name.
 
     `norm_scaling_factor` is the factor of an `expected_average_only_in` SAE when it is not stored beside the
@@ -179,7 +196,7 @@ def read_saelens_fields(folder: Path, norm_scaling_factor: float | None = None) 
     folder = Path(folder)
     path = folder / CFG_FILE
     cfg = read_json(path)
-    architecture, k = _architecture(cfg, path)
+    architecture, k = _architecture(cfg, path, catalogued)
     metadata = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else {}
     head = metadata.get("hook_head_index", cfg.get("hook_head_index", cfg.get("hook_point_head_index")))
     if head is not None:
@@ -233,9 +250,11 @@ def read_saelens_fields(folder: Path, norm_scaling_factor: float | None = None) 
     )
 
 
-def _read_config(folder: Path, norm_scaling_factor: float | None) -> tuple[SAEConfig, dict[str, Any], SAELensFields]:
+def _read_config(
+    folder: Path, norm_scaling_factor: float | None, catalogued: bool = False
+) -> tuple[SAEConfig, dict[str, Any], SAELensFields]:
     path = folder / CFG_FILE
-    fields = read_saelens_fields(folder, norm_scaling_factor)
+    fields = read_saelens_fields(folder, norm_scaling_factor, catalogued)
     cfg = read_json(path)
     d_in, d_sae = config_int(cfg, "d_in", path), config_int(cfg, "d_sae", path)
     architecture = "jumprelu" if fields.architecture == "batchtopk" else fields.architecture
@@ -328,10 +347,11 @@ def load_saelens(
     device: str | torch.device = "cpu",
     dtype: str | torch.dtype | None = None,
     norm_scaling_factor: float | None = None,
+    catalogued: bool = False,
 ) -> tuple[SparseAutoencoder, SAEConfig, dict[str, Any]]:
     """Load a SAELens folder (inference or training save): (sae in eval mode, its SAEConfig, the metadata dict)."""
     folder = Path(folder)
-    sae_cfg, metadata, fields = _read_config(folder, norm_scaling_factor)
+    sae_cfg, metadata, fields = _read_config(folder, norm_scaling_factor, catalogued)
     path = folder / WEIGHTS_FILE
     tensors = _raw_tensors(read_safetensors(path), fields, sae_cfg.d_in, int(sae_cfg.d_sae or 0), path)
     sae = sae_from_tensors(sae_cfg, fold_to_inference(tensors, fields))
