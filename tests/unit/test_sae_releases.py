@@ -21,6 +21,20 @@ needs_catalogue = pytest.mark.skipif(sae_releases.catalogue_path() is None, reas
 D_IN, D_SAE = 8, 16
 
 
+def _write_gemma_scope(path: Path, seed: int) -> dict[str, torch.Tensor]:
+    """A Gemma Scope params.npz of random JumpReLU weights; returns them."""
+    gen = torch.Generator().manual_seed(seed)
+    t = {
+        "W_enc": torch.randn(D_IN, D_SAE, generator=gen),
+        "W_dec": torch.randn(D_SAE, D_IN, generator=gen),
+        "b_enc": torch.randn(D_SAE, generator=gen) * 0.1,
+        "b_dec": torch.randn(D_IN, generator=gen),
+        "threshold": torch.rand(D_SAE, generator=gen) * 0.5,
+    }
+    np.savez(path, **{k: v.numpy() for k, v in t.items()})
+    return t
+
+
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str, ok: bool = True) -> object:
     code = main([*argv, "--json"])
     out = capsys.readouterr().out
@@ -49,16 +63,8 @@ def test_resolve_through_the_installed_catalogue() -> None:
 def test_release_import_downloads_the_catalogued_folder(studio, tmp_path: Path, loopback_hub, capsys) -> None:
     release, sae_id = "gemma-scope-2b-pt-res-canonical", "layer_12/width_16k/canonical"
     found = sae_releases.resolve(release, sae_id)
-    gen = torch.Generator().manual_seed(0)
-    t = {
-        "W_enc": torch.randn(D_IN, D_SAE, generator=gen),
-        "W_dec": torch.randn(D_SAE, D_IN, generator=gen),
-        "b_enc": torch.randn(D_SAE, generator=gen) * 0.1,
-        "b_dec": torch.randn(D_IN, generator=gen),
-        "threshold": torch.rand(D_SAE, generator=gen) * 0.5,
-    }
     npz = tmp_path / "params.npz"
-    np.savez(npz, **{k: v.numpy() for k, v in t.items()})
+    t = _write_gemma_scope(npz, seed=0)
     other = f"{found.path.rsplit('/', 1)[0]}/average_l0_1/params.npz"  # a sibling the import must not pick
     loopback_hub.add_repo(found.repo_id, {f"{found.path}/params.npz": npz.read_bytes(), other: npz.read_bytes()})
     spec = sae_io.import_sae(studio, release, sae_id=sae_id)
@@ -128,3 +134,21 @@ def test_release_of_single_file_saes_downloads_that_file(studio, tmp_path: Path,
     assert result["resource"]["hook_name"] == "blocks.3.hook_resid_post"
     k = int(found.repo_id.rsplit("L0_", 1)[1])
     assert result["resource"]["config"]["sae"]["k"] == k
+
+
+@pytest.mark.slow
+@needs_catalogue
+def test_cli_imports_a_release_through_a_worker(studio, tmp_path: Path, loopback_hub, capsys) -> None:
+    release, sae_id = "gemma-scope-2b-pt-mlp-canonical", "layer_12/width_16k/canonical"
+    found = sae_releases.resolve(release, sae_id)
+    t = _write_gemma_scope(tmp_path / "params.npz", seed=2)
+    loopback_hub.add_repo(found.repo_id, {f"{found.path}/params.npz": (tmp_path / "params.npz").read_bytes()})
+    run = _cli(capsys, "sae", "import", release, sae_id)
+    assert run["status"] == "ready" and run["hook_name"] == "blocks.12.hook_mlp_out"
+    assert run["architecture"] == "jumprelu" and (run["d_in"], run["d_sae"]) == (D_IN, D_SAE)
+    exported = _cli(capsys, "sae", "export", str(run["id"]), str(tmp_path / "out"))
+    x = torch.randn(4, D_IN)
+    pre = x @ t["W_enc"] + t["b_enc"]
+    codes = pre.relu() * (pre > t["threshold"])
+    sae = load_saelens(Path(exported["path"]))[0]
+    torch.testing.assert_close(sae(x), codes @ t["W_dec"] + t["b_dec"])
