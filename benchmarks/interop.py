@@ -156,6 +156,40 @@ def _gemma_scope(d_in: int, d_sae: int, k: int, gen: torch.Generator, x: torch.T
     return folder, _saelens_reference(_saelens_from(cfg, state), x)
 
 
+def _gemma_scope_2(d_in: int, d_sae: int, k: int, gen: torch.Generator, x: torch.Tensor, out: Path):
+    """Gemma Scope 2's params.safetensors + config.json, read by SAELens's gemma_3 loader."""
+    from sae_lens.loading import pretrained_sae_loaders as loaders
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    repo, sub = "google/gemma-scope-2-1b-pt", "resid_post/layer_3_width_16k_l0_small"
+    folder = out / sub
+    folder.mkdir(parents=True)
+    tensors = {
+        "w_enc": torch.randn(d_in, d_sae, generator=gen),
+        "w_dec": torch.randn(d_sae, d_in, generator=gen) * 0.3,
+        "b_enc": torch.randn(d_sae, generator=gen) * 0.3,
+        "b_dec": torch.randn(d_in, generator=gen),
+        "threshold": torch.rand(d_sae, generator=gen) * 0.5,
+    }
+    save_file(tensors, str(folder / "params.safetensors"))
+    config = {"architecture": "jump_relu", "model_name": "gemma-v3-1b-pt", "hf_hook_point_in": "model.layers.3.output"}
+    (folder / "config.json").write_text(json.dumps(config))
+
+    def shapes(repo_id: str, filename: str) -> dict[str, list[int]]:
+        with safe_open(str(out / filename), framework="pt") as f:
+            return {key: list(f.get_slice(key).get_shape()) for key in f.keys()}  # noqa: SIM118
+
+    saved = loaders.get_safetensors_tensor_shapes
+    loaders.get_safetensors_tensor_shapes = shapes
+    try:
+        with _local_hub(loaders, out):
+            cfg, state, _ = loaders.gemma_3_sae_huggingface_loader(repo, sub)
+    finally:
+        loaders.get_safetensors_tensor_shapes = saved
+    return folder, _saelens_reference(_saelens_from(cfg, state), x)
+
+
 def _llama_scope(d_in: int, d_sae: int, k: int, gen: torch.Generator, x: torch.Tensor, out: Path):
     """Llama Scope's hyperparams.json + checkpoints/final.safetensors, read by SAELens's llama_scope loader."""
     from sae_lens.loading import pretrained_sae_loaders as loaders
@@ -266,6 +300,7 @@ def layouts() -> dict[str, Callable[..., tuple[Path, Reference]]]:
         "saelens_train_batchtopk": bind(_training, "batchtopk"),
         "sparsify": _sparsify,
         "gemma_scope": _gemma_scope,
+        "gemma_scope_2": _gemma_scope_2,
         "llama_scope": _llama_scope,
         "goodfire": bind(_state_file, "goodfire"),
         "deepseek_r1": bind(_state_file, "deepseek_r1"),
