@@ -136,20 +136,24 @@ def _sparsify_reference(coder: Any, x: torch.Tensor) -> Reference:
         return latents, coder.decode(acts, index)
 
 
-def _gemma_scope(d_in: int, d_sae: int, k: int, gen: torch.Generator, x: torch.Tensor, out: Path):
-    """Gemma Scope's params.npz, read by SAELens's gemma_2 loader (its hub download served from local files)."""
-    from sae_lens.loading import pretrained_sae_loaders as loaders
-
-    folder = out / "layer_3" / "width_16k" / "average_l0_20"
-    folder.mkdir(parents=True)
-    arrays = {
+def _jumprelu_arrays(d_in: int, d_sae: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """Random JumpReLU weights under SAELens's names, thresholds in [0, 0.5)."""
+    return {
         "W_enc": torch.randn(d_in, d_sae, generator=gen),
         "W_dec": torch.randn(d_sae, d_in, generator=gen) * 0.3,
         "b_enc": torch.randn(d_sae, generator=gen) * 0.3,
         "b_dec": torch.randn(d_in, generator=gen),
         "threshold": torch.rand(d_sae, generator=gen) * 0.5,
     }
-    np.savez(folder / "params.npz", **{name: a.numpy() for name, a in arrays.items()})
+
+
+def _gemma_scope(d_in: int, d_sae: int, k: int, gen: torch.Generator, x: torch.Tensor, out: Path):
+    """Gemma Scope's params.npz, read by SAELens's gemma_2 loader (its hub download served from local files)."""
+    from sae_lens.loading import pretrained_sae_loaders as loaders
+
+    folder = out / "layer_3" / "width_16k" / "average_l0_20"
+    folder.mkdir(parents=True)
+    np.savez(folder / "params.npz", **{name: a.numpy() for name, a in _jumprelu_arrays(d_in, d_sae, gen).items()})
     repo, sub = "google/gemma-scope-2b-pt-res", "layer_3/width_16k/average_l0_20"
     with _local_hub(loaders, out):
         cfg, state, _ = loaders.gemma_2_sae_huggingface_loader(repo, sub, cfg_overrides={"d_in": d_in, "d_sae": d_sae})
@@ -165,14 +169,8 @@ def _gemma_scope_2(d_in: int, d_sae: int, k: int, gen: torch.Generator, x: torch
     repo, sub = "google/gemma-scope-2-1b-pt", "resid_post/layer_3_width_16k_l0_small"
     folder = out / sub
     folder.mkdir(parents=True)
-    tensors = {
-        "w_enc": torch.randn(d_in, d_sae, generator=gen),
-        "w_dec": torch.randn(d_sae, d_in, generator=gen) * 0.3,
-        "b_enc": torch.randn(d_sae, generator=gen) * 0.3,
-        "b_dec": torch.randn(d_in, generator=gen),
-        "threshold": torch.rand(d_sae, generator=gen) * 0.5,
-    }
-    save_file(tensors, str(folder / "params.safetensors"))
+    arrays = _jumprelu_arrays(d_in, d_sae, gen)
+    save_file({name.replace("W_", "w_"): a for name, a in arrays.items()}, str(folder / "params.safetensors"))
     config = {"architecture": "jump_relu", "model_name": "gemma-v3-1b-pt", "hf_hook_point_in": "model.layers.3.output"}
     (folder / "config.json").write_text(json.dumps(config))
 
