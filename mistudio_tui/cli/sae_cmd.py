@@ -1,13 +1,13 @@
-"""`mistudio sae import …` and `mistudio sae export …`."""
+"""`mistudio sae import …`, `mistudio sae releases` and `mistudio sae export …`."""
 
 from __future__ import annotations
 
 import argparse
 
 from mistudio_tui.cli.common import run_spec
-from mistudio_tui.cli.output import emit
+from mistudio_tui.cli.output import emit, format_table
 from mistudio_tui.cli.train_cmd import training_summary
-from mistudio_tui.services import sae_io
+from mistudio_tui.services import sae_io, sae_releases
 from mistudio_tui.studio import Studio
 
 
@@ -17,16 +17,33 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 
     imp = verbs.add_parser(
         "import",
-        help="register an SAE (SAELens, sparsify or dictionary_learning layout) from a folder or hub repo",
+        help="register an SAE (SAELens, sparsify, dictionary_learning, Gemma Scope, Llama Scope) from a folder, "
+        "a hub repo, or a SAELens release",
         parents=[common],
     )
-    imp.add_argument("source", metavar="PATH_OR_HUB_REPO", help="a local SAE folder, or a hub repo id owner/name")
+    imp.add_argument(
+        "source",
+        metavar="PATH_OR_HUB_REPO_OR_RELEASE",
+        help="a local SAE folder, a hub repo id owner/name, or a release",
+    )
+    imp.add_argument(
+        "sae_id",
+        nargs="?",
+        metavar="SAE_ID",
+        help="with a SAELens release name: the SAE of that release (needs sae-lens)",
+    )
     imp.add_argument("--name", help="name of the imported SAE")
     imp.add_argument("--model", help="the model (id or name) whose activations the SAE reads")
     imp.add_argument("--hook", help="hook point the SAE reads (default: what its files say)")
     imp.add_argument("--subfolder", help="which SAE folder of a repo or folder holding several")
     imp.add_argument("--revision", help="hub revision (branch, tag or commit)")
     imp.set_defaults(func=cmd_import)
+
+    rel = verbs.add_parser(
+        "releases", help="list SAELens's pretrained SAE releases (needs sae-lens installed)", parents=[common]
+    )
+    rel.add_argument("--model", help="only releases whose model name contains this")
+    rel.set_defaults(func=cmd_releases, needs_studio=False)
 
     exp = verbs.add_parser("export", help="write an SAE in the SAELens layout", parents=[common])
     exp.add_argument("ref", metavar="RUN", help="training id or name")
@@ -43,6 +60,7 @@ def cmd_import(args: argparse.Namespace, studio: Studio) -> None:
         hook=args.hook,
         subfolder=args.subfolder,
         revision=args.revision,
+        sae_id=args.sae_id,
     )
     run_spec(args, studio, spec, training_summary)
 
@@ -52,3 +70,9 @@ def cmd_export(args: argparse.Namespace, studio: Studio) -> None:
     files = sorted(p.name for p in folder.iterdir())
     data = {"training": args.ref, "path": str(folder), "files": files}
     emit(args.json, data, f"exported to {folder}: {', '.join(files)}")
+
+
+def cmd_releases(args: argparse.Namespace, studio: Studio | None) -> None:
+    releases = [r.to_dict() for r in sae_releases.list_releases(args.model)]
+    columns = [("release", "RELEASE"), ("model", "MODEL"), ("saes", "SAES"), ("layout", "LAYOUT"), ("repo_id", "REPO")]
+    emit(args.json, releases, lambda: format_table(releases, columns))

@@ -287,13 +287,37 @@ def select_model_files(paths: Iterable[str]) -> list[str]:
     return keep
 
 
+# Files (relative to the SAE's folder) that mark each SAE layout: SAELens, sparsify, dictionary_learning,
+# Gemma Scope, Gemma Scope 2, Llama Scope (kept here without importing the torch-side format readers)
+SAE_LAYOUTS = (
+    ("cfg.json", "sae_weights.safetensors"),
+    ("cfg.json", "sae.safetensors"),
+    ("config.json", "ae.pt"),
+    ("params.npz",),
+    ("params.safetensors",),
+    ("hyperparams.json", "checkpoints/final.safetensors"),
+)
+
+
 def find_sae_folders(paths: Iterable[str]) -> list[str]:
-    """Folders of a repo that hold one SAE (SAELens, sparsify or dictionary_learning layout); '' is the root."""
-    by_folder: dict[str, set[str]] = {}
-    for path in paths:
-        by_folder.setdefault(posixpath.dirname(path), set()).add(posixpath.basename(path))
-    layouts = ({"cfg.json", "sae_weights.safetensors"}, {"cfg.json", "sae.safetensors"}, {"config.json", "ae.pt"})
-    return sorted(folder for folder, names in by_folder.items() if any(req <= names for req in layouts))
+    """Folders of a repo that hold one SAE (any of SAE_LAYOUTS, or a single .pt / .pth state dict); '' is the root."""
+    present = set(paths)
+    folders = {posixpath.dirname(path) for path in present}
+    folders |= {posixpath.dirname(folder) for folder in folders}
+
+    def holds(folder: str, files: tuple[str, ...]) -> bool:
+        return all(posixpath.join(folder, file) in present for file in files)
+
+    state_dicts: dict[str, list[str]] = {}  # Goodfire / DeepSeek R1 style: a folder with a single .pt or .pth
+    for path in present:
+        if path.endswith((".pt", ".pth")):
+            state_dicts.setdefault(posixpath.dirname(path), []).append(posixpath.basename(path))
+
+    def one_state_dict(folder: str) -> bool:
+        found = state_dicts.get(folder, [])
+        return len(found) == 1 and found[0] != "ae.pt"
+
+    return sorted(f for f in folders if any(holds(f, files) for files in SAE_LAYOUTS) or one_state_dict(f))
 
 
 def _select(

@@ -9,6 +9,7 @@ from pathlib import Path
 from mistudio_tui.db.lookup import new_name, resolve
 from mistudio_tui.db.models import LanguageModel, Training, database
 from mistudio_tui.db.states import RunState
+from mistudio_tui.services import sae_releases
 from mistudio_tui.services.spec import JobSpec, create_pending, slug
 from mistudio_tui.services.staging import staged_folder
 from mistudio_tui.studio import Studio
@@ -31,13 +32,28 @@ def import_sae(
     hook: str | None = None,
     subfolder: str | None = None,
     revision: str | None = None,
+    sae_id: str | None = None,
 ) -> JobSpec:
-    """Create an imported Training row and describe the job that reads the SAE at `source` (a folder or hub repo)."""
-    hub = is_hub_repo(source)
+    """Create an imported Training row and describe the job that reads the SAE at `source` (a folder or hub repo).
+
+    With `sae_id`, `source` is a SAELens pretrained release, found through the installed sae-lens's catalogue.
+    """
+    release, single_file = None, False
+    if sae_id is not None:
+        if subfolder:
+            raise ValueError("--subfolder does not apply to a release import: the release names the folder")
+        release = sae_releases.resolve(source, sae_id)
+        name = new_name(Training, name, f"{slug(source, 'sae')}-{slug(sae_id, 'sae')}")
+        source, subfolder = release.repo_id, release.path
+        single_file = release.layout in sae_releases.SINGLE_FILE_LAYOUTS
+    hub = release is not None or is_hub_repo(source)
     if not hub:
         path = Path(source).expanduser()
         if not path.exists():
-            raise FileNotFoundError(f"SAE source {source} is neither an existing folder nor a hub repo id (owner/name)")
+            raise FileNotFoundError(
+                f"SAE source {source} is neither an existing folder nor a hub repo id (owner/name)"
+                + ("; a SAELens release needs its SAE id too: sae import RELEASE SAE_ID" if "/" not in source else "")
+            )
         if not path.is_dir():
             raise ValueError(f"SAE source {source} is a file; give the folder that holds cfg.json (or ae.pt)")
         source = str(path.resolve())
@@ -67,6 +83,10 @@ def import_sae(
         "model_d_model": language_model.d_model if language_model is not None else None,
         "out_dir": training.path,
     }
+    if release is not None:
+        params.update(release=release.release, sae_id=release.sae_id, norm_scaling_factor=release.norm_scaling_factor)
+        if single_file:  # the release names one file of the repo
+            params.update(subfolder=None, file=release.path)
     return JobSpec("sae.import", params, f"Import SAE {training.name}", training)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import posixpath
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,7 +124,10 @@ def _hub_sae_folder(repo_id: str, subfolder: str | None, revision: str | None, d
     elif len(folders) == 1:
         subfolder = folders[0]
     elif not folders:
-        raise FileNotFoundError(f"hub repo {repo_id} holds no SAE (SAELens, sparsify or dictionary_learning layout)")
+        raise FileNotFoundError(
+            f"hub repo {repo_id} holds no SAE "
+            "(SAELens, sparsify, dictionary_learning, Gemma Scope or Llama Scope layout)"
+        )
     else:
         raise ValueError(
             f"hub repo {repo_id} holds {len(folders)} SAEs; pick one with --subfolder: {', '.join(folders)}"
@@ -133,27 +137,44 @@ def _hub_sae_folder(repo_id: str, subfolder: str | None, revision: str | None, d
     return dest / subfolder if subfolder else dest
 
 
+def _hub_sae_file(repo_id: str, file: str, revision: str | None, dest: Path, ctx: JobContext) -> Path:
+    """Download one file of a hub repo into `dest`; return the folder that holds it."""
+    from mistudio_tui.ml.hub import download_repo
+
+    download_repo(repo_id, dest, revision=revision, allow_patterns=[file], ctx=ctx)
+    return dest / posixpath.dirname(file)
+
+
 def import_sae(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Read an SAE in the SAELens, sparsify or dictionary_learning layout and save it as SAELens in `out_dir`."""
+    """Read an SAE in any supported layout and save it in the SAELens inference form in `out_dir`."""
     from mistudio_tui.ml.sae.formats import load_any, load_sparsity, save_saelens
 
     out_dir = Path(params["out_dir"])
     ctx.started("cpu")
     staging = out_dir / DOWNLOAD_DIR
     try:
-        if params.get("hub"):
+        if params.get("hub") and params.get("file"):  # one file of a repo (a SAELens release's .pt state dict)
+            folder = _hub_sae_file(params["source"], params["file"], params.get("revision"), staging, ctx)
+            origin = f"{params['source']}/{params['file']}"
+        elif params.get("hub"):
             folder = _hub_sae_folder(params["source"], params.get("subfolder"), params.get("revision"), staging, ctx)
+            origin = "/".join(p for p in (params["source"], (params.get("subfolder") or "").strip("/")) if p)
         else:
             folder = Path(params["source"])
             if params.get("subfolder"):
                 folder = folder / params["subfolder"]
-        loaded = load_any(folder)
+            origin = str(folder)
+        factor, catalogued = params.get("norm_scaling_factor"), bool(params.get("release"))
+        loaded = load_any(folder, origin=origin, norm_scaling_factor=factor, catalogued=catalogued)
         width = params.get("model_d_model")
         if width and loaded.sae.d_in != int(width):
             raise ValueError(
                 f"the SAE in {folder} reads d_in={loaded.sae.d_in} activations, but the model's width is {width}"
             )
         sparsity = load_sparsity(folder) if loaded.source_format == "saelens" else None
+        for key in ("release", "sae_id"):  # a SAELens catalogue import: where it came from
+            if params.get(key):
+                loaded.metadata.setdefault(key, params[key])
         metadata = {k: v for k, v in loaded.metadata.items() if v is not None}
         if params.get("hook"):
             metadata["hook_name"] = params["hook"]

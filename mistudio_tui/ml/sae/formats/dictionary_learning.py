@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,13 @@ def _linear_layout(state: dict[str, Tensor], path: Path, bias_key: str) -> tuple
     return int(d_in), int(d_sae), tensors
 
 
+def _hook_name(trainer: dict[str, Any]) -> str | None:
+    """SAEBench's submodule names (`resid_post_layer_12`) as hook points (`blocks.12.hook_resid_post`)."""
+    name = trainer.get("submodule_name")
+    found = re.fullmatch(r"(resid_post|mlp_out|attn_out)_layer_(\d+)", str(name))
+    return f"blocks.{found.group(2)}.hook_{found.group(1)}" if found else name
+
+
 def _k(state: dict[str, Tensor], trainer: dict[str, Any], path: Path) -> int:
     k = int(state["k"]) if "k" in state else trainer.get("k")
     if not isinstance(k, int) or k <= 0:
@@ -74,7 +82,8 @@ def load_dictionary_learning(
         d_in, d_sae = (int(s) for s in state["W_enc"].shape)
         shapes = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
         tensors = {name: take(state, name, shape, path) for name, shape in shapes.items()}
-        tensors["threshold"] = take(state, "threshold", (d_sae,), path)
+        # its forward is relu(pre * (pre > t)): a negative t acts as 0
+        tensors["threshold"] = take(state, "threshold", (d_sae,), path).clamp(min=0.0)
         architecture, apply_b_dec = "jumprelu", bool(trainer.get("apply_b_dec_to_input", False))
     else:
         d_in, d_sae, tensors = _linear_layout(state, path, "b_dec")
@@ -99,7 +108,7 @@ def load_dictionary_learning(
     sae.to(device=torch.device(device), dtype=parse_dtype(dtype) if dtype is not None else stored)
     metadata = {
         "model_name": trainer.get("lm_name"),
-        "hook_name": trainer.get("submodule_name"),
+        "hook_name": _hook_name(trainer),
         "layer": trainer.get("layer"),
         "dict_class": dict_class,
     }

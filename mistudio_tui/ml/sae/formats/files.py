@@ -10,6 +10,11 @@ import torch
 from safetensors.torch import load_file
 from torch import Tensor
 
+from mistudio_tui.ml.device import parse_dtype
+from mistudio_tui.ml.sae.architectures import sae_from_tensors
+from mistudio_tui.ml.sae.base import SparseAutoencoder
+from mistudio_tui.ml.sae.config import SAEConfig
+
 
 class SAEFormatError(ValueError):
     """An SAE file is missing, damaged or not laid out as its format requires."""
@@ -76,3 +81,21 @@ def config_int(cfg: dict[str, Any], key: str, path: Path, default: int | None = 
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise SAEFormatError(f"{path}: field {key!r} should be a positive integer, found {value!r}")
     return value
+
+
+def build_sae(
+    tensors: dict[str, Tensor],
+    architecture: str,
+    device: Any,
+    dtype: Any,
+    k: int | None = None,
+    apply_b_dec: bool = True,
+) -> SparseAutoencoder:
+    """An SAE in eval mode holding `tensors` (SAELens names), on `device`, in `dtype` (None: W_enc's stored dtype)."""
+    d_in, d_sae = (int(n) for n in tensors["W_enc"].shape)
+    cfg = SAEConfig(d_in, architecture, d_sae, k=k or min(32, d_sae), apply_b_dec_to_input=apply_b_dec)
+    cfg.normalize_activations = False  # imported weights take raw activations
+    stored = tensors["W_enc"].dtype
+    sae = sae_from_tensors(cfg, tensors)
+    sae.to(device=torch.device(device), dtype=parse_dtype(dtype) if dtype is not None else stored)
+    return sae.eval()
