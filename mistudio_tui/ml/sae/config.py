@@ -147,7 +147,7 @@ class TrainConfig:
         )
         _require(
             self.lr is None or (math.isfinite(self.lr) and self.lr > 0),
-            f"lr must be a positive number (or empty for automatic), got {self.lr}",
+            f"lr must be positive (or empty for automatic), got {self.lr}",
         )
         _require(
             self.optimizer in OPTIMIZERS, f"optimizer {self.optimizer!r} unknown; expected {', '.join(OPTIMIZERS)}"
