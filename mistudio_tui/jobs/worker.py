@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import signal
 import sys
 import traceback
 from multiprocessing.connection import Connection
@@ -30,9 +31,19 @@ class PipeContext(JobContext):
         self._cancel_event = cancel_event
         self._parent_pid = parent_pid
         self._broken = False
+        self.terminated = False  # SIGTERM arrived (e.g. `mistudio jobs cancel` from another shell)
 
     def _check(self) -> bool:
-        return self._broken or self._cancel_event.is_set() or os.getppid() != self._parent_pid
+        return self.terminated or self._broken or self._cancel_event.is_set() or os.getppid() != self._parent_pid
+
+    def on_sigterm(self, signum: int, frame: Any) -> None:
+        """The first SIGTERM is a cancel (the job checkpoints and stops at its next check); a second one, or one
+        after a cancel already asked the job to stop, ends the process as SIGTERM always did."""
+        if self.terminated or self._cancel_event.is_set():
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        self.terminated = True
 
     def log(self, text: str, level: str = "info") -> None:
         print(f"[{level}] {text}", flush=True)
@@ -90,6 +101,7 @@ def worker_main(
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     ctx = PipeContext(conn, cancel_event, parent_pid)
+    signal.signal(signal.SIGTERM, ctx.on_sigterm)
     print(f"[job {job_id}] {entry} pid={os.getpid()}", flush=True)
     ctx._send(p.Started(pid=os.getpid(), device=str(params.get("device") or "cpu")))
     code = 0

@@ -40,7 +40,7 @@ def cli_env(home: Path) -> dict[str, str]:
 
 
 def cli_command(*argv: str) -> list[str]:
-    return [sys.executable, "-m", "mistudio_tui.cli.main", *argv]
+    return [sys.executable, "-c", "import sys; from mistudio_tui.cli import main; sys.exit(main())", *argv]
 
 
 def run_cli(home: Path, *argv: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
