@@ -70,9 +70,20 @@ def train_artifact(job: Job, artifact: p.Artifact) -> None:
 
 
 def train_start(job: Job) -> None:
-    """A resumed run replays from its checkpoint: drop curve points after it."""
+    """A resumed run replays from its checkpoint: drop curve points after it, and take the budget it runs with
+    (`train --resume RUN --tokens N` changes it)."""
     if job.params.get("resume") and job.resource_id is not None:
         from pathlib import Path
+
+        training = Training.get_or_none(Training.id == job.resource_id)
+        train = job.params.get("train") or {}
+        if training is not None and train.get("total_tokens") != (training.config or {}).get("train", {}).get(
+            "total_tokens"
+        ):
+            config = {**training.config, "train": train}
+            Training.update(config=config, total_tokens=int(train["total_tokens"])).where(
+                Training.id == training.id
+            ).execute()
 
         from mistudio_tui.jobs.checkpoint_files import latest_checkpoint_step
 
