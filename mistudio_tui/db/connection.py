@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import threading
 from pathlib import Path
 
-from peewee import SqliteDatabase
+from peewee import OperationalError, SqliteDatabase
 from playhouse.migrations import Migration, Runner
 
 from mistudio_tui.db.models import database
@@ -23,6 +24,17 @@ _lock = threading.Lock()
 
 class SchemaTooNew(RuntimeError):
     """The database was written by a newer miStudio than this one."""
+
+
+class DiskFull(OSError):
+    """The studio cannot write its database or files: no space left on device (the message names where)."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for ENOSPC from a file write and for SQLite's SQLITE_FULL ("database or disk is full")."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    return isinstance(exc, OperationalError) and "disk is full" in str(exc)
 
 
 def latest_schema_version() -> int:

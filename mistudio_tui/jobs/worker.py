@@ -6,6 +6,7 @@ Imported in the spawned child, so it must stay light: no textual, and torch only
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import os
 import signal
@@ -46,7 +47,7 @@ class PipeContext(JobContext):
         self.terminated = True
 
     def log(self, text: str, level: str = "info") -> None:
-        print(f"[{level}] {text}", flush=True)
+        log_line(f"[{level}] {text}")
         super().log(text, level)
 
     def check_cancelled(self) -> None:
@@ -61,6 +62,23 @@ class PipeContext(JobContext):
             self._conn.send(message)
         except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
             self._broken = True
+
+
+def log_line(text: str, stream: Any = None) -> None:
+    """Write a line to the job's log; a log that cannot be written (a full disk) never ends the job."""
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=stream or sys.stdout, flush=True)
+
+
+def error_message(exc: BaseException) -> str:
+    """The one line a failed job reports."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        where = f" writing {exc.filename}" if exc.filename else ""
+        return f"no space left on device{where}; free some space and resume or run the job again"
+    message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, (ValueError, FileNotFoundError, PermissionError)):
+        message = str(exc) or message
+    return message.splitlines()[0] if message else "error"
 
 
 def redirect_output(log_path: str) -> None:
@@ -102,7 +120,7 @@ def worker_main(
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     ctx = PipeContext(conn, cancel_event, parent_pid)
     signal.signal(signal.SIGTERM, ctx.on_sigterm)
-    print(f"[job {job_id}] {entry} pid={os.getpid()}", flush=True)
+    log_line(f"[job {job_id}] {entry} pid={os.getpid()}")
     ctx._send(p.Started(pid=os.getpid(), device=str(params.get("device") or "cpu")))
     code = 0
     try:
@@ -113,22 +131,20 @@ def worker_main(
     except JobCancelled as exc:
         ctx.flush()
         data = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
-        print("[job] cancelled", flush=True)
+        log_line("[job] cancelled")
         ctx._send(p.Cancelled(data))
     except BaseException as exc:  # report everything, including SystemExit/KeyboardInterrupt
         tb = traceback.format_exc()
-        print(tb, file=sys.stderr, flush=True)
-        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        if isinstance(exc, (ValueError, FileNotFoundError, PermissionError)):
-            message = str(exc) or message
+        log_line(tb, sys.stderr)
         with contextlib.suppress(Exception):
             ctx.flush()
-        ctx._send(p.Error(message=message.splitlines()[0] if message else "error", traceback=tb))
+        ctx._send(p.Error(message=error_message(exc), traceback=tb))
         code = 1
     finally:
         with contextlib.suppress(OSError):
             conn.close()
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
     if code:
         os._exit(code)
