@@ -10,6 +10,7 @@ from peewee import SqliteDatabase
 from mistudio_tui.config import Paths, paths
 from mistudio_tui.db.connection import DiskFull, close_database, is_disk_full, open_database, schema_version
 from mistudio_tui.db.jobs import recover_interrupted
+from mistudio_tui.db.ownership import adopt_legacy_folders, refuse_rebuild
 
 
 class Studio:
@@ -18,9 +19,11 @@ class Studio:
     def __init__(self, home: Path | str | None = None, max_parallel: int | None = None) -> None:
         self.paths: Paths = paths(home)
         try:
+            refuse_rebuild(self.paths.db, self.paths.home)  # an emptied database is not silently rebuilt
             self.paths.ensure()
             self.db: SqliteDatabase = open_database(self.paths.db)
             self.interrupted: list[int] = recover_interrupted()
+            adopt_legacy_folders(self.paths.home)
         except Exception as exc:
             if is_disk_full(exc):
                 close_database()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
 from typing import Any
 
 from mistudio_tui.db import features as feature_queries
 from mistudio_tui.db import metrics as metric_queries
 from mistudio_tui.db.jobs import resource_of
 from mistudio_tui.db.models import Dataset, FeatureSet, Job, LanguageModel, Sweep, Training, utcnow
+from mistudio_tui.db.ownership import write_marker
 from mistudio_tui.jobs import protocol as p
 
 
@@ -47,6 +50,10 @@ def finish_sample(job: Job, status: str, result: dict[str, Any]) -> None:
             setattr(model, key, value)
     model.status = "ready"
     model.save()
+    for row in (dataset, model):  # the job built these folders for these rows (a previous sample's were replaced)
+        if row.path and Path(row.path).is_dir():
+            with contextlib.suppress(OSError):
+                write_marker(Path(row.path), row)
 
 
 def train_metrics(job: Job, rows: list[dict[str, Any]]) -> None:
