@@ -10,7 +10,7 @@ from peewee import SqliteDatabase
 from mistudio_tui.config import Paths, paths
 from mistudio_tui.db.connection import DiskFull, close_database, is_disk_full, open_database, schema_version
 from mistudio_tui.db.jobs import recover_interrupted
-from mistudio_tui.db.ownership import adopt_legacy_folders, refuse_rebuild
+from mistudio_tui.db.ownership import adopt_legacy_folders
 
 
 class Studio:
@@ -19,9 +19,8 @@ class Studio:
     def __init__(self, home: Path | str | None = None, max_parallel: int | None = None) -> None:
         self.paths: Paths = paths(home)
         try:
-            refuse_rebuild(self.paths.db, self.paths.home)  # an emptied database is not silently rebuilt
             self.paths.ensure()
-            self.db: SqliteDatabase = open_database(self.paths.db)
+            self.db: SqliteDatabase = open_database(self.paths.db)  # refuses an emptied database beside data
             self.interrupted: list[int] = recover_interrupted()
             adopt_legacy_folders(self.paths.home)
         except Exception as exc:

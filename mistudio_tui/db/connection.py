@@ -10,6 +10,7 @@ from peewee import OperationalError, SqliteDatabase
 from playhouse.migrations import Migration, Runner
 
 from mistudio_tui.db.models import database
+from mistudio_tui.db.ownership import refuse_rebuild
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 PRAGMAS = {
@@ -61,8 +62,10 @@ def migrate(db: SqliteDatabase, target: str | None = None) -> list[str]:
 
 
 def open_database(path: Path | str, run_migrations: bool = True) -> SqliteDatabase:
-    """Open (creating if needed) the database at `path`, bind the models to it and migrate it."""
+    """Open (creating if needed) the database at `path`, bind the models to it and migrate it; a missing or empty
+    database beside a home's full data folders is refused (DatabaseMissing), never silently rebuilt."""
     path = Path(path)
+    refuse_rebuild(path, path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
     db = SqliteDatabase(str(path), pragmas=PRAGMAS, check_same_thread=False, timeout=15)
     with _lock:

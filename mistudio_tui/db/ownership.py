@@ -108,6 +108,11 @@ def adopt_legacy_folders(home: Path) -> int:
     return marked
 
 
+def _holds_data(entry: Path) -> bool:
+    """A file, or a folder with something in it (an empty folder is no data to protect)."""
+    return entry.is_file() or (entry.is_dir() and any(entry.iterdir()))
+
+
 def _inside_home(raw: str | None, home: Path) -> Path | None:
     if not raw:
         return None
@@ -134,7 +139,7 @@ def refuse_rebuild(db_path: Path, home: Path) -> None:
     held = []
     for sub in DATA_FOLDERS:
         folder = Path(home) / sub
-        count = sum(1 for _ in folder.iterdir()) if folder.is_dir() else 0
+        count = sum(1 for entry in folder.iterdir() if _holds_data(entry)) if folder.is_dir() else 0
         if count:
             held.append(f"{sub}/ {count}")
     if held:

@@ -110,6 +110,8 @@ def test_missing_database_beside_data_is_refused(studio: Studio, capsys) -> None
         Path(f"{studio.paths.db}{suffix}").unlink(missing_ok=True)
     code, _, err = cli(capsys, "datasets", "list")
     assert code == 1 and f"the database {studio.paths.db} is missing but the home holds data" in err
+    code, _, err = cli(capsys, "monitor", "--compact")  # any opener, not only the studio, refuses
+    assert code == 1 and "is missing but the home holds data" in err and err.count("\n") == 1
     assert not studio.paths.db.exists()
 
 
