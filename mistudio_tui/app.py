@@ -6,6 +6,7 @@ The UI process never imports torch: compute runs in worker processes started by 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
@@ -259,6 +260,10 @@ class MiStudioApp(App):
 
 def run_app() -> int:
     """Launch the TUI (the `mistudio` command with no arguments)."""
-    app = MiStudioApp()
+    try:
+        app = MiStudioApp()
+    except OSError as exc:  # the studio cannot open (a full disk, an emptied database): one line, no traceback
+        print(f"mistudio: error: {exc}", file=sys.stderr)
+        return 1
     app.run()
     return 0

@@ -8,17 +8,28 @@ from pathlib import Path
 from peewee import SqliteDatabase
 
 from mistudio_tui.config import Paths, paths
-from mistudio_tui.db.connection import close_database, open_database, schema_version
+from mistudio_tui.db.connection import DiskFull, close_database, is_disk_full, open_database, schema_version
 from mistudio_tui.db.jobs import recover_interrupted
+from mistudio_tui.db.ownership import adopt_legacy_folders
 
 
 class Studio:
     """What every front end needs: `paths`, `db`, and a lazily started `runner`."""
 
     def __init__(self, home: Path | str | None = None, max_parallel: int | None = None) -> None:
-        self.paths: Paths = paths(home).ensure()
-        self.db: SqliteDatabase = open_database(self.paths.db)
-        self.interrupted: list[int] = recover_interrupted()
+        self.paths: Paths = paths(home)
+        try:
+            self.paths.ensure()
+            self.db: SqliteDatabase = open_database(self.paths.db)  # refuses an emptied database beside data
+            self.interrupted: list[int] = recover_interrupted()
+            adopt_legacy_folders(self.paths.home)
+        except Exception as exc:
+            if is_disk_full(exc):
+                close_database()
+                raise DiskFull(
+                    f"no space left on device for the studio in {self.paths.home}: free some space and try again"
+                ) from None
+            raise
         self._max_parallel = max_parallel
         self._runner = None
         self._inference = None

@@ -114,17 +114,40 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     ev.set_defaults(func=cmd_eval)
 
 
+# flag -> argument name of what a resume cannot change (the checkpoint holds that run's SAE and optimiser)
+FIXED_ON_RESUME = {
+    "--arch": "architecture",
+    "--k": "k",
+    "--l1": "l1_coefficient",
+    "--expansion": "expansion",
+    "--d-sae": "d_sae",
+    "--lr": "lr",
+    "--batch-size": "batch_size",
+    "--device": "device",
+    "--dtype": "dtype",
+    "--checkpoint-every": "checkpoint_every",
+    "--seed": "seed",
+    "--hook": "hook",
+    "--template": "template",
+    "--name": "name",
+    "--tags": "tags",
+}
+
+
 def cmd_train(args: argparse.Namespace, studio: Studio) -> None:
     if args.nproc is not None and args.nproc < 1:  # before any row is made
         raise CliError("--nproc must be at least 1", code=2)
     if args.hooks or args.model or args.tokenization or args.variants:
         return cmd_train_group(args, studio)
-    if args.resume and Training.get_or_none(Training.group_name == args.resume) is not None:
+    group = args.resume and Training.get_or_none(Training.group_name == args.resume) is not None
+    if args.resume:
+        _refuse_fixed_on_resume(args, group)
+    if group:
         return run_spec(args, studio, multi_svc.resume_group(args.resume), group_summary)
     if args.resume:
         if args.activations:
             raise CliError("give either --resume RUN or --activations, not both", code=2)
-        spec = svc.resume_training(args.resume)
+        spec = svc.resume_training(args.resume, total_tokens=args.total_tokens)
     else:
         if not args.activations:
             raise CliError("train: --activations is required (or --resume RUN)", code=2)
@@ -138,6 +161,20 @@ def cmd_train(args: argparse.Namespace, studio: Studio) -> None:
     if args.nproc is not None:
         spec.params["nproc"] = args.nproc
     run_spec(args, studio, spec, training_summary)
+
+
+def _refuse_fixed_on_resume(args: argparse.Namespace, group: bool) -> None:
+    """Name the flags a resume would otherwise ignore (a group's budget cannot change either)."""
+    fixed = [flag for flag, name in FIXED_ON_RESUME.items() if getattr(args, name) not in (None, "")]
+    if group and args.total_tokens is not None:
+        fixed.append("--tokens")
+    if fixed:
+        extend = "" if group else " (only --tokens can, to change the budget)"
+        raise CliError(
+            f"a resumed run keeps its configuration: {', '.join(fixed)} cannot change on --resume{extend}; "
+            "clone the run to train a different one",
+            code=2,
+        )
 
 
 def cmd_train_group(args: argparse.Namespace, studio: Studio) -> None:

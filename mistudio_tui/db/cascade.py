@@ -9,6 +9,7 @@ from pathlib import Path
 from peewee import Model
 
 from mistudio_tui.db.models import database
+from mistudio_tui.db.ownership import owned_by
 
 NOUNS = {
     "dataset": ("dataset", "datasets"),
@@ -33,27 +34,39 @@ def noun(table: str, count: int) -> str:
 
 @dataclass
 class CascadePlan:
-    """The rows (by table) and folders a delete removes."""
+    """The rows (by table) and folders a delete removes, and the folders under the home it leaves in place because
+    their row did not create them (no matching ownership marker, see db.ownership)."""
 
     root: Model
     counts: dict[str, int] = field(default_factory=dict)
     paths: list[Path] = field(default_factory=list)
+    kept: list[Path] = field(default_factory=list)
+
+    def kept_text(self) -> str:
+        """'left in place (…): paths' for the folders a delete does not remove, or ''."""
+        if not self.kept:
+            return ""
+        shown = ", ".join(str(p) for p in self.kept[:3])
+        more = f" and {len(self.kept) - 3} more" if len(self.kept) > 3 else ""
+        return f"left in place (not created by the rows deleted): {shown}{more}"
 
     def describe(self) -> str:
         """A one-paragraph statement for a confirmation dialog."""
         name = getattr(self.root, "name", None) or f"#{self.root.id}"
         what = NOUNS.get(self.root._meta.table_name, ("item", "items"))[0]
         if not self.counts:
-            return f"Delete {what} '{name}'? Nothing else depends on it."
-        parts = ", ".join(noun(t, n) for t, n in self.counts.items())
-        return f"Delete {what} '{name}'? This also deletes {parts}."
+            text = f"Delete {what} '{name}'? Nothing else depends on it."
+        else:
+            text = f"Delete {what} '{name}'? This also deletes {', '.join(noun(t, n) for t, n in self.counts.items())}."
+        return text + (f" Folders {self.kept_text()}." if self.kept else "")
 
     def done(self) -> str:
         """What was deleted, after the fact."""
         name = getattr(self.root, "name", None) or f"#{self.root.id}"
         what = NOUNS.get(self.root._meta.table_name, ("item", "items"))[0]
         parts = ", ".join(noun(t, n) for t, n in self.counts.items())
-        return f"deleted {what} '{name}'" + (f" and {parts}" if parts else "")
+        text = f"deleted {what} '{name}'" + (f" and {parts}" if parts else "")
+        return text + (f"; folders {self.kept_text()}" if self.kept else "")
 
 
 def _cascading_backrefs(model: type[Model]) -> list[tuple]:
@@ -77,7 +90,8 @@ def plan_delete(instance: Model, home: Path | None = None) -> CascadePlan:
             known.update(child_ids)
             plan.counts[table] = plan.counts.get(table, 0) + len(child_ids)
             if "path" in rel._meta.fields:
-                for row in rel.select(rel.id, rel.path).where(rel.id.in_(child_ids)):
+                columns = [rel.id, rel.path] + ([rel.created_at] if "created_at" in rel._meta.fields else [])
+                for row in rel.select(*columns).where(rel.id.in_(child_ids)):
                     _collect_paths(row, plan, home)
             frontier.append((rel, child_ids))
     return plan
@@ -92,7 +106,10 @@ def _collect_paths(row: Model, plan: CascadePlan, home: Path | None) -> None:
         path.relative_to(Path(home).resolve())
     except ValueError:
         return  # never delete files the user registered in place outside the home
-    plan.paths.append(path)
+    if owned_by(path, row):
+        plan.paths.append(path)
+    elif path.exists():  # another row's, or one the studio never created for this row: not ours to delete
+        plan.kept.append(path)
 
 
 def execute_delete(plan: CascadePlan) -> None:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
 from pathlib import Path
 
-from peewee import SqliteDatabase
+from peewee import OperationalError, SqliteDatabase
 from playhouse.migrations import Migration, Runner
 
 from mistudio_tui.db.models import database
+from mistudio_tui.db.ownership import refuse_rebuild
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 PRAGMAS = {
@@ -25,6 +27,17 @@ _lock = threading.Lock()
 
 class SchemaTooNew(RuntimeError):
     """The database was written by a newer miStudio than this one."""
+
+
+class DiskFull(OSError):
+    """The studio cannot write its database or files: no space left on device (the message names where)."""
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for ENOSPC from a file write and for SQLite's SQLITE_FULL ("database or disk is full")."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    return isinstance(exc, OperationalError) and "disk is full" in str(exc)
 
 
 def latest_schema_version() -> int:
@@ -71,8 +84,10 @@ def backup_before_migrating(db: SqliteDatabase, path: Path) -> Path | None:
 
 
 def open_database(path: Path | str, run_migrations: bool = True) -> SqliteDatabase:
-    """Open (creating if needed) the database at `path`, bind the models to it and migrate it."""
+    """Open (creating if needed) the database at `path`, bind the models to it and migrate it; a missing or empty
+    database beside a home's full data folders is refused (DatabaseMissing), never silently rebuilt."""
     path = Path(path)
+    refuse_rebuild(path, path.parent)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     private_file(path)
     # Transactions begin IMMEDIATE: one that read first could not upgrade to a write lock when another process

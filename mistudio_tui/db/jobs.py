@@ -22,6 +22,10 @@ RESOURCE_STATUS = {
 _MODELS_BY_TABLE = {m._meta.table_name: m for m in ALL_MODELS}
 
 
+class ResourceBusy(ValueError):
+    """Another queued or running job already holds the row a new job would fill (e.g. a second resume)."""
+
+
 def resource_of(job: Job) -> Model | None:
     """The row a job creates or updates, if any."""
     if not job.resource_type or job.resource_id is None:
@@ -52,8 +56,31 @@ def create_job(
         job.log_path = str(Path(log_dir) / f"job-{job.id}.log")
         job.save(only=[Job.log_path])
         if resource is not None and "job" in resource._meta.fields:
-            type(resource).update(job=job.id).where(type(resource).id == resource.id).execute()
+            _claim(job, type(resource), [resource.id])
+        members = [m["training_id"] for m in (params or {}).get("members", []) if m.get("training_id")]
+        if members:
+            _claim(job, Training, members)
     return job
+
+
+def _claim(job: Job, model: type[Model], ids: list[int]) -> None:
+    """Point rows `ids` at `job` in one conditional UPDATE that skips rows an active job holds; fewer rows changed
+    than asked means another job got there first, and the whole creation is rolled back."""
+    active = Job.select(Job.id).where(Job.status.in_(ACTIVE_STATES), Job.id != job.id)
+    free = model.job.is_null() | model.job.not_in(active)
+    claimed = model.update(job=job.id).where(model.id.in_(ids), free).execute()
+    if claimed == len(set(ids)):
+        return
+    row = model.select().where(model.id.in_(ids), model.job.in_(active)).first()
+    holder = Job.get_or_none(Job.id == row.job_id) if row is not None else None
+    what = model._meta.table_name.replace("_", " ")
+    name = getattr(row, "name", None) or (row.id if row is not None else ids[0])
+    if holder is None:
+        raise ResourceBusy(f"{what} '{name}' is held by another job; try again")
+    raise ResourceBusy(
+        f"{what} '{name}' is already being run by job {holder.id} ({holder.status}: {holder.title}); "
+        f"wait for it or cancel it with `mistudio jobs cancel {holder.id}`"
+    )
 
 
 def _set_resource_status(job: Job, status: str, error: str | None = None) -> None:

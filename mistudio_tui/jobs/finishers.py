@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
 from typing import Any
 
 from mistudio_tui.db import features as feature_queries
 from mistudio_tui.db import metrics as metric_queries
 from mistudio_tui.db.jobs import resource_of
 from mistudio_tui.db.models import Dataset, FeatureSet, Job, LanguageModel, Sweep, Training, utcnow
+from mistudio_tui.db.ownership import write_marker
 from mistudio_tui.db.states import JobState
 from mistudio_tui.jobs import protocol as p
 
@@ -48,6 +51,10 @@ def finish_sample(job: Job, status: str, result: dict[str, Any]) -> None:
             setattr(model, key, value)
     model.status = "ready"
     model.save()
+    for row in (dataset, model):  # the job built these folders for these rows (a previous sample's were replaced)
+        if row.path and Path(row.path).is_dir():
+            with contextlib.suppress(OSError):
+                write_marker(Path(row.path), row)
 
 
 def train_metrics(job: Job, rows: list[dict[str, Any]]) -> None:
@@ -71,9 +78,20 @@ def train_artifact(job: Job, artifact: p.Artifact) -> None:
 
 
 def train_start(job: Job) -> None:
-    """A resumed run replays from its checkpoint: drop curve points after it."""
+    """A resumed run replays from its checkpoint: drop curve points after it, and take the budget it runs with
+    (`train --resume RUN --tokens N` changes it)."""
     if job.params.get("resume") and job.resource_id is not None:
         from pathlib import Path
+
+        training = Training.get_or_none(Training.id == job.resource_id)
+        train = job.params.get("train") or {}
+        if training is not None and train.get("total_tokens") != (training.config or {}).get("train", {}).get(
+            "total_tokens"
+        ):
+            config = {**training.config, "train": train}
+            Training.update(config=config, total_tokens=int(train["total_tokens"])).where(
+                Training.id == training.id
+            ).execute()
 
         from mistudio_tui.ml.sae.checkpoint_files import latest_checkpoint_step
 

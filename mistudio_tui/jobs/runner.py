@@ -21,6 +21,7 @@ from typing import Any
 
 from mistudio_tui.config import Paths
 from mistudio_tui.db import jobs as job_queries
+from mistudio_tui.db.connection import is_disk_full
 from mistudio_tui.db.models import Job, database
 from mistudio_tui.db.states import JobState
 from mistudio_tui.jobs import protocol as p
@@ -30,6 +31,7 @@ from mistudio_tui.process_io import real_stdio
 
 TERMINAL_STATES = JobState.TERMINAL  # kept for callers written before JobState
 PROGRESS_DB_INTERVAL = 0.3
+FINAL_WRITE_RETRY_S = 1.0  # how often a final state the database refused (disk full) is written again
 
 
 @dataclass
@@ -59,6 +61,10 @@ class JobRunner:
         self._ctx = mp.get_context("spawn")
         self._running: dict[int, _Running] = {}
         self._queue: list[int] = []
+        # Final states the database could not take yet (a full disk): job id -> (error, exit code). `wait` reports
+        # them, and the pump writes them again until they land, so a job never stays `running` for its waiter.
+        self._unrecorded: dict[int, tuple[str, int | None]] = {}
+        self._last_final_retry = 0.0
         self._commands: queue.SimpleQueue[tuple[str, int]] = queue.SimpleQueue()
         self._listeners: list[Listener] = []
         self._lock = threading.Lock()
@@ -108,12 +114,21 @@ class JobRunner:
         with self._lock:
             return bool(self._running or self._queue) or not self._commands.empty()
 
+    def unrecorded(self, job_id: int) -> tuple[str, int | None] | None:
+        """(error, exit code) of a job that ended `failed` but whose end the database has not taken yet."""
+        with self._lock:
+            return self._unrecorded.get(job_id)
+
     def wait(self, job_id: int, timeout: float | None = None) -> Job:
         """Block until `job_id` reaches a terminal state (or the timeout passes); return its row."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             job = Job.get_by_id(job_id)
             if job.status in JobState.TERMINAL:
+                return job
+            pending = self.unrecorded(job_id)
+            if pending is not None:  # ended, but the database is full: report the end it will get
+                job.status, job.error = "failed", pending[0]
                 return job
             if deadline is not None and time.monotonic() > deadline:
                 return job
@@ -132,6 +147,9 @@ class JobRunner:
             time.sleep(0.05)
         self._stop.set()
         self._thread.join(timeout=5)
+        self._retry_unrecorded(force=True)
+        for job_id, (error, _) in list(self._unrecorded.items()):
+            print(f"mistudio: the end of job {job_id} could not be saved ({error})", file=sys.stderr)
 
     # --- the pump thread -------------------------------------------------------------------------
     def _pump(self) -> None:
@@ -141,6 +159,7 @@ class JobRunner:
                 self._start_queued()
                 self._wait_once(0.1)
                 self._enforce_cancel_deadlines()
+                self._retry_unrecorded()
             except Exception as exc:  # never let the pump die: record and continue
                 print(f"mistudio job runner: {type(exc).__name__}: {exc}", file=sys.stderr)
                 time.sleep(0.2)
@@ -212,9 +231,9 @@ class JobRunner:
             self._finish(job_id, kind, "failed", error=f"could not start the worker: {exc}")
             return
         send_conn.close()  # the parent keeps only the receiving end, so EOF means the worker is gone
-        job_queries.mark_running(job_id, process.pid)
-        with self._lock:
+        with self._lock:  # tracked before any write, so a failing one (a full disk) cannot orphan the worker
             self._running[job_id] = _Running(job_id, kind, process, recv_conn, cancel_event)
+        job_queries.mark_running(job_id, process.pid)
         self._emit(JobEvent(job_id, "state", "running", {"pid": process.pid}))
 
     def _wait_once(self, timeout: float) -> None:
@@ -239,7 +258,10 @@ class JobRunner:
         for run in runs:
             self._flush_progress(run, force=False)
         for run in ended:
-            self._drain(run)
+            try:
+                self._drain(run)
+            except Exception as exc:  # e.g. metric rows on a full disk: still record how the job ended
+                print(f"mistudio job runner: job {run.job_id}: {type(exc).__name__}: {exc}", file=sys.stderr)
             run.process.join(timeout=1)
             self._complete(run)
 
@@ -304,7 +326,8 @@ class JobRunner:
 
     def _complete(self, run: _Running) -> None:
         """The worker process ended: decide the final state from its last message and exit code."""
-        self._flush_progress(run, force=True)
+        with contextlib.suppress(Exception):  # a progress write that fails must not keep the job running
+            self._flush_progress(run, force=True)
         code = run.process.exitcode
         outcome = run.outcome
         error = traceback = None
@@ -335,16 +358,37 @@ class JobRunner:
         traceback: str | None = None,
         code: int | None = None,
     ) -> None:
-        try:  # one transaction: nobody sees the terminal state before the finisher's rows exist
-            with database.atomic():
-                job_queries.finish_job(job_id, status, result=result, error=error, traceback=traceback, code=code)
-                kind.on_finish(Job.get_by_id(job_id), status, result or {})
-        except Exception as exc:  # a failing finisher must not leave the job running
-            job_queries.finish_job(job_id, "failed", error=f"saving the result failed: {exc}", code=code)
-            status = "failed"
+        for attempt in range(3):
+            try:  # one transaction: nobody sees the terminal state before the finisher's rows exist
+                with database.atomic():
+                    job_queries.finish_job(job_id, status, result=result, error=error, traceback=traceback, code=code)
+                    kind.on_finish(Job.get_by_id(job_id), status, result or {})
+                break
+            except Exception as exc:  # a failing finisher or a full disk must not leave the job running
+                if attempt < 2 and is_disk_full(exc):
+                    time.sleep(0.1 * (attempt + 1))
+                    continue
+                status, error = "failed", _final_write_error(exc, error)
+                if not _write_failed(job_id, error, code):
+                    with self._lock:
+                        self._unrecorded[job_id] = (error, code)
+                break
         self._emit(JobEvent(job_id, "state", status, {"error": error}))
         with self._idle:
             self._idle.notify_all()
+
+    def _retry_unrecorded(self, force: bool = False) -> None:
+        """Write again the final states the database refused; those that land leave `_unrecorded`."""
+        now = time.monotonic()
+        if not self._unrecorded or (not force and now - self._last_final_retry < FINAL_WRITE_RETRY_S):
+            return
+        self._last_final_retry = now
+        with self._lock:
+            pending = list(self._unrecorded.items())
+        for job_id, (error, code) in pending:
+            if _write_failed(job_id, error, code):
+                with self._lock:
+                    self._unrecorded.pop(job_id, None)
 
     def _emit(self, event: JobEvent) -> None:
         for listener in list(self._listeners):
@@ -352,6 +396,23 @@ class JobRunner:
                 listener(event)
             except Exception as exc:
                 print(f"mistudio job listener failed: {exc}", file=sys.stderr)
+
+
+def _final_write_error(exc: Exception, error: str | None) -> str:
+    """The error a job ends with when its final state (with its result) could not be saved."""
+    if is_disk_full(exc):
+        reason = error or "its result could not be saved"
+        return f"no space left on device: {reason}; free some space (the job's end is saved once it can be)"
+    return f"saving the result failed: {exc}"
+
+
+def _write_failed(job_id: int, error: str, code: int | None) -> bool:
+    """Record `failed` with `error` (a small write that may land where the full one did not); False if it fails."""
+    try:
+        job_queries.finish_job(job_id, "failed", error=error, code=code)
+    except Exception:
+        return False
+    return True
 
 
 def _worker_entry(*args: Any) -> None:

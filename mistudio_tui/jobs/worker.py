@@ -6,8 +6,10 @@ Imported in the spawned child, so it must stay light: no textual, and torch only
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib
 import os
+import signal
 import sys
 import traceback
 from multiprocessing.connection import Connection
@@ -31,12 +33,22 @@ class PipeContext(JobContext):
         self._cancel_event = cancel_event
         self._parent_pid = parent_pid
         self._broken = False
+        self.terminated = False  # SIGTERM arrived (e.g. `mistudio jobs cancel` from another shell)
 
     def _check(self) -> bool:
-        return self._broken or self._cancel_event.is_set() or os.getppid() != self._parent_pid
+        return self.terminated or self._broken or self._cancel_event.is_set() or os.getppid() != self._parent_pid
+
+    def on_sigterm(self, signum: int, frame: Any) -> None:
+        """The first SIGTERM is a cancel (the job checkpoints and stops at its next check); a second one, or one
+        after a cancel already asked the job to stop, ends the process as SIGTERM always did."""
+        if self.terminated or self._cancel_event.is_set():
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        self.terminated = True
 
     def log(self, text: str, level: str = "info") -> None:
-        print(f"[{level}] {text}", flush=True)
+        log_line(f"[{level}] {text}")
         super().log(text, level)
 
     def check_cancelled(self) -> None:
@@ -51,6 +63,23 @@ class PipeContext(JobContext):
             self._conn.send(message)
         except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
             self._broken = True
+
+
+def log_line(text: str, stream: Any = None) -> None:
+    """Write a line to the job's log; a log that cannot be written (a full disk) never ends the job."""
+    with contextlib.suppress(OSError, ValueError):
+        print(text, file=stream or sys.stdout, flush=True)
+
+
+def error_message(exc: BaseException) -> str:
+    """The one line a failed job reports."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        where = f" writing {exc.filename}" if exc.filename else ""
+        return f"no space left on device{where}; free some space and resume or run the job again"
+    message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, (ValueError, FileNotFoundError, PermissionError)):
+        message = str(exc) or message
+    return message.splitlines()[0] if message else "error"
 
 
 def resolve_entry(entry: str) -> Any:
@@ -77,7 +106,8 @@ def worker_main(
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     ctx = PipeContext(conn, cancel_event, parent_pid)
-    print(f"[job {job_id}] {entry} pid={os.getpid()}", flush=True)
+    signal.signal(signal.SIGTERM, ctx.on_sigterm)
+    log_line(f"[job {job_id}] {entry} pid={os.getpid()}")
     ctx._send(p.Started(pid=os.getpid(), device=str(params.get("device") or "cpu")))
     code = 0
     try:
@@ -88,22 +118,20 @@ def worker_main(
     except JobCancelled as exc:
         ctx.flush()
         data = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
-        print("[job] cancelled", flush=True)
+        log_line("[job] cancelled")
         ctx._send(p.Cancelled(data))
     except BaseException as exc:  # report everything, including SystemExit/KeyboardInterrupt
         tb = traceback.format_exc()
-        print(tb, file=sys.stderr, flush=True)
-        message = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        if isinstance(exc, (ValueError, FileNotFoundError, PermissionError)):
-            message = str(exc) or message
+        log_line(tb, sys.stderr)
         with contextlib.suppress(Exception):
             ctx.flush()
-        ctx._send(p.Error(message=message.splitlines()[0] if message else "error", traceback=tb))
+        ctx._send(p.Error(message=error_message(exc), traceback=tb))
         code = 1
     finally:
         with contextlib.suppress(OSError):
             conn.close()
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
     if code:
         os._exit(code)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import re
 import shutil
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -53,6 +54,8 @@ TRUE_VALUES = {"1", "ON", "YES", "TRUE"}
 ALT_WEIGHT_SUFFIXES = (".bin", ".h5", ".msgpack", ".onnx", ".onnx_data", ".ot", ".tflite", ".pt", ".pth", ".ckpt")
 EXPORT_FOLDERS = ("onnx", "openvino", "coreml")
 TEXT_DTYPES = ("string", "large_string")
+# Content ids and commits the hub gives are git sha1 (40) or sha256 (64) hex digests; they end up in file names.
+HEX_ID = re.compile(r"[0-9a-fA-F]{40}|[0-9a-fA-F]{64}")
 
 
 # --- errors ---------------------------------------------------------------------------------------
@@ -236,15 +239,37 @@ def _check_repo_type(repo_type: str) -> None:
         raise ValueError(f"repo_type must be one of {', '.join(REPO_TYPES)}, got {repo_type!r}")
 
 
+def unsafe_repo_path(path: object) -> bool:
+    """True unless `path` is a plain relative POSIX path that stays inside the folder it is joined to."""
+    if not isinstance(path, str) or not path or "\\" in path or "\0" in path or path.startswith("/"):
+        return True
+    if re.match(r"^[A-Za-z]:", path):  # a drive letter
+        return True
+    return any(part in ("", ".", "..") for part in path.split("/"))
+
+
 def _list(api: HfApi, repo_id: str, repo_type: str, revision: str | None) -> RepoListing:
+    what = _describe(repo_type, repo_id)
     info = api.repo_info(repo_id, repo_type=repo_type, revision=revision)
     if not info.sha:
-        raise HubTransferError(f"the hub gave no commit for {_describe(repo_type, repo_id)} at '{revision or 'main'}'")
+        raise HubTransferError(f"the hub gave no commit for {what} at '{revision or 'main'}'")
+    if not HEX_ID.fullmatch(str(info.sha)):
+        raise HubTransferError(f"the hub gave a malformed commit id {str(info.sha)[:80]!r} for {what}; refused")
     files = []
     for entry in api.list_repo_tree(repo_id, recursive=True, revision=info.sha, repo_type=repo_type):
         if isinstance(entry, RepoFile):
             lfs = entry.lfs is not None
             oid = entry.lfs.sha256 if entry.lfs is not None else entry.blob_id
+            # A hostile or broken server must not make us write outside the destination folder.
+            if unsafe_repo_path(entry.path):
+                raise HubTransferError(
+                    f"{what} lists the unsafe file path {str(entry.path)[:200]!r} (absolute, '..', backslash or "
+                    "NUL); nothing was downloaded"
+                )
+            if not isinstance(oid, str) or not HEX_ID.fullmatch(oid):
+                raise HubTransferError(
+                    f"{what} lists '{entry.path}' with a malformed content id {str(oid)[:80]!r}; nothing was downloaded"
+                )
             files.append(HubFile(entry.path, int(entry.size), oid, lfs))
     return RepoListing(repo_id, repo_type, info.sha, tuple(sorted(files, key=lambda f: f.path)))
 
@@ -464,6 +489,8 @@ def _fetch_file(
     """Download one file into its partial file (resuming), check its checksum, move it into place."""
     part = state.partial_path(f)
     target = state.dest / f.path
+    if not target.resolve().is_relative_to(state.dest.resolve()):  # e.g. through a symlink already in the folder
+        raise HubTransferError(f"'{f.path}' of {what} would be written outside {state.dest}; refused")
     for attempt in range(2):
         resume = state.partial_size(f)
         if resume == 0 and part.exists():

@@ -7,6 +7,7 @@ from typing import Any
 
 from mistudio_tui.db.lookup import new_name, resolve
 from mistudio_tui.db.models import ActivationSet, LanguageModel, Tokenization, database
+from mistudio_tui.db.ownership import create_owned_folder
 from mistudio_tui.db.states import RunState
 from mistudio_tui.services.extraction_templates import EXTRACTION_DEFAULTS, check_config, template_config
 from mistudio_tui.services.spec import JobSpec, create_pending, slug
@@ -56,7 +57,10 @@ def add_model(
             trust_remote_code=trust_remote_code,
             status="pending",
         )
-        model.path = str(studio.paths.dir("models") / f"{model.id}-{slug(model.name)}") if is_hub else source
+        if is_hub:
+            model.path = str(create_owned_folder(model, studio.paths.dir("models"), f"{model.id}-{slug(model.name)}"))
+        else:
+            model.path = source
         model.save()
     params = {
         "source": source,

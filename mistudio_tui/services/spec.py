@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from peewee import Model
 
 from mistudio_tui.db.models import Job
+from mistudio_tui.db.ownership import create_owned_folder
 
 if TYPE_CHECKING:
     from mistudio_tui.jobs.interface import Runner
@@ -38,8 +39,9 @@ def slug(text: str, fallback: str = "item") -> str:
 
 
 def create_pending(studio: Studio, table: type[RowT], folder: str, /, **fields: Any) -> RowT:
-    """A new pending `table` row whose files go in `<folder>/<id>-<slug of its name>` of the studio's storage."""
+    """A new pending `table` row whose files go in a new folder `<folder>/<id>-<slug of its name>` of the studio's
+    storage (suffixed when that name is taken), marked as the row's own (see db.ownership)."""
     row = table.create(status="pending", **fields)
-    row.path = str(studio.paths.dir(folder) / f"{row.id}-{slug(row.name)}")
+    row.path = str(create_owned_folder(row, studio.paths.dir(folder), f"{row.id}-{slug(row.name)}"))
     row.save()
     return row

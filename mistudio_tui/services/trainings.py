@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from mistudio_tui.db.lookup import new_name, resolve
@@ -142,15 +143,16 @@ def create_training(studio: Studio, config: dict[str, Any], **fields: Any) -> Tr
     )
 
 
-def train_spec(training: Training, resume: bool) -> JobSpec:
-    """The job that trains (or resumes) `training`."""
+def train_spec(training: Training, resume: bool, config: dict[str, Any] | None = None) -> JobSpec:
+    """The job that trains (or resumes) `training` (with `config` instead of the row's)."""
+    config = config or training.config
     aset = training.activation_set
     model = training.model
     tok = training.tokenization
     metadata = {**run_metadata(model, tok, aset.context_size if aset else None), "hook_name": training.hook_name}
     params = {
-        "sae": training.config["sae"],
-        "train": training.config["train"],
+        "sae": config["sae"],
+        "train": config["train"],
         "source": {"type": "activations", "dir": aset.path if aset else None, "hook": training.hook_name},
         "out_dir": training.path,
         "resume": resume,
@@ -181,8 +183,9 @@ def eval_params(model: LanguageModel | None, tok: Tokenization | None) -> dict[s
     }
 
 
-def resume_training(ref: str | int) -> JobSpec:
-    """Continue a cancelled, paused, interrupted or failed training from its last checkpoint."""
+def resume_training(ref: str | int, total_tokens: int | None = None) -> JobSpec:
+    """Continue a cancelled, paused, interrupted or failed training from its last checkpoint, optionally with a
+    new token budget (see `extended_config`); the run's row takes the new budget when the job starts."""
     training = resolve(Training, ref)
     if training.status in ("running",):
         raise ValueError(f"training '{training.name}' is already running")
@@ -190,7 +193,36 @@ def resume_training(ref: str | int) -> JobSpec:
         raise ValueError(f"training '{training.name}' has finished; clone it to train further")
     if training.origin != "trained":
         raise ValueError(f"'{training.name}' is an imported SAE, not a training run")
-    return train_spec(training, resume=True)
+    config = training.config if total_tokens is None else extended_config(training, total_tokens)
+    return train_spec(training, resume=True, config=config)
+
+
+def extended_config(training: Training, total_tokens: int) -> dict[str, Any]:
+    """`training`'s config with a new token budget for a resume.
+
+    The learning-rate schedule is recomputed over the new total (its decay starts at the same fraction of the new
+    run, so extending a run that was already decaying raises the rate back to the peak until the new decay point),
+    but the lr and sparsity-coefficient warmups keep the lengths the run started with, so they never restart.
+    """
+    from mistudio_tui.jobs.checkpoint_files import latest_checkpoint_step
+    from mistudio_tui.ml.sae.config import TrainConfig
+    from mistudio_tui.ml.sae.schedule import sparsity_warmup_steps
+
+    train = dict(training.config["train"])
+    old = TrainConfig.from_dict(train)
+    if total_tokens <= 0:
+        raise ValueError(f"--tokens must be positive, got {total_tokens}")
+    step = latest_checkpoint_step(Path(training.path)) or 0
+    trained = min(step * old.batch_size, old.total_tokens)
+    if total_tokens <= trained:
+        raise ValueError(
+            f"--tokens {total_tokens:,} is not more than the {trained:,} tokens run '{training.name}' has already "
+            "trained; give a larger budget"
+        )
+    train["lr_warmup_steps"] = min(old.lr_warmup_steps, old.total_steps // 10)
+    train["sparsity_warmup_steps"] = sparsity_warmup_steps(old)
+    train["total_tokens"] = int(total_tokens)
+    return {**training.config, "train": train}
 
 
 def clone_training(studio: Studio, ref: str | int, name: str | None = None, **changes: Any) -> JobSpec:

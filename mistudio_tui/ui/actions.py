@@ -9,6 +9,7 @@ from peewee import Model
 from textual.screen import Screen
 
 from mistudio_tui.db.cascade import execute_delete, plan_delete
+from mistudio_tui.db.jobs import ResourceBusy
 from mistudio_tui.db.lookup import NotFound
 from mistudio_tui.db.states import RunState
 from mistudio_tui.services.spec import JobSpec
@@ -20,9 +21,13 @@ if TYPE_CHECKING:
 USER_ERRORS = (ValueError, FileNotFoundError, NotFound, PermissionError)
 
 
-def submit_spec(screen: Screen, spec: JobSpec) -> int:
-    """Submit a built job, say so and let the screens reload."""
-    job = spec.submit(screen.app.studio.runner)
+def submit_spec(screen: Screen, spec: JobSpec) -> int | None:
+    """Submit a built job, say so and let the screens reload (a row another job holds: say which, start nothing)."""
+    try:
+        job = spec.submit(screen.app.studio.runner)
+    except ResourceBusy as exc:
+        screen.notify(str(exc), severity="error", timeout=8)
+        return None
     screen.notify(f"started: {spec.title} (job {job.id})")
     screen.post_message(DataChanged())
     return job.id

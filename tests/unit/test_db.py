@@ -24,6 +24,7 @@ from mistudio_tui.db.models import (
     Training,
     TrainingMetric,
 )
+from mistudio_tui.db.ownership import write_marker
 
 
 @pytest.fixture
@@ -68,9 +69,10 @@ def make_chain(home: Path) -> dict:
     fs = FeatureSet.create(name="f", training=tr, path=str(home / "features" / "1-f"))
     Feature.insert_many([{"feature_set": fs.id, "index": i} for i in range(7)]).execute()
     FeatureLabel.create(training=tr, feature_index=3, semantic="x")
-    for p in (ds.path, tok.path, aset.path, tr.path, fs.path):
-        Path(p).mkdir(parents=True)
-        (Path(p) / "data.bin").write_bytes(b"x")
+    for row in (ds, tok, aset, tr, fs):  # each folder created by (and marked as) its row, as the services do
+        Path(row.path).mkdir(parents=True)
+        (Path(row.path) / "data.bin").write_bytes(b"x")
+        write_marker(Path(row.path), row)
     return {"dataset": ds, "other": other, "model": lm, "tokenization": tok, "training": tr}
 
 

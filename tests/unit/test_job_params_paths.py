@@ -12,6 +12,7 @@ import pytest
 
 from mistudio_tui.db.connection import open_database
 from mistudio_tui.db.home_params import HOME_MARK, PATH_KEYS, load_params, store_params
+from mistudio_tui.db.jobs import finish_job
 from mistudio_tui.db.models import ActivationSet, Dataset, FeatureSet, Job, LanguageModel, Tokenization, Training
 from mistudio_tui.services.spec import JobSpec
 from mistudio_tui.studio import Studio
@@ -157,6 +158,7 @@ def test_a_queued_training_runs_in_a_worker_on_the_new_home(moved: dict) -> None
     studio = moved["studio"]
     queued = Job.get_by_id(moved["ids"]["train"])
     training = Training.get_by_id(queued.resource_id)
+    finish_job(queued.id, "interrupted")  # its runner never ran it; while it was queued it held the run
     job = studio.runner.submit(queued.kind, queued.params, title=queued.title, resource=training)
     done = studio.runner.wait(job.id, timeout=120)
     assert done.status == "completed", (done.error, done.traceback)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import sys
 import time
 from typing import Any
 
@@ -24,11 +26,24 @@ def count(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         time.sleep(delay)
         if params.get("fail_at") == step:
             raise ValueError(f"diagnostic failure at step {step}")
+        if params.get("disk_full_at") == step:  # the disk fills: the log and the job's next file cannot be written
+            sys.stdout = sys.stderr = _FullDisk()
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(params.get("path") or "checkpoint.pt"))
         if params.get("crash_at") == step:
             ctx.flush()
             os.kill(os.getpid(), signal.SIGKILL)
     print("counted", steps, flush=True)
     return {"steps": steps, "tag": tag}
+
+
+class _FullDisk:
+    """A stream on a full disk: every write fails with ENOSPC."""
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def flush(self) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
 def hang(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:

@@ -17,6 +17,19 @@ from mistudio_tui.ml.sae.checkpoint_files import (  # noqa: F401 - re-exported: 
     list_checkpoints,
 )
 
+TEMP_PREFIX = ".tmp-"
+
+
+def remove_partial_checkpoints(folder: Path) -> list[Path]:
+    """Delete the temporary files of checkpoint writes that never finished (a killed worker); return them."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    partial = [p for p in folder.iterdir() if p.name.startswith(TEMP_PREFIX) and p.is_file()]
+    for path in partial:
+        path.unlink(missing_ok=True)
+    return partial
+
 
 def latest_checkpoint(folder: Path) -> Path | None:
     """The newest checkpoint in `folder`, or None."""
@@ -29,7 +42,7 @@ def save_checkpoint(folder: Path, step: int, state: dict[str, Any], keep: int = 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     target = checkpoint_path(folder, step)
-    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".pt")
+    fd, tmp_name = tempfile.mkstemp(dir=folder, prefix=TEMP_PREFIX, suffix=".pt")
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(state, handle)

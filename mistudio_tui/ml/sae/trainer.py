@@ -20,6 +20,7 @@ from mistudio_tui.ml.sae.checkpoint import (
     capture_rng_state,
     latest_checkpoint,
     load_checkpoint,
+    remove_partial_checkpoints,
     restore_rng_state,
     save_checkpoint,
 )
@@ -106,6 +107,9 @@ class SAETrainer:
     # --- set-up ----------------------------------------------------------------------------------
     def prepare(self, resume: bool) -> None:
         """Resume from the latest checkpoint, or initialise from the first batches of data."""
+        partial = remove_partial_checkpoints(self.checkpoint_dir)
+        if partial:
+            self.ctx.log(f"removed {len(partial)} unfinished checkpoint file(s) of an earlier run (a killed write)")
         latest = latest_checkpoint(self.checkpoint_dir)
         if resume and latest is not None:
             self._restore(latest)
