@@ -204,7 +204,7 @@ def extended_config(training: Training, total_tokens: int) -> dict[str, Any]:
     run, so extending a run that was already decaying raises the rate back to the peak until the new decay point),
     but the lr and sparsity-coefficient warmups keep the lengths the run started with, so they never restart.
     """
-    from mistudio_tui.jobs.checkpoint_files import latest_checkpoint_step
+    from mistudio_tui.ml.sae.checkpoint_files import latest_checkpoint_step
     from mistudio_tui.ml.sae.config import TrainConfig
     from mistudio_tui.ml.sae.schedule import sparsity_warmup_steps
 

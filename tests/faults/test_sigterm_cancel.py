@@ -66,7 +66,7 @@ KILLED_WRITER = """
 import sys, time, torch
 from pathlib import Path
 from mistudio_tui.jobs.context import LocalContext
-from mistudio_tui.jobs.tasks.train import store_source
+from mistudio_tui.ml.activations.store import store_source
 from mistudio_tui.ml.sae.config import SAEConfig, TrainConfig
 from mistudio_tui.ml.sae.trainer import train_sae
 
@@ -91,7 +91,7 @@ train_sae(sae, train, store_source(folder, sys.argv[4], 0), Path(out), LocalCont
 
 
 def test_sigkill_during_a_checkpoint_write_keeps_the_last_one_and_resumes(studio, tmp_path: Path) -> None:
-    from mistudio_tui.jobs.tasks.train import store_source
+    from mistudio_tui.ml.activations.store import store_source
     from mistudio_tui.ml.sae.checkpoint import latest_checkpoint, load_checkpoint
     from mistudio_tui.ml.sae.config import SAEConfig, TrainConfig
     from mistudio_tui.ml.sae.trainer import train_sae

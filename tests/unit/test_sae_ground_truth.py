@@ -31,10 +31,10 @@ def tiny_world(tokens: int, features: int = 96, d_in: int = 24, seed: int = 0) -
 
 
 def train_and_score(tmp_path: Path, architecture: str, **train: object) -> tuple[float, float, float]:
-    data, true = tiny_world(300_000)
+    data, true = tiny_world(100_000)
     k = 3
     sae_cfg = SAEConfig(d_in=24, d_sae=90, k=k, architecture=architecture)
-    cfg = TrainConfig(total_tokens=600_000, batch_size=512, eval_tokens=0, device="cpu", **train)  # type: ignore[arg-type]
+    cfg = TrainConfig(total_tokens=200_000, batch_size=512, eval_tokens=0, device="cpu", **train)  # type: ignore[arg-type]
     train_sae(sae_cfg, cfg, TensorBatchSource(data), tmp_path, LocalContext())
     sae, _, _ = load_saelens(tmp_path)
     held_out, _ = tiny_world(8192, seed=0)  # same world (same seed), first rows: scores only need the decoder
