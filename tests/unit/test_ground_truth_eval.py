@@ -176,3 +176,22 @@ def test_synth_then_train_then_eval_recovers_the_true_features(capsys, studio) -
     assert scores["file"] == str(truth) and (scores["features"], scores["latents"]) == (64, 128)
     assert 0.0 < scores["mcc"] <= 1.0 and 0.0 <= scores["recovered"] <= 1.0
     assert "explained_variance" in evaluation  # the usual reconstruction metrics too
+
+
+def test_checking_a_ground_truth_file_and_synth_options_imports_no_torch(tmp_path: Path) -> None:
+    import subprocess
+
+    truth = tmp_path / "truth.safetensors"
+    save_file({"gt": _dictionary()}, str(truth))
+    code = (
+        "import sys\n"
+        "from mistudio_tui.ml.sae.ground_truth_file import ground_truth_shape\n"
+        "from mistudio_tui.ml.activations.synthetic import SynthOptions, sae_lens_available\n"
+        "import mistudio_tui.services.models, mistudio_tui.services.trainings\n"
+        f"print(ground_truth_shape({str(truth)!r}, 16))\n"
+        "SynthOptions(features=64, d_in=16, target_l0=3).check(); sae_lens_available()\n"
+        "print('HEAVY', [m for m in ('torch', 'sae_lens', 'safetensors.torch') if m in sys.modules])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"({FEATURES}, {D_IN})" in out.stdout and "HEAVY []" in out.stdout
