@@ -11,7 +11,7 @@ from mistudio_tui.cli.common import add_list_show_delete, basic, count_arg, run_
 from mistudio_tui.cli.output import emit
 from mistudio_tui.db.models import Dataset, LanguageModel, Tokenization
 from mistudio_tui.services import datasets as svc
-from mistudio_tui.services.sample import sample_spec
+from mistudio_tui.services.sample import SAMPLE_LM_STEPS, sample_spec
 from mistudio_tui.studio import Studio
 
 DATASET_COLUMNS = [
@@ -83,8 +83,11 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p = sub.add_parser(
         "sample", help="build the offline sample: corpus + tiny GPT-2 (about a minute)", parents=[common]
     )
-    p.add_argument("--time-budget", type=float, default=60.0, help="seconds of LM training (default 60)")
-    p.add_argument("--max-steps", type=int, default=None, help="stop LM training after this many steps")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument(
+        "--max-steps", type=int, default=None, help=f"LM training steps (default {SAMPLE_LM_STEPS}, about a minute)"
+    )
+    length.add_argument("--time-budget", type=float, default=None, help="train the LM for this many seconds instead")
     p.add_argument(
         "--pipeline",
         action="store_true",

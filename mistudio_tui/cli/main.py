@@ -15,6 +15,7 @@ from mistudio_tui.cli.output import CliError, emit, fail
 COMMAND_MODULES = [
     "mistudio_tui.cli.data_cmd",
     "mistudio_tui.cli.model_cmd",
+    "mistudio_tui.cli.synth_cmd",
     "mistudio_tui.cli.train_cmd",
     "mistudio_tui.cli.sae_cmd",
     "mistudio_tui.cli.template_cmd",

@@ -111,6 +111,12 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     ev.add_argument("--tokens", type=count_arg("--tokens"), help="held-out tokens to use (default 65536)")
     ev.add_argument("--tokenization", help="tokenization for the CE loss (default: the run's own)")
     ev.add_argument("--device")
+    ev.add_argument(
+        "--ground-truth",
+        metavar="FILE",
+        help="safetensors with the true features as 'gt' [features, d_in]: adds MCC and the fraction recovered "
+        "(default: the ground_truth.safetensors of a synthetic activation set)",
+    )
     ev.set_defaults(func=cmd_eval)
 
 
@@ -233,7 +239,13 @@ def group_summary(first: Training) -> dict[str, Any]:
 
 
 def cmd_eval(args: argparse.Namespace, studio: Studio) -> None:
-    spec = svc.evaluate_training(args.ref, tokens=args.tokens, device=args.device, tokenization=args.tokenization)
+    spec = svc.evaluate_training(
+        args.ref,
+        tokens=args.tokens,
+        device=args.device,
+        tokenization=args.tokenization,
+        ground_truth=args.ground_truth,
+    )
     job = run_job(studio, spec.kind, spec.params, title=spec.title)
     training = Training.get_by_id(spec.params["training_id"])
     data = {"id": training.id, "name": training.name, "evaluation": training.evaluation, "job": job.id}
@@ -243,6 +255,9 @@ def cmd_eval(args: argparse.Namespace, studio: Studio) -> None:
 def _evaluation_text(data: dict[str, Any]) -> str:
     lines = [f"evaluation of {data['name']} (job {data['job']})"]
     for key, value in (data["evaluation"] or {}).items():
-        shown = f"{value:.6g}" if isinstance(value, float) else str(value)
+        if key == "ground_truth":
+            shown = svc.ground_truth_line(data["evaluation"]) or str(value)
+        else:
+            shown = f"{value:.6g}" if isinstance(value, float) else str(value)
         lines.append(f"{key:>22}: {shown}")
     return "\n".join(lines)

@@ -176,7 +176,7 @@ class ActivationSet(BaseModel):
     context_size = IntegerField(null=True)
     path = HomePathField(default="")
     manifest = JSONField(null=True)
-    origin = CharField(default="extracted")  # extracted | imported
+    origin = CharField(default="extracted")  # extracted | imported | synthetic
     status = CharField(default="pending", index=True)
     error = TextField(null=True)
     job = ForeignKeyField(Job, null=True, on_delete="SET NULL")

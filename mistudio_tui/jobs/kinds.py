@@ -33,6 +33,14 @@ register(
 )
 register(
     JobKind(
+        "activations.synth",
+        f"{TASKS}.activations:synth",
+        title="Synthesize activations",
+        finish=f.apply_resource_fields,
+    )
+)
+register(
+    JobKind(
         "train",
         f"{TASKS}.train:run",
         title="Train SAE",

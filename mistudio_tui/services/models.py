@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -201,3 +202,20 @@ def import_activations(studio: Studio, path: str, key: str | None = None, name: 
         )
     params = {"path": str(src.resolve()), "key": key, "out_dir": aset.path}
     return JobSpec("activations.import", params, f"Import {aset.name}", aset)
+
+
+def synth_activations(studio: Studio, options: dict[str, Any], name: str | None = None) -> JobSpec:
+    """A synthetic activation set with known true features (needs the optional sae-lens package)."""
+    from mistudio_tui.ml.activations.synthetic import SAE_LENS_HINT, SynthOptions, sae_lens_available
+
+    if not sae_lens_available():
+        raise ModuleNotFoundError(SAE_LENS_HINT)
+    synth = SynthOptions(**options)
+    synth.check()
+    default = f"synth-{_short(synth.features)}f-{synth.d_in}d-{_short(synth.tokens)}"
+    with database.atomic():
+        aset = create_pending(
+            studio, ActivationSet, "activations", name=_new_name(ActivationSet, name, default), origin="synthetic"
+        )
+    params = {"options": asdict(synth), "out_dir": aset.path}
+    return JobSpec("activations.synth", params, f"Synthesize {aset.name}", aset)

@@ -252,25 +252,34 @@ def clone_training(studio: Studio, ref: str | int, name: str | None = None, **ch
 
 
 def evaluate_training(
-    ref: str | int, tokens: int | None = None, device: str | None = None, tokenization: str | int | None = None
+    ref: str | int,
+    tokens: int | None = None,
+    device: str | None = None,
+    tokenization: str | int | None = None,
+    ground_truth: str | None = None,
 ) -> JobSpec:
-    """The job that re-evaluates a finished SAE (held-out reconstruction, CE loss) into `Training.evaluation`."""
+    """The job that re-evaluates a finished SAE (held-out reconstruction, CE loss) into `Training.evaluation`.
+
+    With `ground_truth` (or a synthetic activation set's own file) it also scores the decoder against the true
+    features.
+    """
     training = resolve(Training, ref)
     if training.status not in RunState.USABLE:
         raise ValueError(f"training '{training.name}' is {training.status}; only a finished SAE can be evaluated")
     if tokens is not None and tokens <= 0:
         raise ValueError(f"--tokens must be positive, got {tokens}")
     aset = training.activation_set
+    truth = ground_truth_file(training, ground_truth)
     tok = resolve(Tokenization, tokenization) if tokenization is not None else training.tokenization
     model = training.model or (tok.model if tok is not None else None)
     if tok is not None and model is not None and tok.model is not None and tok.model.id != model.id:
         raise ValueError(f"tokenization '{tok.name}' was made for model '{tok.model.name}', not '{model.name}'")
-    if aset is None and (tok is None or model is None):
+    if aset is None and (tok is None or model is None) and truth is None:
         raise ValueError(
             f"'{training.name}' has no activation set to evaluate on; "
             "give a tokenization of its model with --tokenization"
         )
-    if aset is None and not training.hook_name:
+    if aset is None and not training.hook_name and truth is None:
         raise ValueError(f"'{training.name}' does not say which hook point it reads; import it again with --hook")
     params = {
         "training_id": training.id,
@@ -285,5 +294,33 @@ def evaluate_training(
         },
         "eval": {**eval_params(model, tok), "context_size": tok.context_size if tok else None},
         "previous": training.evaluation or {},
+        "ground_truth": str(truth) if truth is not None else None,
     }
     return JobSpec("sae.eval", params, f"Evaluate {training.name}", None)
+
+
+def ground_truth_file(training: Training, given: str | None) -> Path | None:
+    """The checked true-features file to score `training` against: `given`, else its synthetic set's own."""
+    from mistudio_tui.ml.sae.ground_truth_file import GROUND_TRUTH_FILE, ground_truth_shape
+
+    if given is None:
+        aset = training.activation_set
+        own = Path(aset.path) / GROUND_TRUTH_FILE if aset is not None and aset.path else None
+        if own is None or not own.is_file():
+            return None
+        path = own
+    else:
+        path = Path(given).expanduser().resolve()
+    ground_truth_shape(path, training.d_in)
+    return path
+
+
+def ground_truth_line(evaluation: dict[str, Any] | None) -> str | None:
+    """One line of the stored ground-truth scores of an evaluation, or None when it has none."""
+    scores = (evaluation or {}).get("ground_truth")
+    if not isinstance(scores, dict) or "mcc" not in scores:
+        return None
+    return (
+        f"MCC {scores['mcc']:.3f} · recovered {scores['recovered']:.1%} of {scores['features']:,} true features "
+        f"(|cos| ≥ 0.9) · mean max |cos| {scores['mean_max_cosine']:.3f} · {scores['latents']:,} latents"
+    )

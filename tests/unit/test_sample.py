@@ -211,6 +211,9 @@ def test_tiny_lm_learns_beyond_unigram_baseline(trained) -> None:
     assert [row["step"] for row in ctx.metric_rows if "val_loss" in row][-1] == TINY_STEPS
     progress = [m for m in ctx.messages if isinstance(m, p.Progress) and m.unit == "steps"]
     assert progress[-1].done == progress[-1].total == TINY_STEPS
+    # the log compares each validation loss with the unigram baseline (3 evaluations during the run, 1 at the end)
+    compared = [line for line in ctx.logs if "validation loss" in line and "unigram baseline" in line]
+    assert len(compared) == 4 and compared[-1].startswith(f"trained {TINY_STEPS} steps")
 
 
 def test_tiny_lm_loads_like_a_hub_model_and_generates(trained, stdlib_corpus) -> None:
@@ -273,11 +276,26 @@ def test_tiny_lm_time_budget_stops_on_time(stdlib_corpus, tmp_path: Path) -> Non
     assert (tmp_path / "model" / "config.json").is_file()
 
 
+def test_the_sample_trains_a_fixed_number_of_steps_unless_given_a_time_budget(studio) -> None:
+    from mistudio_tui.services.sample import SAMPLE_LM_STEPS, sample_spec
+
+    spec = sample_spec(studio)  # the same model on a loaded machine as on an idle one
+    assert (spec.params["max_steps"], spec.params["time_budget_s"]) == (SAMPLE_LM_STEPS, None)
+    timed = sample_spec(studio, time_budget_s=30)
+    assert (timed.params["max_steps"], timed.params["time_budget_s"]) == (None, 30)
+    with pytest.raises(ValueError, match="--max-steps must be at least 1"):
+        sample_spec(studio, max_steps=0)
+    with pytest.raises(ValueError, match="--time-budget must be positive"):
+        sample_spec(studio, time_budget_s=0)
+
+
 def test_tiny_lm_rejects_bad_settings_and_tiny_corpora(stdlib_corpus, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="d_model"):
         train_tiny_lm(stdlib_corpus[0], tmp_path / "m", **{**TINY, "d_model": 30, "n_heads": 4})
     with pytest.raises(ValueError, match="max_steps"):
         train_tiny_lm(stdlib_corpus[0], tmp_path / "m", max_steps=0, **TINY)
+    with pytest.raises(ValueError, match="give max_steps, or a positive time_budget_s"):
+        train_tiny_lm(stdlib_corpus[0], tmp_path / "m", **TINY)
     small = tmp_path / "small.jsonl"
     small.write_text(json.dumps({"text": "Only a few words."}) + "\n")
     with pytest.raises(ValueError, match=r"small\.jsonl is too small"):

@@ -56,3 +56,11 @@ def import_set(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     ctx.progress(0, None, text=f"checking {params['path']}")
     manifest = import_activations(params["path"], params["out_dir"], key=params.get("key"))
     return {"resource": _resource(manifest)}
+
+
+def synth(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+    """Generate a synthetic activation set and its true features with sae_lens.synthetic."""
+    from mistudio_tui.ml.activations.synthetic import SynthOptions, build_synthetic_set
+
+    manifest = build_synthetic_set(SynthOptions(**params["options"]), params["out_dir"], ctx=ctx)
+    return {"resource": _resource(manifest)}

@@ -80,6 +80,8 @@ def evaluate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     sae = load_any(sae_dir, device=device).sae.eval()
     requested = params.get("tokens")
     evaluation: dict[str, Any] = {}
+    if params.get("ground_truth"):
+        evaluation["ground_truth"] = ground_truth_scores(sae, Path(params["ground_truth"]), ctx)
     source_spec = params.get("source") or {}
     if source_spec.get("dir"):
         store = ActivationStore(Path(source_spec["dir"]))
@@ -108,6 +110,18 @@ def evaluate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         if key in evaluation:
             resource[key] = evaluation[key]
     return {"resource": resource, "summary": {k: v for k, v in evaluation.items() if isinstance(v, (int, float))}}
+
+
+def ground_truth_scores(sae: Any, path: Path, ctx: JobContext) -> dict[str, Any]:
+    """MCC, recovered fraction and mean max |cos| of the SAE's decoder rows against the true features in `path`."""
+    from mistudio_tui.ml.sae.ground_truth import load_ground_truth, score_decoder
+
+    score = score_decoder(sae.W_dec, load_ground_truth(path, d_in=sae.d_in))
+    ctx.log(
+        f"ground truth {path.name}: MCC {score.mcc:.3f}, recovered {score.recovered:.1%} of {score.features} "
+        f"true features, mean max |cos| {score.mean_max_cosine:.3f}"
+    )
+    return {**score.to_dict(), "file": str(path)}
 
 
 def _hub_sae_folder(repo_id: str, subfolder: str | None, revision: str | None, dest: Path, ctx: JobContext) -> Path:

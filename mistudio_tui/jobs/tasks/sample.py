@@ -18,7 +18,7 @@ def run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         Path(params["datasets_dir"]),
         Path(params["models_dir"]),
         ctx,
-        time_budget_s=float(params.get("time_budget_s") or 60.0),
+        time_budget_s=params.get("time_budget_s"),
         max_steps=params.get("max_steps"),
     )
     corpus = Path(built["corpus_path"])

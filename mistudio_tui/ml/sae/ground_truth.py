@@ -8,7 +8,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-GROUND_TRUTH_KEY = "gt"  # the [features, d_in] tensor of a ground-truth safetensors file
+from mistudio_tui.ml.sae.ground_truth_file import GROUND_TRUTH_KEY, ground_truth_shape
+
 RECOVERED_COSINE = 0.9
 
 
@@ -56,26 +57,11 @@ def score_decoder(decoder: Tensor, true_features: Tensor, threshold: float = REC
 
 def load_ground_truth(path: Path, d_in: int | None = None) -> Tensor:
     """The true features [features, d_in] stored under key `gt` of a safetensors file, checked."""
-    from safetensors import SafetensorError, safe_open
+    from safetensors import safe_open
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"ground-truth file {path} does not exist")
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as handle:
-            keys = list(handle.keys())
-            if GROUND_TRUTH_KEY not in keys:
-                raise ValueError(
-                    f"{path} has no tensor {GROUND_TRUTH_KEY!r} (it holds {', '.join(keys) or 'nothing'}); "
-                    f"expected the true features as {GROUND_TRUTH_KEY!r} [features, d_in]"
-                )
-            features = handle.get_tensor(GROUND_TRUTH_KEY).float()
-    except SafetensorError as exc:
-        raise ValueError(f"{path} is not a readable safetensors file: {exc}") from exc
-    if features.ndim != 2 or features.shape[0] == 0:
-        raise ValueError(f"{path}: {GROUND_TRUTH_KEY!r} has shape {tuple(features.shape)}, expected [features, d_in]")
-    if d_in is not None and features.shape[1] != d_in:
-        raise ValueError(f"{path}: the true features have d_in={features.shape[1]}, but the SAE has d_in={d_in}")
+    ground_truth_shape(path, d_in)  # names a missing file, key or wrong width before anything is read
+    with safe_open(str(path), framework="pt", device="cpu") as handle:
+        features = handle.get_tensor(GROUND_TRUTH_KEY).float()
     if not torch.isfinite(features).all():
         raise ValueError(f"{path}: {GROUND_TRUTH_KEY!r} holds NaN or infinite values")
     return features

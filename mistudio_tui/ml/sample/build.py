@@ -21,7 +21,7 @@ def build_sample(
     datasets_dir: Path,
     models_dir: Path,
     ctx: JobContext,
-    time_budget_s: float = 60.0,
+    time_budget_s: float | None = None,
     max_steps: int | None = None,
     max_chars: int = DEFAULT_MAX_CHARS,
     **lm_options: Any,

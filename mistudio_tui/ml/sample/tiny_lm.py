@@ -33,7 +33,7 @@ def train_tiny_lm(
     d_model: int = 128,
     n_layers: int = 2,
     n_heads: int = 4,
-    time_budget_s: float = 60.0,
+    time_budget_s: float | None = None,
     max_steps: int | None = None,
     batch_size: int = 8,
     seed: int = 0,
@@ -41,7 +41,10 @@ def train_tiny_lm(
     learning_rate: float = 3e-3,
     device: str | None = None,
 ) -> dict[str, Any]:
-    """Train a tokenizer and model on `corpus_file` for `max_steps` or `time_budget_s`; save to `out_dir`."""
+    """Train a tokenizer and model on `corpus_file` for `max_steps` (else `time_budget_s`); save to `out_dir`.
+
+    A step count gives every machine the same model; a time budget gives a loaded machine a worse one.
+    """
     ctx = ctx if ctx is not None else LocalContext()
     _check_sizes(vocab_size, context_size, d_model, n_layers, n_heads, batch_size, time_budget_s, max_steps)
     seed_everything(seed)
@@ -82,12 +85,13 @@ def train_tiny_lm(
     cursor = step = tokens_seen = 0
     smoothed_loss = math.nan
     next_eval = 1.0 / EVALS_PER_RUN
+    budget_s = float(time_budget_s or 0.0)  # read only without max_steps, and then checked positive
     start = time.monotonic()
 
     def fraction_done() -> float:
         if max_steps is not None:
             return step / max_steps
-        return (time.monotonic() - start) / time_budget_s
+        return (time.monotonic() - start) / budget_s
 
     model.train()
     while (fraction := fraction_done()) < 1.0:
@@ -113,13 +117,15 @@ def train_tiny_lm(
         ctx.metric(step, loss=loss_value, tokens=tokens_seen, lr=lr)
         fraction = fraction_done()
         if next_eval <= fraction < 1.0:
-            ctx.metric(step, val_loss=evaluate(model, val_blocks, batch_size, torch_device))
+            val_loss = evaluate(model, val_blocks, batch_size, torch_device)
+            ctx.metric(step, val_loss=val_loss)
+            ctx.log(f"step {step}: validation loss {val_loss:.3f} nats (unigram baseline {unigram_val_loss:.3f})")
             next_eval += 1.0 / EVALS_PER_RUN
         if max_steps is not None:
             ctx.progress(step, max_steps, text=f"step {step} · loss {smoothed_loss:.3f}", unit="steps")
         else:
-            done_s = min(fraction, 1.0) * time_budget_s
-            ctx.progress(done_s, time_budget_s, text=f"step {step} · loss {smoothed_loss:.3f}", unit="s")
+            done_s = min(fraction, 1.0) * budget_s
+            ctx.progress(done_s, budget_s, text=f"step {step} · loss {smoothed_loss:.3f}", unit="s")
     train_seconds = time.monotonic() - start
 
     ctx.progress(1, 1, text="evaluating and saving")
@@ -163,7 +169,7 @@ def _check_sizes(
     n_layers: int,
     n_heads: int,
     batch_size: int,
-    time_budget_s: float,
+    time_budget_s: float | None,
     max_steps: int | None,
 ) -> None:
     """Raise ValueError naming the first size that cannot build or train a model."""
@@ -179,8 +185,8 @@ def _check_sizes(
             raise ValueError(f"{name} must be at least {low}, got {value}")
     if d_model % n_heads:
         raise ValueError(f"d_model ({d_model}) must be a multiple of n_heads ({n_heads})")
-    if max_steps is None and not time_budget_s > 0:
-        raise ValueError(f"time_budget_s must be positive when max_steps is not given, got {time_budget_s}")
+    if max_steps is None and not (time_budget_s is not None and time_budget_s > 0):
+        raise ValueError(f"give max_steps, or a positive time_budget_s (got {time_budget_s})")
     if max_steps is not None and max_steps < 1:
         raise ValueError(f"max_steps must be at least 1, got {max_steps}")
 

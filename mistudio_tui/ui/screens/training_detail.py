@@ -230,10 +230,18 @@ class TrainingDetailScreen(MetricKeys, StudioScreen):
         text.append((", ".join(f"step {s:,}" for s in steps) or "none yet") + "\n")
         text.append("eval ", style="bold")
         if training.evaluation:
-            parts = [f"{k} {fmt.num(v) if isinstance(v, float) else v}" for k, v in training.evaluation.items()]
+            parts = [
+                f"{k} {fmt.num(v) if isinstance(v, float) else v}"
+                for k, v in training.evaluation.items()
+                if k != "ground_truth"
+            ]
             text.append(" · ".join(parts))
         else:
             text.append("not evaluated yet")
+        truth = svc.ground_truth_line(training.evaluation)
+        if truth is not None:
+            text.append("\nground truth ", style="bold")
+            text.append(truth)
         return text
 
     def on_job_update(self, message: JobUpdate) -> None:
