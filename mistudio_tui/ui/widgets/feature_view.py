@@ -7,6 +7,7 @@ from typing import Any
 from rich.style import Style
 from rich.text import Text
 
+from mistudio_tui.ml.token_display import token_text
 from mistudio_tui.ui import format as fmt
 
 SHADES = ["#1f2a1f", "#23402a", "#2a5a33", "#2f753b", "#3a9147", "#4fae55", "#6ccb63", "#93e07a"]
@@ -41,7 +42,7 @@ def example_text(example: Any, vocab: list[str], peak: float) -> Text:
     text.append(f"{example.value:6.2f} ", style="bold")
     for i in range(lo, hi + 1):
         token = int(example.token_ids[i])
-        word = visible(vocab[token]) if 0 <= token < len(vocab) else f"<{token}>"
+        word = visible(token_text(vocab, token))
         if not mask[i] and i != example.marked:
             text.append(word, style="dim")
             continue
@@ -142,7 +143,7 @@ def similar_text(detail: Any, top: int = 8) -> Text:
 
 
 def _tok(vocab: list[str], i: int) -> str:
-    return repr(visible(vocab[i]))[1:-1] if 0 <= i < len(vocab) else f"<{i}>"
+    return repr(visible(token_text(vocab, i)))[1:-1]
 
 
 def histogram_series(detail: Any) -> tuple[list[float], list[int]]:
