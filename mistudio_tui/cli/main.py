@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from mistudio_tui import __version__
-from mistudio_tui.cli.output import CliError, emit, fail
+from mistudio_tui.cli.output import CliError, CliParser, emit, fail
 
 # Modules that add a noun: each has add_parser(subparsers, common_parent).
 COMMAND_MODULES = [
@@ -29,7 +29,7 @@ COMMAND_MODULES = [
 
 def common_parser() -> argparse.ArgumentParser:
     """Options every command accepts, in any position (SUPPRESS so subcommands don't reset them)."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = CliParser(add_help=False)
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
     common.add_argument("--home", default=argparse.SUPPRESS, help="data folder (default: $MISTUDIO_HOME)")
     return common
@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     import importlib
 
     common = common_parser()
-    parser = argparse.ArgumentParser(
+    parser = CliParser(
         prog="mistudio",
         description="miStudio: a terminal studio for mechanistic interpretability with sparse autoencoders. "
         "Without a command it opens the TUI.",
@@ -55,6 +55,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return _main(argv)
+    except CliError as exc:  # a bad option: argparse's message in one line
+        _report(argparse.Namespace(json="--json" in argv), str(exc))
+        return exc.code
+
+
+def _main(argv: list[str]) -> int:
     options, rest = common_parser().parse_known_args(argv)
     if not rest:  # the TUI: skip building the CLI (importing every command) to keep the first frame fast
         home = getattr(options, "home", None)
