@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mistudio_tui.cli.jobrun import run_job
 from mistudio_tui.cli.output import CliError, emit, format_table, row_dict
-from mistudio_tui.db.jobs import recent_jobs
+from mistudio_tui.db.jobs import progress_label, recent_jobs, shown_status
 from mistudio_tui.db.models import Job
 from mistudio_tui.jobs.runner import tail_file
 from mistudio_tui.studio import Studio
@@ -25,10 +25,8 @@ COLUMNS = [
 
 def job_summary(job: Job) -> dict:
     data = row_dict(job, ["id", "kind", "title", "status", "device", "pid", "error", "created_at", "finished_at"])
-    if job.progress_total:
-        data["progress"] = f"{100 * job.progress_done / job.progress_total:.0f}%"
-    else:
-        data["progress"] = job.progress_text or "-"
+    data["status"] = shown_status(job)
+    data["progress"] = progress_label(job)
     return data
 
 
