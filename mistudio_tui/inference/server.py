@@ -25,6 +25,7 @@ from torch import Tensor
 from mistudio_tui.jobs.context import JobCancelled, JobContext
 from mistudio_tui.ml.analysis.ablation import ablate_features
 from mistudio_tui.ml.analysis.decoder_map import decoder_map
+from mistudio_tui.ml.data.tokenize import row_start_id
 from mistudio_tui.ml.features.cooccurrence import CooccurrenceAccumulator
 from mistudio_tui.ml.features.similarity import nearest_to
 from mistudio_tui.ml.models.hooks import capture, patch_activation
@@ -133,9 +134,10 @@ class InferenceServer:
             raise ValueError("the text is empty; give some text to run the model on")
         tok = pair.tokenizer
         ids = list(tok(text, add_special_tokens=True)["input_ids"])
-        bos = tok.bos_token_id
-        if bos is None:
-            bos = tok.eos_token_id
+        try:  # the start token rows were tokenized with: BOS, CLS for encoders, else EOS
+            bos: int | None = row_start_id(tok, prepend_bos=True)
+        except ValueError:
+            bos = None
         with_bos = bos is not None
         if with_bos and (not ids or ids[0] != bos):
             ids = [int(bos), *ids]
