@@ -56,10 +56,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return _main(argv)
-    except CliError as exc:  # a bad option: argparse's message in one line
-        _report(argparse.Namespace(json="--json" in argv), str(exc))
-        return exc.code
+        try:
+            code = _main(argv)
+        except CliError as exc:  # a bad option: argparse's message in one line
+            _report(argparse.Namespace(json="--json" in argv), str(exc))
+            code = exc.code
+        sys.stdout.flush()  # here, not at exit, so a closed pipe is caught below
+        return code
+    except BrokenPipeError:  # e.g. `mistudio … --json | head`: the reader left; exit quietly as Unix tools do
+        _silence_stdout()
+        return 0
 
 
 def _main(argv: list[str]) -> int:
@@ -93,12 +99,11 @@ def _main(argv: list[str]) -> int:
             studio = Studio()
         func(args, studio)
         return 0
+    except BrokenPipeError:  # an OSError, but no error of the command's: main exits quietly
+        raise
     except CliError as exc:
         _report(args, str(exc))
         return exc.code
-    except BrokenPipeError:  # e.g. `mistudio … | head`: the reader left; not an error worth a message
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     except (ValueError, FileNotFoundError, LookupError, PermissionError, OSError) as exc:
         _report(args, str(exc) or type(exc).__name__)
         return 1
@@ -110,9 +115,18 @@ def _main(argv: list[str]) -> int:
             studio.close()
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush has nowhere to fail."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def _report(args: argparse.Namespace, message: str) -> None:
     if args.json:
-        emit(True, {"error": message.strip().splitlines()[0] if message.strip() else "error"})
+        try:
+            emit(True, {"error": message.strip().splitlines()[0] if message.strip() else "error"})
+            sys.stdout.flush()
+        except BrokenPipeError:  # the reader left; the line on stderr and the exit code still tell
+            _silence_stdout()
     fail(message)
 
 

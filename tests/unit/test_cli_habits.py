@@ -135,14 +135,28 @@ def test_a_feature_that_never_fired_is_warned_about(
     assert "never fired" not in capsys.readouterr().err
 
 
-def test_json_into_a_pipe_that_closes_early_exits_quietly(tmp_path: Path) -> None:
-    """`mistudio … --json | head -1`: no BrokenPipeError traceback, as Unix tools behave."""
+def _pipe_into_true(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    """Run `mistudio ARGV | true`: the reader has left before the command writes."""
     code = (
-        "import sys; sys.argv = ['mistudio', 'version', '--json'];"
+        "import sys, time; time.sleep(0.3); sys.argv = ['mistudio', *sys.argv[1:]];"
         "from mistudio_tui.cli.main import main; raise SystemExit(main())"
     )
     env = {"MISTUDIO_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path.cwd())}
-    shell = f'{sys.executable} -c "{code}" | head -c 1'
-    out = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, env=env, timeout=120)
-    assert out.stdout == "{"
+    shell = f'{sys.executable} -c "{code}" {" ".join(argv)} | true; exit ${{PIPESTATUS[0]}}'
+    return subprocess.run(["bash", "-c", shell], capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (["version", "--json"], 0),
+        (["features", "list", "nosuch", "--json"], 1),
+        (["features", "list", "fs", "--limit", "abc", "--json"], 2),
+    ],
+)
+def test_json_into_a_pipe_that_closed_exits_quietly(tmp_path: Path, argv: list[str], code: int) -> None:
+    """`mistudio … --json | head`: no BrokenPipeError traceback, as Unix tools behave; errors keep their code."""
+    out = _pipe_into_true(tmp_path, *argv)
     assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr, out.stderr
+    assert out.returncode == code
+    assert len(out.stderr.splitlines()) == (0 if code == 0 else 1), out.stderr
