@@ -17,6 +17,7 @@ from mistudio_tui.cli.common import add_list_show_delete, int_arg
 from mistudio_tui.cli.output import CliError, emit, format_table, warn
 from mistudio_tui.db.models import SteeringPreset
 from mistudio_tui.services import steering as svc
+from mistudio_tui.services.features import not_firing
 from mistudio_tui.studio import Studio
 
 PRESET_COLUMNS = [
@@ -104,6 +105,12 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--top", type=int_arg(1), default=10)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_cooccurrence)
+    p = averbs.add_parser("activations", help="a feature's activation on each token of a text", parents=[common])
+    p.add_argument("--training", required=True)
+    p.add_argument("--feature", type=int_arg(0), required=True)
+    p.add_argument("--text", required=True, help="the text to test")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_activations)
     p = averbs.add_parser("similar", help="features with the closest decoder directions", parents=[common])
     p.add_argument("--training", required=True)
     p.add_argument("--feature", type=int_arg(0), required=True)
@@ -230,6 +237,22 @@ def cmd_cooccurrence(args: argparse.Namespace, studio: Studio) -> None:
         return f"{result['tokens_seen']} tokens; tokens where both fire:\n" + format_table(rows, columns)
 
     emit(args.json, result, human)
+
+
+def cmd_activations(args: argparse.Namespace, studio: Studio) -> None:
+    result = _call(studio, "feature_activations", args, text=args.text, features=[args.feature])
+    values = result["activations"].get(args.feature, result["activations"].get(str(args.feature), []))
+    fires = any(v > 0 for v in values)
+    data = {"feature": args.feature, "tokens": result["tokens"], "activations": values, "fires": fires}
+    if not fires:
+        data["note"] = not_firing(len(values))
+
+    def human() -> str:
+        rows = [{"token": repr(t), "activation": v} for t, v in zip(result["tokens"], values, strict=True)]
+        table = format_table(rows, [("token", "TOKEN"), ("activation", "ACTIVATION")])
+        return table + ("" if fires else f"\nfeature {args.feature}: {not_firing(len(values))}")
+
+    emit(args.json, data, human)
 
 
 def cmd_similar(args: argparse.Namespace, studio: Studio) -> None:

@@ -97,3 +97,8 @@ def _name(name: str | None, default: str) -> str:
             raise ValueError(f"the name {name!r} is taken; choose another with --name")
         return name
     return unique_name(FeatureSet, default)
+
+
+def not_firing(n_tokens: int) -> str:
+    """What a tested text says when the feature is zero on every one of its tokens."""
+    return f"the feature does not fire on this text (0 on all {n_tokens} tokens)"

@@ -133,6 +133,13 @@ def test_a_feature_that_never_fired_is_warned_about(
     assert "feature 5 never fired" in err and "--coefficient" in err
     assert main([*argv, "--coefficient", "2"]) == 0
     assert "never fired" not in capsys.readouterr().err
+    test = ["analyze", "activations", "--training", "planted", "--text", "once upon a time"]
+    assert main([*test, "--feature", "5"]) == 0
+    assert "feature 5: the feature does not fire on this text (0 on all" in capsys.readouterr().out
+    assert main([*test, "--feature", "5", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["fires"] is False and "does not fire" in data["note"]
+    assert len(data["tokens"]) == len(data["activations"])
 
 
 def _pipe_into_true(tmp_path: Path, *argv: str) -> subprocess.CompletedProcess[str]:
