@@ -47,9 +47,11 @@ def int_arg(low: int = 0, high: int | None = None) -> Callable[[str], int]:
     return parse
 
 
-def run_spec(args: argparse.Namespace, studio: Studio, spec: JobSpec, show: Callable[[Model], dict]) -> None:
-    """Run the job of `spec`, then print the resource it made (its `id` first)."""
-    job = run_job(studio, spec.kind, spec.params, title=spec.title, resource=spec.resource)
+def run_spec(
+    args: argparse.Namespace, studio: Studio, spec: JobSpec, show: Callable[[Model], dict], tracker: Any = None
+) -> None:
+    """Run the job of `spec` (its metrics also to `tracker`), then print the resource it made (its `id` first)."""
+    job = run_job(studio, spec.kind, spec.params, title=spec.title, resource=spec.resource, tracker=tracker)
     resource = type(spec.resource).get_by_id(spec.resource.id) if spec.resource is not None else None
     data = show(resource) if resource is not None else {}
     data = {"id": resource.id if resource is not None else None, **data, "job": job.id}
