@@ -133,7 +133,7 @@ def _request(args: argparse.Namespace, base: svc.SteeringRequest | None = None) 
     """The request from the options, over a preset's when one is given."""
     if base is None and not args.training:
         raise CliError("give --training (an SAE training id or name) or --preset")
-    training = svc.steerable_training(args.training) if args.training else None
+    training = svc.steerable_training(args.training or base.training_id)  # type: ignore[union-attr]
     features = args.feature or (base.features if base else [])
     strengths = args.strength or args.coefficient or (base.strengths if base else [])
     if args.coefficient:
@@ -147,12 +147,10 @@ def _request(args: argparse.Namespace, base: svc.SteeringRequest | None = None) 
     chosen = {k: getattr(args, k) for k in defaults}
     if base is not None:
         chosen = {k: (v if v != defaults[k] else getattr(base, k)) for k, v in chosen.items()}
-    training_id = training.id if training is not None else base.training_id  # type: ignore[union-attr]
     request = svc.SteeringRequest(
-        training_id=training_id, features=features, strengths=strengths, prompt=prompt, units=units, **chosen
+        training_id=training.id, features=features, strengths=strengths, prompt=prompt, units=units, **chosen
     )
-    if training is not None:
-        svc.check_features(training, features)
+    svc.check_features(training, features)  # from the row's d_sae, before the worker loads torch
     return request
 
 

@@ -205,15 +205,16 @@ def scale_lines(result: dict[str, Any]) -> list[str]:
     return [f"feature {f}: max activation {maxima[f]:.4g}, " + ", ".join(parts) for f, parts in features.items()]
 
 
-def scale_warnings(result: dict[str, Any]) -> list[str]:
-    """Features that never fired (their max activation is unknown) and added norms far above the hook's."""
+def scale_warnings(result: dict[str, Any], coefficient_hint: str = "--coefficient") -> list[str]:
+    """Features that never fired (their max activation is unknown) and added norms far above the hook's;
+    `coefficient_hint` says how to give an absolute coefficient where the warning is read."""
     out = []
     for feature, scale in (result.get("scales") or {}).items():
         if scale.get("never_fired") and scale.get("units", "max") == "max":
             source = scale.get("source") or "the data seen"
             out.append(
                 f"feature {feature} never fired ({source}), so its max activation is unknown and 1 is assumed; "
-                "give an absolute coefficient instead (--coefficient)"
+                f"give an absolute coefficient instead ({coefficient_hint})"
             )
     largest: dict[str, float] = {}
     for scales in (result.get("variant_scales") or {"": result.get("scales") or {}}).values():

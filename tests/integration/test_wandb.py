@@ -40,10 +40,10 @@ TRAIN = ["train", "--activations", "syn", "--k", "4", "--expansion", "2", "--tok
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("activation_set")
 def test_train_logs_every_metric_row_to_the_wandb_project(
-    activation_set,
     fake_wandb: list[FakeRun],
-    capsys: pytest.CaptureFixture[str],  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     assert main([*TRAIN, "--name", "tracked", "--device", "cpu", "--wandb", "my-project"]) == 0
     (run,) = fake_wandb
@@ -56,10 +56,10 @@ def test_train_logs_every_metric_row_to_the_wandb_project(
     assert all("loss" in values and "step" not in values for _, values in run.logged)
 
 
+@pytest.mark.usefixtures("activation_set")
 def test_without_wandb_installed_train_says_how_to_get_it_and_starts_nothing(
-    activation_set,
     monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],  # noqa: F811
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setitem(sys.modules, "wandb", None)  # import wandb raises ImportError
     before = Training.select().count()
