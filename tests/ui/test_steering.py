@@ -185,6 +185,12 @@ async def test_absolute_coefficients_and_a_never_fired_feature_are_said(app) -> 
         await pilot.app.workers.wait_for_complete()
         await pilot.pause()
         assert fake.calls[-1][1]["units"] == "absolute"
+        screen.query_one("#steer-units").value = "max"
+        await _fill(pilot, screen, "3", "1e9", "Once")
+        await pilot.press("enter")
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        assert any("strength 1e+09" in n.message for n in app._notifications)
     never = {"scales": {3: {"max_act": 1.0, "relative_norm": 0.4, "never_fired": True, "source": "prompt"}}}
     summary = SteeringScreen.scale_summary(never)
     assert "feature 3 never fired (prompt)" in summary and "units: absolute coefficient" in summary

@@ -338,6 +338,8 @@ class SteeringScreen(StudioScreen):
         self.query_one("#steer-steered", Static).update("")
         self.query_one("#steer-tabs", TabbedContent).active = "tab-compare"
         self.set_status("generating… (ctrl+g stops)")
+        for warning in request.warnings():  # legal but almost surely a mistake (a strength of 1e9)
+            self.notify(warning, severity="warning")
         self.generate_worker(self._run, request)
 
     def action_stop(self) -> None:
