@@ -179,7 +179,8 @@ def comparison_text(request: SteeringRequest, result: dict[str, Any]) -> str:
     lines = [
         f"prompt: {result.get('prompt', request.prompt)}",
         f"features: {', '.join(str(f) for f in request.features)}  method: {request.method}  "
-        f"positions: {request.positions}",
+        f"positions: {request.positions}  strengths: "
+        + ("absolute coefficients" if request.units == "absolute" else "× max activation"),
         f"temperature: {request.temperature:g}  top-p: {request.top_p:g}  max tokens: {request.max_tokens}  "
         f"seed: {request.seed}",
     ]
@@ -190,19 +191,27 @@ def comparison_text(request: SteeringRequest, result: dict[str, Any]) -> str:
 
 
 def scale_lines(result: dict[str, Any]) -> list[str]:
-    """Per feature: its max activation and, for each steered variant (each strength of a sweep), the added norm."""
-    variants = result.get("variant_scales") or {"steered": result.get("scales") or {}}
-    features: dict[str, list[str]] = {}
+    """Per feature: its max activation and the added norm, for a sweep each strength's own:
+    'feature 5: max activation 0.223, added norm (× the hook's typical norm) 0.0201 at strength 1, 0.16 at 8'."""
+    variants = result.get("variant_scales") or {"": result.get("scales") or {}}
+    sizes: dict[str, list[str]] = {}
     maxima: dict[str, float] = {}
+    relative = True
     for variant, scales in variants.items():
         for feature, scale in scales.items():
             key = str(feature)
-            maxima[key] = scale.get("max_act", 0)
+            maxima[key] = scale.get("max_act", maxima.get(key, 0))
             rel = scale.get("relative_norm")
-            size = f"{rel:.3g}× the hook's typical norm" if rel is not None else f"{scale.get('added_norm', 0):.4g}"
-            name = f" at {variant.removeprefix('steered:')}" if len(variants) > 1 else ""
-            features.setdefault(key, []).append(f"added norm{name} {size}")
-    return [f"feature {f}: max activation {maxima[f]:.4g}, " + ", ".join(parts) for f, parts in features.items()]
+            relative = relative and rel is not None
+            size = f"{rel:.3g}" if rel is not None else f"{scale.get('added_norm', 0):.4g}"
+            strength = variant.removeprefix("steered:")
+            sizes.setdefault(key, []).append(f"{size} at {'strength ' if not sizes.get(key) else ''}{strength}")
+    unit = " (× the hook's typical norm)" if relative else ""
+    lines = []
+    for feature, parts in sizes.items():
+        shown = ", ".join(parts) if len(variants) > 1 else parts[0].split(" at ")[0]
+        lines.append(f"feature {feature}: max activation {maxima[feature]:.4g}, added norm{unit} {shown}")
+    return lines
 
 
 def scale_warnings(result: dict[str, Any], coefficient_hint: str = "--coefficient") -> list[str]:

@@ -91,9 +91,9 @@ def test_a_strength_sweep_prints_each_strengths_added_norm(
     assert four == pytest.approx(4 * one) and one > 0
     assert main(sweep) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith(f"feature {PLANTED}:"))
-    assert line.count("added norm") == 2 and " at 1 " in line and " at 4 " in line
-    parts = [p.split("added norm at ")[1] for p in line.split(", ")[1:]]
-    assert parts[0] != parts[1]
+    at_one, at_four = line.split("added norm (× the hook's typical norm) ")[1].split(", ")
+    assert at_one.endswith(" at strength 1") and at_four.endswith(" at 4")
+    assert float(at_four.split()[0]) == pytest.approx(4 * float(at_one.split()[0]), rel=0.01)
 
 
 def test_coefficients_are_absolute_and_huge_strengths_warn(
