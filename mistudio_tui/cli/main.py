@@ -29,7 +29,7 @@ COMMAND_MODULES = [
 
 def common_parser() -> argparse.ArgumentParser:
     """Options every command accepts, in any position (SUPPRESS so subcommands don't reset them)."""
-    common = CliParser(add_help=False)
+    common = CliParser(prog="mistudio", add_help=False)
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
     common.add_argument("--home", default=argparse.SUPPRESS, help="data folder (default: $MISTUDIO_HOME)")
     return common

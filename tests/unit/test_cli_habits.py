@@ -40,6 +40,8 @@ def _err_lines(capsys: pytest.CaptureFixture[str]) -> list[str]:
         (["analyze", "similar", "--training", "t"], ["--feature"]),
         (["train", "--nosuch"], ["--nosuch"]),
         (["nosuch"], ["'nosuch'"]),
+        (["--home"], ["--home", "'mistudio --help'"]),
+        (["features"], ["VERB", "'mistudio features --help'"]),
     ],
 )
 def test_bad_options_are_one_line_naming_the_flag_and_exit_2(
