@@ -25,6 +25,7 @@ COLUMNS = [
 
 def job_summary(job: Job) -> dict:
     data = row_dict(job, ["id", "kind", "title", "status", "device", "pid", "error", "created_at", "finished_at"])
+    data["state"] = job.status  # the state machine's (a paused training's job was cancelled)
     data["status"] = shown_status(job)
     data["progress"] = progress_label(job)
     return data
@@ -65,7 +66,7 @@ def cmd_list(args: argparse.Namespace, studio: Studio) -> None:
 
 def cmd_show(args: argparse.Namespace, studio: Studio) -> None:
     job = _job(args.job)
-    data = row_dict(job)
+    data = {**row_dict(job), "state": job.status, "status": shown_status(job)}
     emit(args.json, data, lambda: "\n".join(f"{k:>15}: {v}" for k, v in data.items() if k != "traceback"))
 
 

@@ -32,7 +32,7 @@ def test_a_completed_job_shows_done_not_its_last_stage(studio) -> None:
     paused = _job(status="cancelled", result={"checkpoint": 10}, progress_done=5, progress_total=10)
     paused.save()
     assert job_summary(done)["progress"] == "100%"
-    assert job_summary(paused)["status"] == "paused"
+    assert job_summary(paused)["status"] == "paused" and job_summary(paused)["state"] == "cancelled"
 
 
 def _run(estimator: EtaEstimator, load_s: float, total_s: float, load_fraction: float = 0.03):
