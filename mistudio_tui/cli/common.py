@@ -31,9 +31,28 @@ def count_arg(what: str) -> Callable[[str], int]:
     return parse
 
 
-def run_spec(args: argparse.Namespace, studio: Studio, spec: JobSpec, show: Callable[[Model], dict]) -> None:
-    """Run the job of `spec`, then print the resource it made (its `id` first)."""
-    job = run_job(studio, spec.kind, spec.params, title=spec.title, resource=spec.resource)
+def int_arg(low: int = 0, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type for a whole number in [low, high] (argparse names the option itself)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            span = f"from {low:,} to {high:,}" if high is not None else f"{low:,} or more"
+            raise argparse.ArgumentTypeError(f"{value:,} is out of range; expected {span}")
+        return value
+
+    parse.__name__ = "int"  # argparse names the type in its messages
+    return parse
+
+
+def run_spec(
+    args: argparse.Namespace, studio: Studio, spec: JobSpec, show: Callable[[Model], dict], tracker: Any = None
+) -> None:
+    """Run the job of `spec` (its metrics also to `tracker`), then print the resource it made (its `id` first)."""
+    job = run_job(studio, spec.kind, spec.params, title=spec.title, resource=spec.resource, tracker=tracker)
     resource = type(spec.resource).get_by_id(spec.resource.id) if spec.resource is not None else None
     data = show(resource) if resource is not None else {}
     data = {"id": resource.id if resource is not None else None, **data, "job": job.id}

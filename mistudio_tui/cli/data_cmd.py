@@ -66,6 +66,9 @@ def tokenization_summary(t: Tokenization) -> dict[str, Any]:
     )
     data["dataset"] = t.dataset.name
     data["tokenizer"] = t.model.name if t.model else t.tokenizer
+    stats = t.stats or {}
+    data["start_token"] = stats.get("start_token")  # the tokenizer's own: BOS for causal LMs, CLS for encoders
+    data["separator_token"] = stats.get("separator_token")
     return data
 
 
@@ -128,9 +131,15 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--model", help="use this registered model's tokenizer")
     p.add_argument("--tokenizer", help="or a tokenizer folder / hub name")
     p.add_argument("--context-size", type=int, default=128)
-    p.add_argument("--no-bos", action="store_true", help="do not prepend BOS to each row")
+    p.add_argument(
+        "--no-bos", action="store_true", help="no start token on each row (default: BOS, or CLS for encoders)"
+    )
     p.add_argument("--no-packing", action="store_true", help="one document per row (truncated, padded)")
-    p.add_argument("--separator", default="eos", help="between packed documents: eos, none, or a token")
+    p.add_argument(
+        "--separator",
+        default="eos",
+        help="between packed documents: eos (the tokenizer's end token: EOS, or SEP for encoders), none, or a token",
+    )
     p.add_argument("--max-tokens", type=count_arg("--max-tokens"))
     p.add_argument("--name")
     p.set_defaults(func=cmd_tokenize)

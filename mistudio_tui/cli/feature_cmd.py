@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from mistudio_tui.cli.common import add_list_show_delete, basic, count_arg, run_spec
+from mistudio_tui.cli.common import add_list_show_delete, basic, count_arg, int_arg, run_spec
 from mistudio_tui.cli.output import emit, format_table
 from mistudio_tui.db import features as fq
 from mistudio_tui.db.lookup import resolve
@@ -69,14 +69,24 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("path", help="output file (json, jsonl) or folder (neuronpedia)")
     p.add_argument("--format", dest="fmt", default="json", choices=list(FORMATS))
     p.add_argument("--features", help="indices and ranges to export, e.g. 0-99,512 (default: all)")
+    dead = p.add_mutually_exclusive_group()
+    dead.add_argument(
+        "--include-dead",
+        action="store_true",
+        default=None,
+        help="also write dead features (neuronpedia leaves them out by default)",
+    )
+    dead.add_argument(
+        "--skip-dead", dest="include_dead", action="store_false", help="leave dead features out of json/jsonl too"
+    )
     p.set_defaults(func=cmd_export)
     p = verbs.add_parser("list", help="features of a feature set", parents=[common])
     p.add_argument("featureset", help="feature set id or name")
     p.add_argument("--sort", default="index", choices=list(fq.SORT_COLUMNS))
     p.add_argument("--asc", action="store_true", help="ascending (default: descending, except index)")
     p.add_argument("--search", default="")
-    p.add_argument("--limit", type=int, default=50)
-    p.add_argument("--offset", type=int, default=0)
+    p.add_argument("--limit", type=int_arg(1), default=50, help="features shown (default 50)")
+    p.add_argument("--offset", type=int_arg(0), default=0)
     p.add_argument("--alive", action="store_true", help="hide dead features")
     p.set_defaults(func=cmd_features_list)
 
@@ -131,9 +141,16 @@ def cmd_extract(args: argparse.Namespace, studio: Studio) -> None:
 def cmd_export(args: argparse.Namespace, studio: Studio) -> None:
     fset = resolve(FeatureSet, args.featureset)
     indices = parse_feature_indices(args.features) if args.features else None
-    result = export_feature_set(fset, Path(args.path), args.fmt, indices)
-    data = {"feature_set": fset.name, "format": result.format, "features": result.n_features, "path": str(result.path)}
-    emit(args.json, data, lambda: f"exported {result.n_features} features of {fset.name} to {result.path}")
+    result = export_feature_set(fset, Path(args.path), args.fmt, indices, args.include_dead)
+    data = {
+        "feature_set": fset.name,
+        "format": result.format,
+        "features": result.n_features,
+        "dead_skipped": result.n_dead_skipped,
+        "path": str(result.path),
+    }
+    skipped = f" ({result.n_dead_skipped} dead left out: --include-dead adds them)" if result.n_dead_skipped else ""
+    emit(args.json, data, lambda: f"exported {result.n_features} features of {fset.name} to {result.path}{skipped}")
 
 
 def feature_row(f: Any) -> dict[str, Any]:

@@ -21,10 +21,32 @@ def run_job(
     title: str = "",
     resource: Any = None,
     quiet: bool = False,
+    tracker: Any = None,
 ) -> Job:
-    """Submit, show progress (unless quiet or not a terminal), wait; CliError unless it completed."""
+    """Submit, show progress (unless quiet or not a terminal), wait; CliError unless it completed.
+
+    A `tracker` (services.tracking) hears the job's events from before it starts and is finished with its state."""
     runner = studio.runner
+    if tracker is not None:
+        runner.add_listener(tracker.listener)
+    try:
+        job = _submit_and_wait(runner, kind, params, title, resource, quiet, tracker)
+    finally:
+        if tracker is not None:
+            runner.remove_listener(tracker.listener)
+            tracker.finish(Job.get_by_id(tracker.job_id).status if tracker.job_id is not None else "failed")
+    if job.status != "completed":
+        detail = job.error or job.status
+        raise CliError(f"{title or kind} {job.status}: {detail} (log: {job.log_path})")
+    return job
+
+
+def _submit_and_wait(
+    runner: JobRunner, kind: str, params: dict[str, Any], title: str, resource: Any, quiet: bool, tracker: Any
+) -> Job:
     job = runner.submit(kind, params, title=title, resource=resource)
+    if tracker is not None:
+        tracker.job_id = job.id
     try:
         job = _wait_with_bar(runner, job.id, title or kind, quiet)
     except KeyboardInterrupt:
@@ -34,9 +56,6 @@ def run_job(
             job = runner.wait(job.id)
         except KeyboardInterrupt:
             raise CliError("interrupted", code=130) from None
-    if job.status != "completed":
-        detail = job.error or job.status
-        raise CliError(f"{title or kind} {job.status}: {detail} (log: {job.log_path})")
     return job
 
 

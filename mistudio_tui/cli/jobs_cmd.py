@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mistudio_tui.cli.jobrun import run_job
 from mistudio_tui.cli.output import CliError, emit, format_table, row_dict
-from mistudio_tui.db.jobs import recent_jobs
+from mistudio_tui.db.jobs import progress_label, recent_jobs, shown_status
 from mistudio_tui.db.models import Job
 from mistudio_tui.db.states import JobState
 from mistudio_tui.jobs.runner import tail_file
@@ -26,10 +26,9 @@ COLUMNS = [
 
 def job_summary(job: Job) -> dict:
     data = row_dict(job, ["id", "kind", "title", "status", "device", "pid", "error", "created_at", "finished_at"])
-    if job.progress_total:
-        data["progress"] = f"{100 * job.progress_done / job.progress_total:.0f}%"
-    else:
-        data["progress"] = job.progress_text or "-"
+    data["state"] = job.status  # the state machine's (a paused training's job was cancelled)
+    data["status"] = shown_status(job)
+    data["progress"] = progress_label(job)
     return data
 
 
@@ -68,7 +67,7 @@ def cmd_list(args: argparse.Namespace, studio: Studio) -> None:
 
 def cmd_show(args: argparse.Namespace, studio: Studio) -> None:
     job = _job(args.job)
-    data = row_dict(job)
+    data = {**row_dict(job), "state": job.status, "status": shown_status(job)}
     emit(args.json, data, lambda: "\n".join(f"{k:>15}: {v}" for k, v in data.items() if k != "traceback"))
 
 

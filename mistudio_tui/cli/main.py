@@ -6,10 +6,9 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
 
 from mistudio_tui import __version__
-from mistudio_tui.cli.output import CliError, emit, fail
+from mistudio_tui.cli.output import CliError, CliParser, emit, fail
 
 # Modules that add a noun: each has add_parser(subparsers, common_parent).
 COMMAND_MODULES = [
@@ -31,24 +30,17 @@ COMMAND_MODULES = [
 
 def common_parser() -> argparse.ArgumentParser:
     """Options every command accepts, in any position (SUPPRESS so subcommands don't reset them)."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = CliParser(prog="mistudio", add_help=False)
     common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
     common.add_argument("--home", default=argparse.SUPPRESS, help="data folder (default: $MISTUDIO_HOME)")
     return common
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """A usage error is one line naming the bad argument (the full usage is a --help away), exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     import importlib
 
     common = common_parser()
-    parser = OneLineParser(
+    parser = CliParser(
         prog="mistudio",
         description="miStudio: a terminal studio for mechanistic interpretability with sparse autoencoders. "
         "Without a command it opens the TUI.",
@@ -64,6 +56,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        try:
+            code = _main(argv)
+        except CliError as exc:  # a bad option: argparse's message in one line
+            _report(argparse.Namespace(json="--json" in argv), str(exc))
+            code = exc.code
+        sys.stdout.flush()  # here, not at exit, so a closed pipe is caught below
+        return code
+    except BrokenPipeError:  # e.g. `mistudio … --json | head`: the reader left; exit quietly as Unix tools do
+        _silence_stdout()
+        return 0
+
+
+def _main(argv: list[str]) -> int:
     options, rest = common_parser().parse_known_args(argv)
     if not rest:  # the TUI: skip building the CLI (importing every command) to keep the first frame fast
         home = getattr(options, "home", None)
@@ -90,9 +96,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             studio = Studio()
         func(args, studio)
         return 0
-    except BrokenPipeError:  # e.g. `mistudio … | head`: the reader left; not an error worth a message
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    except BrokenPipeError:  # an OSError, but no error of the command's: main exits quietly
+        raise
     except (Exception, KeyboardInterrupt) as exc:
         known = one_line_error(exc)
         if known is None:  # a bug: keep its traceback
@@ -157,9 +162,18 @@ def run_tui() -> int:
         return known[1]
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush has nowhere to fail."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
 def _report(args: argparse.Namespace, message: str) -> None:
     if args.json:
-        emit(True, {"error": message.strip().splitlines()[0] if message.strip() else "error"})
+        try:
+            emit(True, {"error": message.strip().splitlines()[0] if message.strip() else "error"})
+            sys.stdout.flush()
+        except BrokenPipeError:  # the reader left; the line on stderr and the exit code still tell
+            _silence_stdout()
     fail(message)
 
 

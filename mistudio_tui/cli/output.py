@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from peewee import Model
 
@@ -19,6 +20,17 @@ class CliError(Exception):
     def __init__(self, message: str, code: int = 1) -> None:
         super().__init__(message)
         self.code = code
+
+
+class CliParser(argparse.ArgumentParser):
+    """The parser of every command: a bad option is one line naming it and what it takes (exit 2), not a usage block.
+
+    Subparsers inherit the class (argparse's `add_subparsers` defaults `parser_class` to the parent's type)."""
+
+    def error(self, message: str) -> NoReturn:
+        for kind, expected in (("int", "a whole number"), ("float", "a number")):
+            message = message.replace(f"invalid {kind} value: ", f"expected {expected}, got ")
+        raise CliError(f"{message} (see '{self.prog} --help')", code=2)
 
 
 def _default(value: Any) -> Any:
@@ -84,6 +96,11 @@ def emit(as_json: bool, data: Any, human: Callable[[], str] | str | None = None)
         print(printable(human() if callable(human) else human))
     else:
         print(to_json(data))
+
+
+def warn(message: str) -> None:
+    """Print a one-line warning to stderr (the command goes on)."""
+    print(f"mistudio: warning: {message}", file=sys.stderr)
 
 
 def fail(message: str) -> None:

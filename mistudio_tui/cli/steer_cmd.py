@@ -13,10 +13,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from mistudio_tui.cli.common import add_list_show_delete
-from mistudio_tui.cli.output import CliError, emit, format_table
+from mistudio_tui.cli.common import add_list_show_delete, int_arg
+from mistudio_tui.cli.output import CliError, emit, format_table, warn
 from mistudio_tui.db.models import SteeringPreset
 from mistudio_tui.services import steering as svc
+from mistudio_tui.services.features import not_firing
 from mistudio_tui.studio import Studio
 
 PRESET_COLUMNS = [
@@ -32,16 +33,26 @@ PRESET_COLUMNS = [
 
 def _steering_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--training", help="training (SAE) id or name")
-    p.add_argument("--feature", type=int, action="append", default=[], help="feature index (repeatable)")
-    p.add_argument(
+    p.add_argument("--feature", type=int_arg(0), action="append", default=[], help="feature index (repeatable)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument(
         "--strength",
         type=float,
         action="append",
         default=[],
         help="strength in units of the feature's max activation; several make a sweep",
     )
+    size.add_argument(
+        "--coefficient",
+        type=float,
+        action="append",
+        default=[],
+        help="absolute coefficient on the decoder direction (as SAELens steers); several make a sweep",
+    )
     p.add_argument("--prompt", help="text to continue")
-    p.add_argument("--max-tokens", type=int, default=32)
+    p.add_argument(
+        "--max-tokens", type=int_arg(1, svc.MAX_NEW_TOKENS), default=32, help="tokens to generate (default 32)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--method", choices=svc.METHODS, default="add")
     p.add_argument("--positions", choices=svc.POSITIONS, default="all")
@@ -74,11 +85,11 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         "ablate", help="zero or clamp features on a text: loss change, moved logits", parents=[common]
     )
     p.add_argument("--training", required=True)
-    p.add_argument("--feature", type=int, action="append", required=True)
+    p.add_argument("--feature", type=int_arg(0), action="append", required=True)
     p.add_argument("--text", required=True)
     p.add_argument("--mode", choices=("zero", "clamp"), default="zero")
     p.add_argument("--value", type=float, help="the clamp value (in activation units)")
-    p.add_argument("--top", type=int, default=10)
+    p.add_argument("--top", type=int_arg(1), default=10)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_ablate)
     p = averbs.add_parser("map", help="2-D map of the decoder directions (UMAP or PCA)", parents=[common])
@@ -89,15 +100,21 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.set_defaults(func=cmd_map)
     p = averbs.add_parser("cooccurrence", help="which features fire together on texts", parents=[common])
     p.add_argument("--training", required=True)
-    p.add_argument("--feature", type=int, action="append", required=True)
+    p.add_argument("--feature", type=int_arg(0), action="append", required=True)
     p.add_argument("--text", action="append", required=True, help="text to scan (repeatable)")
-    p.add_argument("--top", type=int, default=10)
+    p.add_argument("--top", type=int_arg(1), default=10)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_cooccurrence)
+    p = averbs.add_parser("activations", help="a feature's activation on each token of a text", parents=[common])
+    p.add_argument("--training", required=True)
+    p.add_argument("--feature", type=int_arg(0), required=True)
+    p.add_argument("--text", required=True, help="the text to test")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_activations)
     p = averbs.add_parser("similar", help="features with the closest decoder directions", parents=[common])
     p.add_argument("--training", required=True)
-    p.add_argument("--feature", type=int, required=True)
-    p.add_argument("--top", type=int, default=10)
+    p.add_argument("--feature", type=int_arg(0), required=True)
+    p.add_argument("--top", type=int_arg(1), default=10)
     p.add_argument("--device", default="auto")
     p.set_defaults(func=cmd_similar)
 
@@ -116,20 +133,24 @@ def _request(args: argparse.Namespace, base: svc.SteeringRequest | None = None) 
     """The request from the options, over a preset's when one is given."""
     if base is None and not args.training:
         raise CliError("give --training (an SAE training id or name) or --preset")
-    training = svc.steerable_training(args.training) if args.training else None
+    training = svc.steerable_training(args.training or base.training_id)  # type: ignore[union-attr]
     features = args.feature or (base.features if base else [])
-    strengths = args.strength or (base.strengths if base else [])
+    strengths = args.strength or args.coefficient or (base.strengths if base else [])
+    if args.coefficient:
+        units = "absolute"
+    elif args.strength or base is None:
+        units = "max"
+    else:
+        units = base.units
     prompt = args.prompt if args.prompt is not None else (base.prompt if base else "")
     defaults = {"max_tokens": 32, "seed": 0, "method": "add", "positions": "all", "temperature": 1.0, "top_p": 1.0}
     chosen = {k: getattr(args, k) for k in defaults}
     if base is not None:
         chosen = {k: (v if v != defaults[k] else getattr(base, k)) for k, v in chosen.items()}
-    training_id = training.id if training is not None else base.training_id  # type: ignore[union-attr]
     request = svc.SteeringRequest(
-        training_id=training_id, features=features, strengths=strengths, prompt=prompt, **chosen
+        training_id=training.id, features=features, strengths=strengths, prompt=prompt, units=units, **chosen
     )
-    if training is not None:
-        svc.check_features(training, features)
+    svc.check_features(training, features)  # from the row's d_sae, before the worker loads torch
     return request
 
 
@@ -138,8 +159,12 @@ def cmd_steer(args: argparse.Namespace, studio: Studio) -> None:
     request = _request(args, base)
     if not request.prompt:
         raise CliError("give --prompt TEXT to continue")
+    for line in request.warnings():
+        warn(line)
     with _session(studio) as session:
         result = session.call("generate", timeout=None, device=args.device, **request.params())
+    for line in svc.scale_warnings(result):
+        warn(line)
     if args.export:
         svc.export_comparison(args.export, request, result)
     data = {"prompt": request.prompt, **svc.comparison_json(request, result)}
@@ -155,6 +180,8 @@ def cmd_preset_save(args: argparse.Namespace, studio: Studio) -> None:
 
 def _call(studio: Studio, op: str, args: argparse.Namespace, **params: Any) -> Any:
     training = svc.steerable_training(args.training)
+    features = params.get("features") or ([params["feature"]] if "feature" in params else [])
+    svc.check_features(training, features)  # from the row's d_sae, before the worker loads torch
     with _session(studio) as session:
         return session.call(op, timeout=None, training_id=training.id, device=args.device, **params)
 
@@ -208,6 +235,22 @@ def cmd_cooccurrence(args: argparse.Namespace, studio: Studio) -> None:
         return f"{result['tokens_seen']} tokens; tokens where both fire:\n" + format_table(rows, columns)
 
     emit(args.json, result, human)
+
+
+def cmd_activations(args: argparse.Namespace, studio: Studio) -> None:
+    result = _call(studio, "feature_activations", args, text=args.text, features=[args.feature])
+    values = result["activations"].get(args.feature, result["activations"].get(str(args.feature), []))
+    fires = any(v > 0 for v in values)
+    data = {"feature": args.feature, "tokens": result["tokens"], "activations": values, "fires": fires}
+    if not fires:
+        data["note"] = not_firing(len(values))
+
+    def human() -> str:
+        rows = [{"token": repr(t), "activation": v} for t, v in zip(result["tokens"], values, strict=True)]
+        table = format_table(rows, [("token", "TOKEN"), ("activation", "ACTIVATION")])
+        return table + ("" if fires else f"\nfeature {args.feature}: {not_firing(len(values))}")
+
+    emit(args.json, data, human)
 
 
 def cmd_similar(args: argparse.Namespace, studio: Studio) -> None:

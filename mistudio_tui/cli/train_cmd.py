@@ -11,6 +11,7 @@ from mistudio_tui.cli.output import CliError, emit
 from mistudio_tui.db.models import Training
 from mistudio_tui.ml.sae.config import OPTIMIZERS
 from mistudio_tui.services import multi_training as multi_svc
+from mistudio_tui.services import tracking
 from mistudio_tui.services import trainings as svc
 from mistudio_tui.studio import Studio
 
@@ -97,6 +98,9 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--template", help="training template id or name")
     p.add_argument("--name")
     p.add_argument("--tags", default="")
+    p.add_argument(
+        "--wandb", metavar="PROJECT", help="also log the metrics to this Weights & Biases project (needs wandb)"
+    )
     p.set_defaults(func=cmd_train)
 
     tr = sub.add_parser("trainings", help="SAE training runs", parents=[common])
@@ -128,6 +132,7 @@ FIXED_ON_RESUME = {
     "--expansion": "expansion",
     "--d-sae": "d_sae",
     "--lr": "lr",
+    "--optimizer": "optimizer",
     "--batch-size": "batch_size",
     "--device": "device",
     "--dtype": "dtype",
@@ -143,13 +148,15 @@ FIXED_ON_RESUME = {
 def cmd_train(args: argparse.Namespace, studio: Studio) -> None:
     if args.nproc is not None and args.nproc < 1:  # before any row is made
         raise CliError("--nproc must be at least 1", code=2)
+    args.wandb_module = tracking.load_wandb(args.wandb) if args.wandb is not None else None  # before any row
     if args.hooks or args.model or args.tokenization or args.variants:
         return cmd_train_group(args, studio)
     group = args.resume and Training.get_or_none(Training.group_name == args.resume) is not None
     if args.resume:
         _refuse_fixed_on_resume(args, group)
     if group:
-        return run_spec(args, studio, multi_svc.resume_group(args.resume), group_summary)
+        spec = multi_svc.resume_group(args.resume)
+        return run_spec(args, studio, spec, group_summary, _tracker(args, studio, spec))
     if args.resume:
         if args.activations:
             raise CliError("give either --resume RUN or --activations, not both", code=2)
@@ -166,7 +173,18 @@ def cmd_train(args: argparse.Namespace, studio: Studio) -> None:
         )
     if args.nproc is not None:
         spec.params["nproc"] = args.nproc
-    run_spec(args, studio, spec, training_summary)
+    run_spec(args, studio, spec, training_summary, _tracker(args, studio, spec))
+
+
+def _tracker(args: argparse.Namespace, studio: Studio, spec: Any) -> tracking.WandbTracker | None:
+    """The wandb run of `train --wandb PROJECT`, named after the training and holding its config."""
+    if args.wandb_module is None:
+        return None
+    training = spec.resource
+    config = {"training_id": training.id, **(training.config or {})}
+    folder = str(studio.paths.dir("logs"))
+    name = training.group_name or training.name  # a multi-SAE job logs every run under its group
+    return tracking.WandbTracker.start(args.wandb_module, args.wandb, name, config, folder)
 
 
 def _refuse_fixed_on_resume(args: argparse.Namespace, group: bool) -> None:
@@ -201,7 +219,7 @@ def cmd_train_group(args: argparse.Namespace, studio: Studio) -> None:
         name=args.name,
         **run_options(args),
     )
-    run_spec(args, studio, spec, group_summary)
+    run_spec(args, studio, spec, group_summary, _tracker(args, studio, spec))
 
 
 def run_options(args: argparse.Namespace) -> dict[str, Any]:

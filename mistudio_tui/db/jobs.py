@@ -186,3 +186,22 @@ def recent_jobs(limit: int = 200) -> list[Job]:
     active = list(Job.select().where(Job.status.in_(JobState.ACTIVE)).order_by(Job.id.desc()))
     rest = list(Job.select().where(Job.status.not_in(JobState.ACTIVE)).order_by(Job.id.desc()).limit(limit))
     return active + rest
+
+
+def shown_status(job: Job) -> str:
+    """The state to show: a training cancelled with a checkpoint kept is `paused` (resumable), not `cancelled`."""
+    if job.status == "cancelled" and isinstance(job.result, dict):
+        if job.result.get("checkpoint") is not None:
+            return "paused"
+        if any(step is not None for step in (job.result.get("checkpoints") or {}).values()):
+            return "paused"
+    return job.status
+
+
+def progress_label(job: Job) -> str:
+    """'45%', or the stage text while a job has no total; a completed job is '100%', not its last stage."""
+    if job.status == "completed":
+        return "100%"
+    if job.progress_total:
+        return f"{100 * min(max(job.progress_done / job.progress_total, 0.0), 1.0):.0f}%"
+    return job.progress_text or "-"

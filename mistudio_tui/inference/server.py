@@ -25,6 +25,7 @@ from torch import Tensor
 from mistudio_tui.db.states import RunState
 from mistudio_tui.ml.analysis.ablation import ablate_features
 from mistudio_tui.ml.analysis.decoder_map import decoder_map
+from mistudio_tui.ml.data.tokenize import row_start_id
 from mistudio_tui.ml.features.cooccurrence import CooccurrenceAccumulator
 from mistudio_tui.ml.features.similarity import nearest_to
 from mistudio_tui.ml.models.hooks import capture, patch_activation
@@ -32,6 +33,7 @@ from mistudio_tui.ml.models.loading import LoadedModel, load_model
 from mistudio_tui.ml.sae.base import SparseAutoencoder
 from mistudio_tui.ml.steering.generate import IncrementalDecoder, Sampling, generate_ids
 from mistudio_tui.ml.steering.interventions import FeatureScale, Intervention, StepState, steering_fn
+from mistudio_tui.ml.token_display import token_strings
 from mistudio_tui.reporting import JobCancelled, JobContext
 
 QUICK_PASS_SEQUENCES = 32  # sequences of the training's tokenization scanned when no feature set gives max activations
@@ -133,9 +135,10 @@ class InferenceServer:
             raise ValueError("the text is empty; give some text to run the model on")
         tok = pair.tokenizer
         ids = list(tok(text, add_special_tokens=True)["input_ids"])
-        bos = tok.bos_token_id
-        if bos is None:
-            bos = tok.eos_token_id
+        try:  # the start token rows were tokenized with: BOS, CLS for encoders, else EOS
+            bos: int | None = row_start_id(tok, prepend_bos=True)
+        except ValueError:
+            bos = None
         with_bos = bos is not None
         if with_bos and (not ids or ids[0] != bos):
             ids = [int(bos), *ids]
@@ -146,7 +149,7 @@ class InferenceServer:
 
     def token_strings(self, pair: LoadedPair, ids: Sequence[int]) -> list[str]:
         """Each token id as display text."""
-        return [pair.tokenizer.decode([int(i)]) for i in ids]
+        return token_strings(pair.tokenizer, ids)
 
     @torch.no_grad()
     def codes(self, pair: LoadedPair, input_ids: Tensor) -> tuple[Tensor, Tensor]:
@@ -203,15 +206,16 @@ class InferenceServer:
             if len(row):
                 yield torch.as_tensor(row, dtype=torch.long, device=pair.loaded.device)[None]
 
-    def scale_of(self, pair: LoadedPair, feature: int) -> FeatureScale:
-        """A feature's max activation (1.0 when it never fired) and decoder norm."""
+    def scale_of(self, pair: LoadedPair, feature: int, units: str = "max") -> FeatureScale:
+        """A feature's max activation (1.0 when it never fired: the result says so) and decoder norm."""
         assert pair.max_acts is not None
         max_act = float(pair.max_acts[feature])
         return FeatureScale(
             max_act=max_act if max_act > 0 else 1.0,
             decoder_norm=float(pair.sae.W_dec[feature].float().norm()),
             typical_norm=pair.typical_norm,
-            extra={"never_fired": max_act <= 0, "source": pair.max_source},
+            absolute=units == "absolute",
+            extra={"never_fired": max_act <= 0, "source": pair.max_source, "units": units},
         )
 
     # --- ops -------------------------------------------------------------------------------------
@@ -275,8 +279,11 @@ class InferenceServer:
         include_bos: bool = False,
         use_cache: bool = True,
         device: str | None = None,
+        units: str = "max",
     ) -> dict[str, Any]:
-        """Normal and steered completions of `prompt` with the same seed; streams each token as it comes."""
+        """Normal and steered completions of `prompt` with the same seed; streams each token as it comes.
+
+        Strengths are in units of each feature's max activation, or (`units="absolute"`) plain coefficients."""
         pair = self.pair(training_id, device)
         parsed = [Intervention.from_dict(i, pair.sae.d_sae) for i in interventions]
         if not parsed:
@@ -290,13 +297,17 @@ class InferenceServer:
             seed=int(seed),
         )
         self.ensure_scales(pair, ctx, fallback_text=prompt)
-        scales = {i.feature: self.scale_of(pair, i.feature) for i in parsed}
-        max_acts = {f: s.max_act for f, s in scales.items()}
+        if units not in ("max", "absolute"):
+            raise ValueError(f"units {units!r} are not supported; expected max or absolute")
+        scales = {i.feature: self.scale_of(pair, i.feature, units) for i in parsed}
+        max_acts = {f: s.unit for f, s in scales.items()}
         variants: list[tuple[str, list[Intervention] | None]] = [("normal", None)]
+        variant_scales: dict[str, dict[int, dict[str, Any]]] = {}
         if strengths:
             for s in strengths:
                 steered = [Intervention(i.feature, float(s), i.method) for i in parsed]
                 variants.append((f"steered:{float(s):g}", steered))
+                variant_scales[f"steered:{float(s):g}"] = {i.feature: _scale_dict(scales[i.feature], s) for i in parsed}
         else:
             same = {i.strength for i in parsed}
             name = f"steered:{parsed[0].strength:g}" if len(same) == 1 else "steered"
@@ -327,6 +338,7 @@ class InferenceServer:
             "texts": texts,
             "tokens": tokens,
             "scales": {i.feature: _scale_dict(scales[i.feature], i.strength) for i in parsed},
+            "variant_scales": variant_scales,  # a sweep: each strength's own added norm
         }
 
     def op_ablate(
@@ -345,15 +357,17 @@ class InferenceServer:
         feats = _check_features(features, pair.sae.d_sae)
         ids, with_bos = self.encode(pair, text)
         result = ablate_features(pair.loaded.model, pair.sae, pair.hook, ids, feats, mode, value, with_bos, int(top))
-        decode = pair.tokenizer.decode
+        promoted, suppressed = (
+            self.token_strings(pair, [t for t, _ in moved]) for moved in (result.promoted, result.suppressed)
+        )
         return {
             "tokens": self.token_strings(pair, ids[0].tolist()),
             "loss_clean": result.loss_clean,
             "loss_ablated": result.loss_ablated,
             "loss_delta": result.loss_delta,
             "n_active": result.n_active,
-            "promoted": [[decode([t]), t, d] for t, d in result.promoted],
-            "suppressed": [[decode([t]), t, d] for t, d in result.suppressed],
+            "promoted": [[s, t, d] for s, (t, d) in zip(promoted, result.promoted, strict=True)],
+            "suppressed": [[s, t, d] for s, (t, d) in zip(suppressed, result.suppressed, strict=True)],
             "per_position_loss_delta": result.per_position_loss_delta,
         }
 
@@ -440,7 +454,7 @@ def _scale_dict(scale: FeatureScale, strength: float) -> dict[str, Any]:
         "max_act": scale.max_act,
         "decoder_norm": scale.decoder_norm,
         "typical_norm": scale.typical_norm,
-        "added_norm": abs(strength) * scale.max_act * scale.decoder_norm,
+        "added_norm": abs(strength) * scale.unit * scale.decoder_norm,
         "relative_norm": scale.relative_norm(strength),
         **scale.extra,
     }

@@ -17,9 +17,10 @@ Ops, their params and results:
   else a quick pass over the training's tokenization; relative_norm = added_norm / the hook's typical norm).
 - `generate(training_id, prompt, interventions=[{"feature": i, "strength": s, "method": "add"|"clamp"}],
   positions="all"|"prompt"|"generated", temperature=1.0, top_p=1.0, max_tokens=32, seed=0,
-  strengths=None | [s, ...], include_bos=False, use_cache=True)` — streaming: partials
+  strengths=None | [s, ...], include_bos=False, use_cache=True, units="max"|"absolute")` — streaming: partials
   `{"variant": "normal"|"steered:<strength>", "token": str}`, then `{"prompt": str, "texts": {variant: str},
-  "tokens": {variant: [str]}, "scales": {feature: {... as in scales, for the given strength}}}`. Strength is in
+  "tokens": {variant: [str]}, "scales": {feature: {... as in scales, for the given strength}},
+  "variant_scales": {variant: {feature: {...}}} (a sweep: each strength's own)}`. Strength is in
   units of the feature's max activation; `strengths` runs one steered variant per strength (a sweep); every
   variant uses the same seed; temperature 0 is greedy.
 - `ablate(training_id, text, features, mode="zero"|"clamp", value=None, top=10)` → `{"tokens": [str],

@@ -10,6 +10,7 @@ import numpy as np
 
 from mistudio_tui.labeling.types import Example, FeatureRecord
 from mistudio_tui.ml.features.table import read_vocab
+from mistudio_tui.ml.token_display import token_text
 
 NON_ACTIVATING_WINDOW = 24
 
@@ -18,11 +19,7 @@ def _example(ex: Any, vocab: list[str]) -> Example:
     keep = np.asarray(ex.mask, dtype=bool)
     ids = np.asarray(ex.token_ids)[keep]
     acts = np.asarray(ex.activations, dtype=np.float32)[keep]
-    return Example(tokens=[_token(vocab, int(t)) for t in ids], activations=[float(a) for a in acts])
-
-
-def _token(vocab: list[str], token_id: int) -> str:
-    return vocab[token_id] if 0 <= token_id < len(vocab) else f"<{token_id}>"
+    return Example(tokens=[token_text(vocab, int(t)) for t in ids], activations=[float(a) for a in acts])
 
 
 class ScoringPool:
@@ -53,7 +50,7 @@ class ScoringPool:
                 continue
             start = int(rng.integers(0, max(positions.size - NON_ACTIVATING_WINDOW, 0) + 1))
             window = positions[start : start + NON_ACTIVATING_WINDOW]
-            tokens = [_token(vocab, int(t)) for t in self.token_ids[row, window]]
+            tokens = [token_text(vocab, int(t)) for t in self.token_ids[row, window]]
             examples.append(Example(tokens=tokens, activations=[0.0] * len(tokens)))
         return examples
 
@@ -77,9 +74,11 @@ def build_records(
             held = top[2::3] + quantile[2::3]
             prompt_top = [ex for i, ex in enumerate(top) if i % 3 != 2]
             prompt_quantile = [ex for i, ex in enumerate(quantile) if i % 3 != 2]
-            promoted = [_token(vocab, int(t)) for t in (detail.promoted_ids if detail.promoted_ids is not None else [])]
+            promoted = [
+                token_text(vocab, int(t)) for t in (detail.promoted_ids if detail.promoted_ids is not None else [])
+            ]
             suppressed = [
-                _token(vocab, int(t)) for t in (detail.suppressed_ids if detail.suppressed_ids is not None else [])
+                token_text(vocab, int(t)) for t in (detail.suppressed_ids if detail.suppressed_ids is not None else [])
             ]
             yield FeatureRecord(
                 index=int(index),

@@ -27,6 +27,7 @@ from mistudio_tui.db.models import Feature, FeatureLabel, FeatureSet
 from mistudio_tui.db.states import RunState
 from mistudio_tui.ml.features.store import Example, FeatureDetail, FeatureSetReader
 from mistudio_tui.ml.features.table import read_vocab
+from mistudio_tui.ml.token_display import token_text
 from mistudio_tui.services.staging import staged_folder
 
 FORMATS = ("json", "jsonl", "neuronpedia")
@@ -40,6 +41,7 @@ class ExportResult:
     path: Path
     format: str
     n_features: int
+    n_dead_skipped: int = 0
 
 
 def parse_feature_indices(text: str) -> list[int]:
@@ -64,9 +66,16 @@ def parse_feature_indices(text: str) -> list[int]:
 
 
 def export_feature_set(
-    feature_set: FeatureSet, path: Path | str, fmt: str, indices: Sequence[int] | None = None
+    feature_set: FeatureSet,
+    path: Path | str,
+    fmt: str,
+    indices: Sequence[int] | None = None,
+    include_dead: bool | None = None,
 ) -> ExportResult:
-    """Write the features `indices` (default: all) of `feature_set` to `path` in format `fmt`."""
+    """Write the features `indices` (default: all) of `feature_set` to `path` in format `fmt`.
+
+    Neuronpedia pages of dead features (nothing to show) are skipped unless `include_dead`; the JSON formats keep
+    them unless `include_dead` is False. The folder the output goes into must exist (a typo makes no tree)."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
     if feature_set.status not in RunState.USABLE:
@@ -76,18 +85,30 @@ def export_feature_set(
     folder = Path(feature_set.path)
     if not folder.is_dir():
         raise FileNotFoundError(f"feature set '{feature_set.name}': its folder {folder} is missing")
-    out = Path(path)
+    out = Path(path).expanduser()
+    if not out.parent.is_dir():
+        raise FileNotFoundError(f"cannot export to {out}: the folder {_missing_folder(out.parent)} does not exist")
+    if include_dead is None:
+        include_dead = fmt != "neuronpedia"
     vocab = read_vocab(folder)
+    skipped: list[int] = []
     with FeatureSetReader(folder) as reader:
         wanted = _check_indices(feature_set, reader.d_sae, indices)
-        records = _records(feature_set, reader, vocab, wanted)
+        records = _records(feature_set, reader, vocab, wanted, include_dead, skipped)
         if fmt == "neuronpedia":
             n = _write_neuronpedia(out, (neuronpedia_record(r) for r in records))
         elif fmt == "jsonl":
             n = _write_lines(out, records)
         else:
             n = _write_document(out, feature_set, reader, records)
-    return ExportResult(out, fmt, n)
+    return ExportResult(out, fmt, n, len(skipped))
+
+
+def _missing_folder(folder: Path) -> Path:
+    """The outermost folder of `folder`'s path that does not exist."""
+    while not folder.parent.exists() and folder.parent != folder:
+        folder = folder.parent
+    return folder
 
 
 def _check_indices(feature_set: FeatureSet, d_sae: int, indices: Sequence[int] | None) -> list[int]:
@@ -100,19 +121,23 @@ def _check_indices(feature_set: FeatureSet, d_sae: int, indices: Sequence[int] |
 
 
 def _records(
-    feature_set: FeatureSet, reader: FeatureSetReader, vocab: list[str], indices: list[int]
+    feature_set: FeatureSet,
+    reader: FeatureSetReader,
+    vocab: list[str],
+    indices: list[int],
+    include_dead: bool = True,
+    skipped: list[int] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """One export record per feature: database row and labels joined with the stored statistics and examples."""
     rows = {f.index: f for f in Feature.select().where(Feature.feature_set == feature_set.id)}
     labels = current_labels(feature_set.training_id)
     for index in indices:
         detail = reader.feature(index)
+        if detail.dead and not include_dead:
+            if skipped is not None:
+                skipped.append(index)
+            continue
         yield feature_record(detail, rows.get(index), labels.get(index), vocab)
-
-
-def token_text(vocab: list[str], token_id: int) -> str:
-    """The display string of one token id ('<id>' when the vocabulary does not have it)."""
-    return vocab[token_id] if 0 <= token_id < len(vocab) else f"<{token_id}>"
 
 
 def example_record(example: Example, vocab: list[str]) -> dict[str, Any]:

@@ -90,3 +90,8 @@ def check_extraction_config(config: dict[str, Any]) -> None:
             raise ValueError(f"extraction option {key} must be zero or more tokens, got {config[key]}")
     if not 0.0 <= float(config["dead_density"]) < 1.0:
         raise ValueError(f"extraction option dead_density must be in [0, 1), got {config['dead_density']}")
+
+
+def not_firing(n_tokens: int) -> str:
+    """What a tested text says when the feature is zero on every one of its tokens."""
+    return f"the feature does not fire on this text (0 on all {n_tokens} tokens)"

@@ -215,7 +215,7 @@ def synth_activations(studio: Studio, options: dict[str, Any], name: str | None 
     default = f"synth-{_short(synth.features)}f-{synth.d_in}d-{_short(synth.tokens)}"
     with database.atomic():
         aset = create_pending(
-            studio, ActivationSet, "activations", name=_new_name(ActivationSet, name, default), origin="synthetic"
+            studio, ActivationSet, "activations", name=new_name(ActivationSet, name, default), origin="synthetic"
         )
     params = {"options": asdict(synth), "out_dir": aset.path}
     return JobSpec("activations.synth", params, f"Synthesize {aset.name}", aset)

@@ -17,6 +17,12 @@ from mistudio_tui.db.states import RunState
 
 METHODS = ("add", "clamp")
 POSITIONS = ("all", "prompt", "generated")
+# strengths are multiples of each feature's max activation ("max"), or absolute coefficients as SAELens takes them
+UNITS = ("max", "absolute")
+MAX_NEW_TOKENS = 4096
+HUGE_STRENGTH = 100.0  # × max activation: beyond this the steered text is noise; say so
+HUGE_RELATIVE_NORM = 100.0  # × the hook's typical norm, for absolute coefficients
+READY = RunState.USABLE
 
 
 @dataclass
@@ -34,6 +40,7 @@ class SteeringRequest:
     max_tokens: int = 32
     seed: int = 0
     feature_strengths: dict[int, float] = field(default_factory=dict)  # per-feature strength when not sweeping
+    units: str = "max"
 
     def __post_init__(self) -> None:
         if not self.features:
@@ -46,8 +53,10 @@ class SteeringRequest:
             raise ValueError(f"method {self.method!r} is not supported; expected add or clamp")
         if self.positions not in POSITIONS:
             raise ValueError(f"positions {self.positions!r} is not supported; expected all, prompt or generated")
-        if self.max_tokens < 1:
-            raise ValueError(f"max tokens must be at least 1, got {self.max_tokens}")
+        if self.units not in UNITS:
+            raise ValueError(f"units {self.units!r} are not supported; expected max or absolute")
+        if not 1 <= self.max_tokens <= MAX_NEW_TOKENS:
+            raise ValueError(f"max tokens must be from 1 to {MAX_NEW_TOKENS:,}, got {self.max_tokens:,}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be 0 (greedy) or more, got {self.temperature}")
         if not 0 < self.top_p <= 1:
@@ -70,7 +79,20 @@ class SteeringRequest:
             "top_p": float(self.top_p),
             "max_tokens": int(self.max_tokens),
             "seed": int(self.seed),
+            "units": self.units,
         }
+
+    def warnings(self) -> list[str]:
+        """What is legal but almost surely a mistake (a strength of 1e9)."""
+        if self.units != "max":
+            return []
+        huge = [s for s in [*self.strengths, *self.feature_strengths.values()] if abs(s) > HUGE_STRENGTH]
+        if not huge:
+            return []
+        return [
+            f"strength {huge[0]:g} is {abs(huge[0]):g}× the feature's max activation; "
+            f"beyond {HUGE_STRENGTH:g} the steered text is usually noise"
+        ]
 
     def to_config(self) -> dict[str, Any]:
         """The JSON a preset stores (without the training, which the preset row links)."""
@@ -158,17 +180,60 @@ def comparison_text(request: SteeringRequest, result: dict[str, Any]) -> str:
     lines = [
         f"prompt: {result.get('prompt', request.prompt)}",
         f"features: {', '.join(str(f) for f in request.features)}  method: {request.method}  "
-        f"positions: {request.positions}",
+        f"positions: {request.positions}  strengths: "
+        + ("absolute coefficients" if request.units == "absolute" else "× max activation"),
         f"temperature: {request.temperature:g}  top-p: {request.top_p:g}  max tokens: {request.max_tokens}  "
         f"seed: {request.seed}",
     ]
-    for feature, scale in (result.get("scales") or {}).items():
-        rel = scale.get("relative_norm")
-        rel_text = f"{rel:.3g}× the hook's typical norm" if rel is not None else "typical norm unknown"
-        lines.append(f"feature {feature}: max activation {scale.get('max_act', 0):.4g}, added norm {rel_text}")
+    lines += scale_lines(result)
     for variant, text in (result.get("texts") or {}).items():
         lines += ["", f"== {variant} ==", text]
     return "\n".join(lines) + "\n"
+
+
+def scale_lines(result: dict[str, Any]) -> list[str]:
+    """Per feature: its max activation and the added norm, for a sweep each strength's own:
+    'feature 5: max activation 0.223, added norm (× the hook's typical norm) 0.0201 at strength 1, 0.16 at 8'."""
+    variants = result.get("variant_scales") or {"": result.get("scales") or {}}
+    sizes: dict[str, list[str]] = {}
+    maxima: dict[str, float] = {}
+    relative = True
+    for variant, scales in variants.items():
+        for feature, scale in scales.items():
+            key = str(feature)
+            maxima[key] = scale.get("max_act", maxima.get(key, 0))
+            rel = scale.get("relative_norm")
+            relative = relative and rel is not None
+            size = f"{rel:.3g}" if rel is not None else f"{scale.get('added_norm', 0):.4g}"
+            strength = variant.removeprefix("steered:")
+            sizes.setdefault(key, []).append(f"{size} at {'strength ' if not sizes.get(key) else ''}{strength}")
+    unit = " (× the hook's typical norm)" if relative else ""
+    lines = []
+    for feature, parts in sizes.items():
+        shown = ", ".join(parts) if len(variants) > 1 else parts[0].split(" at ")[0]
+        lines.append(f"feature {feature}: max activation {maxima[feature]:.4g}, added norm{unit} {shown}")
+    return lines
+
+
+def scale_warnings(result: dict[str, Any], coefficient_hint: str = "--coefficient") -> list[str]:
+    """Features that never fired (their max activation is unknown) and added norms far above the hook's;
+    `coefficient_hint` says how to give an absolute coefficient where the warning is read."""
+    out = []
+    for feature, scale in (result.get("scales") or {}).items():
+        if scale.get("never_fired") and scale.get("units", "max") == "max":
+            source = scale.get("source") or "the data seen"
+            out.append(
+                f"feature {feature} never fired ({source}), so its max activation is unknown and 1 is assumed; "
+                f"give an absolute coefficient instead ({coefficient_hint})"
+            )
+    largest: dict[str, float] = {}
+    for scales in (result.get("variant_scales") or {"": result.get("scales") or {}}).values():
+        for feature, scale in scales.items():
+            largest[str(feature)] = max(largest.get(str(feature), 0.0), scale.get("relative_norm") or 0.0)
+    for feature, rel in largest.items():
+        if rel > HUGE_RELATIVE_NORM:
+            out.append(f"feature {feature} adds {rel:.3g}× the hook's typical norm; the steered text is likely noise")
+    return out
 
 
 def comparison_json(request: SteeringRequest, result: dict[str, Any]) -> dict[str, Any]:
@@ -178,6 +243,10 @@ def comparison_json(request: SteeringRequest, result: dict[str, Any]) -> dict[st
         "request": request.to_config(),
         "texts": result.get("texts", {}),
         "scales": {str(k): v for k, v in (result.get("scales") or {}).items()},
+        "variant_scales": {
+            name: {str(k): v for k, v in scales.items()}
+            for name, scales in (result.get("variant_scales") or {}).items()
+        },
     }
 
 

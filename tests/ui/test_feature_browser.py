@@ -295,6 +295,12 @@ async def test_65536_features_open_with_a_bounded_number_of_rows(studio):
         assert table.cached_rows <= MAX_PAGES * PAGE_ROWS
 
 
+def app_with_inference(studio, monkeypatch: pytest.MonkeyPatch, infer: Any) -> MiStudioApp:
+    """The app, its Features screen answering inference calls with `infer` (self, method, **kwargs)."""
+    monkeypatch.setattr(features_screen.FeaturesScreen, "infer", infer)
+    return MiStudioApp(studio, offer_sample=False)
+
+
 async def test_fire_here_and_test_text_use_the_inference_session(studio, monkeypatch: pytest.MonkeyPatch):
     ids = populate(studio.paths.home)
     calls: list[tuple[str, dict[str, Any]]] = []
@@ -305,8 +311,7 @@ async def test_fire_here_and_test_text_use_the_inference_session(studio, monkeyp
             return {"tokens": [" the", " cat"], "top": [[[0, 1.0]], [[1, 2.0], [6, 0.5]]]}
         return {"tokens": [" the", " cat"], "activations": {kwargs["features"][0]: [0.0, 2.0]}}
 
-    monkeypatch.setattr(features_screen.FeaturesScreen, "infer", infer)
-    app = MiStudioApp(studio, offer_sample=False)
+    app = app_with_inference(studio, monkeypatch, infer)
     async with app.run_test(size=(120, 40)) as pilot:
         table = await open_features(pilot)
         await pilot.press("w")
@@ -397,3 +402,31 @@ async def test_fire_here_and_test_text_with_the_real_inference_session(studio, t
         await pilot.press("x")  # steer this feature: the Steering mode opens with it added
         await wait_for(pilot, lambda: app.current_mode == "steering" and app.screen.query("#steer-features"))
         await wait_for(pilot, lambda: str(steered) in app.screen.query_one("#steer-features").value, timeout=10)
+
+
+async def test_test_text_says_when_the_feature_does_not_fire_and_v_shows_token_values(
+    studio, monkeypatch: pytest.MonkeyPatch
+):
+    populate(studio.paths.home)
+
+    def infer(self: Any, method: str, **kwargs: Any) -> dict[str, Any]:
+        return {"tokens": [" the", " cat"], "activations": {kwargs["features"][0]: [0.0, 0.0]}}
+
+    app = app_with_inference(studio, monkeypatch, infer)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = await open_features(pilot)
+        await pilot.press("t", *"the cat", "enter")
+        await wait_for(pilot, lambda: "does not fire" in text_of(app, "#feature-test-result"))
+        assert "0 on all 2 tokens" in text_of(app, "#feature-test-result")
+        await pilot.press("escape")
+        screen = app.screen
+        reader, _ = screen.reader(screen.feature_set)
+        example = reader.feature(table.selected_id).top_examples[0]
+        value = f"[{float(example.activations[example.marked]):.3g}]"
+        assert value not in text_of(app, "#feature-examples")
+        await pilot.press("v")
+        await pilot.pause()
+        assert value in text_of(app, "#feature-examples")
+        await pilot.press("v")
+        await pilot.pause()
+        assert value not in text_of(app, "#feature-examples")

@@ -173,3 +173,29 @@ async def test_add_feature_right_after_switching_mode(app) -> None:
         screen.add_feature(999, 1)
         assert "training #999 cannot be steered" in _text(screen, "steer-status")
         assert screen.query_one("#steer-features").value == "5"
+
+
+async def test_absolute_coefficients_and_a_never_fired_feature_are_said(app) -> None:
+    fake = FakeSession()
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await _open(pilot, fake)
+        await _fill(pilot, screen, "3", "2", "Once")
+        screen.query_one("#steer-units").value = "absolute"
+        await pilot.press("enter")
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        assert fake.calls[-1][1]["units"] == "absolute"
+        screen.query_one("#steer-units").value = "max"
+        await _fill(pilot, screen, "3", "1e9", "Once")
+        await pilot.press("enter")
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+        assert any("strength 1e+09" in n.message for n in app._notifications)
+    never = {"scales": {3: {"max_act": 1.0, "relative_norm": 0.4, "never_fired": True, "source": "prompt"}}}
+    summary = SteeringScreen.scale_summary(never)
+    assert "feature 3 never fired (prompt)" in summary and "units: absolute coefficient" in summary
+    sweep = {
+        "scales": {3: {"max_act": 2.0, "relative_norm": 0.5}},
+        "variant_scales": {"steered:1": {3: {"relative_norm": 0.5}}, "steered:4": {3: {"relative_norm": 2.0}}},
+    }
+    assert "adds 0.5× at 1, 2× at 4 typical norm" in SteeringScreen.scale_summary(sweep)

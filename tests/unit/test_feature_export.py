@@ -67,6 +67,7 @@ def test_json_round_trip_matches_store_and_labels(feature_set: FeatureSet, tmp_p
 
 def test_jsonl_holds_one_feature_per_line_for_the_chosen_indices(feature_set: FeatureSet, tmp_path: Path) -> None:
     path = tmp_path / "sub" / "out.jsonl"
+    path.parent.mkdir()  # an export makes no folders (see test_export_into_a_missing_folder_is_refused_naming_it)
     export_feature_set(feature_set, path, "jsonl", [5, 1, 2])
     lines = path.read_text().splitlines()
     records = [json.loads(line) for line in lines]
@@ -122,3 +123,32 @@ def test_cli_export(feature_set: FeatureSet, tmp_path: Path, capsys: pytest.Capt
     assert json.loads(capsys.readouterr().out)["features"] == 3
     assert [json.loads(line)["index"] for line in out.read_text().splitlines()] == [0, 1, 2]
     assert np.isfinite([json.loads(line)["density"] for line in out.read_text().splitlines()]).all()
+
+
+def test_export_into_a_missing_folder_is_refused_naming_it(
+    feature_set: FeatureSet, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "no" / "such" / "dir" / "out.json"
+    for fmt in ("json", "neuronpedia"):
+        assert main(["features", "export", feature_set.name, str(target), "--format", fmt]) == 1
+        lines = [line for line in capsys.readouterr().err.splitlines() if line]
+        assert len(lines) == 1 and f"the folder {tmp_path / 'no'} does not exist" in lines[0]
+    assert not (tmp_path / "no").exists()
+
+
+def test_neuronpedia_pages_skip_dead_features_unless_asked(
+    feature_set: FeatureSet, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with FeatureSetReader(feature_set.path) as reader:
+        deads = [i for i in range(D_SAE) if reader.feature(i).dead]
+    dead = D_SAE - 1  # the fixture never fires the last feature
+    assert dead in deads
+    assert main(["features", "export", feature_set.name, str(tmp_path / "np"), "--format", "neuronpedia"]) == 0
+    assert f"{len(deads)} dead left out" in capsys.readouterr().out
+    assert not (tmp_path / "np" / f"{dead}.json").exists() and (tmp_path / "np" / "0.json").exists()
+    assert len(list((tmp_path / "np").iterdir())) == D_SAE - len(deads)
+    argv = ["features", "export", feature_set.name, str(tmp_path / "all"), "--format", "neuronpedia", "--include-dead"]
+    assert main(argv) == 0
+    assert (tmp_path / "all" / f"{dead}.json").exists()
+    result = export_feature_set(feature_set, tmp_path / "all.json", "json")
+    assert result.n_features == D_SAE and result.n_dead_skipped == 0

@@ -10,6 +10,7 @@ import pytest
 
 from mistudio_tui.cli.feature_cmd import extraction_options
 from mistudio_tui.cli.main import build_parser
+from mistudio_tui.cli.output import CliError
 from mistudio_tui.db.models import FeatureSet, Training
 from mistudio_tui.jobs.tasks.features import special_ids
 from mistudio_tui.services.features import EXTRACTION_DEFAULTS, extract_features
@@ -74,9 +75,9 @@ def test_bad_option_values_name_the_option(studio, option, value, words) -> None
 
 @pytest.mark.parametrize("text", ["a,b", "1,2,3", "-1,2"])
 def test_bad_context_is_rejected_by_the_parser(text: str, capsys) -> None:
-    with pytest.raises(SystemExit):
+    with pytest.raises(CliError, match="--context") as raised:
         parse("--context", text)
-    assert "--context" in capsys.readouterr().err
+    assert raised.value.code == 2
 
 
 def test_single_context_number_means_both_sides() -> None:

@@ -18,18 +18,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def tiny_bert_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from transformers import BertConfig, BertForMaskedLM
+    from tests.tiny_bert import save_tiny_bert
 
     out = tmp_path_factory.mktemp("tiny-bert")
-    config = BertConfig(
-        vocab_size=64,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    BertForMaskedLM(config).save_pretrained(out)
+    save_tiny_bert(out, vocab_size=64)
     return out
 
 

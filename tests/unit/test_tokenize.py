@@ -266,9 +266,9 @@ def test_tokenizer_without_bos_uses_eos(tmp_path, tok, docs, dataset) -> None:
 
 def test_tokenizer_without_bos_or_eos(tmp_path, tok, dataset) -> None:
     bare = PreTrainedTokenizerFast(tokenizer_object=tok.backend_tokenizer)
-    with pytest.raises(ValueError, match=r"has neither a BOS nor an EOS token.*prepend_bos=False"):
+    with pytest.raises(ValueError, match=r"has no BOS, CLS or EOS token.*--no-bos"):
         tokenize_dataset(dataset, bare, tmp_path / "tk", context_size=16)
-    with pytest.raises(ValueError, match=r"separator 'eos': tokenizer .* has no EOS token"):
+    with pytest.raises(ValueError, match=r"separator 'eos': tokenizer .* has no EOS or SEP token.*--separator none"):
         tokenize_dataset(dataset, bare, tmp_path / "tk", context_size=16, prepend_bos=False)
     meta = tokenize_dataset(dataset, bare, tmp_path / "tk", context_size=16, prepend_bos=False, separator="none")
     assert meta["n_sequences"] > 0

@@ -85,4 +85,6 @@ def tokenize(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     stats = tokenization_stats(TokenStore(out_dir), ctx=ctx)
     stats["top_tokens"] = decode_top_tokens(stats, tokenizer)
     stats["truncated_documents"] = meta.get("truncated_documents")
+    stats["start_token"] = meta.get("start_token")  # which special tokens were used, for the CLI and the TUI
+    stats["separator_token"] = meta.get("separator_token")
     return {"resource": {"n_tokens": meta["n_tokens"], "n_sequences": meta["n_sequences"], "stats": stats}}

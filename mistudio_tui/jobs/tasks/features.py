@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mistudio_tui.jobs.context import JobContext
+from mistudio_tui.ml.token_display import token_text
 
 POOL_SEQUENCES = 256
 POOL_ACTIVE_PER_TOKEN = 64
@@ -149,8 +150,9 @@ def final_norm_weight(model: Any) -> Any:
 
 def write_vocab(out_dir: Path, tokenizer: Any) -> list[str]:
     """Display strings of every token id (what the UI and labeling show)."""
-    size = len(tokenizer)
-    vocab = tokenizer.batch_decode([[i] for i in range(size)], clean_up_tokenization_spaces=False)
+    from mistudio_tui.ml.token_display import token_strings
+
+    vocab = token_strings(tokenizer, range(len(tokenizer)))
     (out_dir / "vocab.json").write_text(json.dumps(vocab))
     return vocab
 
@@ -166,12 +168,12 @@ def write_table(out_dir: Path, reader: Any, vocab: list[str]) -> int:
     with open(out_dir / "table.jsonl", "w") as fh:
         for row in reader.summary_table():
             counts = Counter(row["top_token_ids"])
-            top = [vocab[t] if 0 <= t < len(vocab) else f"<{t}>" for t, _ in counts.most_common(5)]
+            top = [token_text(vocab, t) for t, _ in counts.most_common(5)]
             technical = ""
             if counts:
                 token, n = counts.most_common(1)[0]
                 if n >= 0.6 * sum(counts.values()) and 0 <= token < len(vocab):
-                    technical = token_label(vocab[token])
+                    technical = token_label(token_text(vocab, token))
             alive += not row["dead"]
             record = {
                 "index": row["index"],

@@ -173,14 +173,11 @@ def tokenization_stats(store: TokenStore, top_n: int = 50, ctx: JobContext | Non
 
 def decode_top_tokens(stats: dict[str, Any], tokenizer: Any) -> list[dict[str, Any]]:
     """The `top_tokens` of `tokenization_stats` with each id's token and decoded text added."""
-    out = []
-    for entry in stats["top_tokens"]:
-        token_id = int(entry["id"])
-        out.append(
-            {
-                **entry,
-                "token": tokenizer.convert_ids_to_tokens(token_id),
-                "text": tokenizer.decode([token_id]),
-            }
-        )
-    return out
+    from mistudio_tui.ml.token_display import token_strings
+
+    ids = [int(entry["id"]) for entry in stats["top_tokens"]]
+    texts = token_strings(tokenizer, ids)
+    return [
+        {**entry, "token": tokenizer.convert_ids_to_tokens(token_id), "text": text}
+        for entry, token_id, text in zip(stats["top_tokens"], ids, texts, strict=True)
+    ]

@@ -71,31 +71,41 @@ def tokenizer_name(tokenizer: Any) -> str:
     return str(getattr(tokenizer, "name_or_path", "") or type(tokenizer).__name__)
 
 
+def _token_id(tokenizer: Any, attribute: str) -> int | None:
+    value = getattr(tokenizer, attribute, None)
+    return int(value) if value is not None else None
+
+
 def row_start_id(tokenizer: Any, prepend_bos: bool) -> int | None:
-    """The id put at the start of each row: BOS, else EOS; None without prepend_bos."""
+    """The id put at the start of each row, the tokenizer's own start token: BOS (causal LMs), else CLS
+    (encoders such as BERT), else EOS; None without prepend_bos."""
     if not prepend_bos:
         return None
-    if tokenizer.bos_token_id is not None:
-        return int(tokenizer.bos_token_id)
-    if tokenizer.eos_token_id is not None:
-        return int(tokenizer.eos_token_id)
+    for attribute in ("bos_token_id", "cls_token_id", "eos_token_id"):
+        token_id = _token_id(tokenizer, attribute)
+        if token_id is not None:
+            return token_id
     raise ValueError(
-        f"tokenizer {tokenizer_name(tokenizer)!r} has neither a BOS nor an EOS token to start rows with; "
-        "tokenize with prepend_bos=False"
+        f"tokenizer {tokenizer_name(tokenizer)!r} has no BOS, CLS or EOS token to start rows with; "
+        "tokenize without a start token (--no-bos; 'Prepend BOS' off in the form)"
     )
 
 
 def separator_id(tokenizer: Any, separator: str) -> int | None:
-    """The token id placed between packed documents: 'eos', 'none' (None) or a token string of one token."""
+    """The token id placed between packed documents: 'eos' (the tokenizer's own end token: EOS, else SEP for
+    encoders), 'none' (None) or a token string of one token."""
     name = tokenizer_name(tokenizer)
     if separator == "none":
         return None
     if separator == "eos":
-        if tokenizer.eos_token_id is None:
-            raise ValueError(
-                f"separator 'eos': tokenizer {name!r} has no EOS token; use separator='none' or a token string"
-            )
-        return int(tokenizer.eos_token_id)
+        for attribute in ("eos_token_id", "sep_token_id"):
+            token_id = _token_id(tokenizer, attribute)
+            if token_id is not None:
+                return token_id
+        raise ValueError(
+            f"separator 'eos': tokenizer {name!r} has no EOS or SEP token; "
+            "separate documents with nothing or a token of your choice (--separator none | --separator TOKEN)"
+        )
     if not isinstance(separator, str) or not separator:
         raise ValueError(f"separator must be 'eos', 'none' or a token string, got {separator!r}")
     vocab = tokenizer.get_vocab()
@@ -107,6 +117,24 @@ def separator_id(tokenizer: Any, separator: str) -> int | None:
     raise ValueError(
         f"separator {separator!r} is not a single token of tokenizer {name!r} (it encodes to {len(ids)} tokens)"
     )
+
+
+def token_name(tokenizer: Any, token_id: int | None) -> str | None:
+    """The token string of an id ('[CLS]', '<|endoftext|>'), None for None."""
+    if token_id is None:
+        return None
+    return str(tokenizer.convert_ids_to_tokens(int(token_id)))
+
+
+def _special_tokens_used(tok: Any, bos_id: int | None, sep_id: int | None, packing: bool) -> str:
+    start = f"rows start with {token_name(tok, bos_id)} (id {bos_id})" if bos_id is not None else "no start token"
+    if not packing:
+        between = "one document per row"
+    elif sep_id is None:
+        between = "documents joined with no separator"
+    else:
+        between = f"documents separated by {token_name(tok, sep_id)} (id {sep_id})"
+    return f"tokenizer {tokenizer_name(tok)!r}: {start}; {between}"
 
 
 def _pad_id(tokenizer: Any) -> int:
@@ -294,9 +322,10 @@ def tokenize_dataset(
     if not getattr(tok, "is_fast", False):
         ctx.log(f"tokenizer {tokenizer_name(tok)!r} has no fast (Rust) version; tokenizing will be slow", "warning")
     bos_id = row_start_id(tok, prepend_bos)
-    if prepend_bos and tok.bos_token_id is None:
-        ctx.log(f"tokenizer {tokenizer_name(tok)!r} has no BOS token; rows start with its EOS token instead")
     sep_id = separator_id(tok, separator) if packing else None
+    ctx.log(_special_tokens_used(tok, bos_id, sep_id, packing))
+    if bos_id is not None and bos_id == tok.eos_token_id and tok.bos_token_id is None:
+        ctx.log(f"tokenizer {tokenizer_name(tok)!r} has no BOS token; rows start with its EOS token instead")
     settings = {
         "dataset": str(dataset_dir.resolve()),
         "tokenizer": tokenizer_name(tok),
@@ -343,11 +372,13 @@ def tokenize_dataset(
         "tokenizer_class": type(tok).__name__,
         "vocab_size": settings["vocab_size"],
         "bos_token_id": bos_id if prepend_bos else tok.bos_token_id,
-        "bos_is_eos": bool(prepend_bos and tok.bos_token_id is None),
+        "bos_is_eos": bool(prepend_bos and tok.bos_token_id is None and bos_id == tok.eos_token_id),
+        "start_token": token_name(tok, bos_id),
         "eos_token_id": tok.eos_token_id,
         "pad_token_id": run.pad_id,
         "separator": settings["separator"],
         "separator_token_id": sep_id,
+        "separator_token": token_name(tok, sep_id),
         "special_token_ids": sorted({int(i) for i in tok.all_special_ids}),
         "packing": packing,
         "prepend_bos": prepend_bos,

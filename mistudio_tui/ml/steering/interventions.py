@@ -77,13 +77,19 @@ class FeatureScale:
     max_act: float
     decoder_norm: float
     typical_norm: float | None = None
+    absolute: bool = False  # strengths are plain coefficients, not multiples of max_act
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def unit(self) -> float:
+        """What a strength of 1 adds along the decoder direction."""
+        return 1.0 if self.absolute else self.max_act
+
     def relative_norm(self, strength: float) -> float | None:
-        """||strength × max_act × W_dec[i]|| over the hook's typical activation norm (None when unknown)."""
+        """||strength × unit × W_dec[i]|| over the hook's typical activation norm (None when unknown)."""
         if not self.typical_norm:
             return None
-        return abs(strength) * self.max_act * self.decoder_norm / self.typical_norm
+        return abs(strength) * self.unit * self.decoder_norm / self.typical_norm
 
 
 def clamp_codes(sae: SparseAutoencoder, x: Tensor, values: Mapping[int, Tensor | float], where: Tensor) -> Tensor:

@@ -94,10 +94,11 @@ def tokenization_lines(t: Tokenization) -> list[str]:
     """What the Datasets screen says about one tokenization: settings, counts, top tokens and who uses it."""
     stats: dict[str, Any] = t.stats or {}
     tokenizer = t.model.name if t.model else t.tokenizer
-    sep = "" if not t.packing else f", separator {t.separator}"
+    sep = "" if not t.packing else f", separator {stats.get('separator_token') or t.separator}"
+    start = f"start {stats['start_token']}" if t.prepend_bos and stats.get("start_token") else None
     lines = [
         f"[b]{escape(t.name)}[/b]  tokenizer {escape(str(tokenizer))}",
-        f"context {t.context_size} · BOS {'on' if t.prepend_bos else 'off'} · "
+        f"context {t.context_size} · {escape(start or ('BOS on' if t.prepend_bos else 'BOS off'))} · "
         f"{'packed' if t.packing else 'one document per row'}{escape(sep)}",
         f"tokens {t.n_tokens:,} in {t.n_sequences:,} rows"
         + (f" · padding {stats['padding_fraction']:.1%}" if stats.get("padding_fraction") is not None else "")

@@ -70,6 +70,7 @@ class FeaturesScreen(StudioScreen):
         Binding("r", "labeling_runs", "Labeling runs", id="features.labeling_runs", show=False),
         Binding("w", "fire_here", "Fires", id="features.fire_here"),
         Binding("t", "test_text", "Test text", id="features.test_text", show=False),
+        Binding("v", "toggle_values", "Values", id="features.values", show=False),
         Binding("x", "steer", "Steer", id="features.steer", show=False),
         Binding("escape", "back_to_table", "Back", id="features.back", show=False),
     ]
@@ -100,6 +101,7 @@ class FeaturesScreen(StudioScreen):
         self._typed_at = -math.inf
         self._shown_set: int | None = None
         self._detail_shown: int | None = None
+        self.show_values = False  # per-token activation values in the example contexts (v)
         self._pending_detail: int | None = None
         self._detail_timer: Timer | None = None
         self._detail_scheduled = False
@@ -310,13 +312,13 @@ class FeaturesScreen(StudioScreen):
         examples = Text()
         examples.append("top activations\n", style="bold")
         for example in detail.top_examples[:EXAMPLES_SHOWN]:
-            examples.append_text(example_text(example, vocab, detail.max))
+            examples.append_text(example_text(example, vocab, detail.max, self.show_values))
             examples.append("\n")
         for band in reversed(detail.quantile_bands):
             if band.examples:
                 examples.append(f"band {fmt.num(band.low)}–{fmt.num(band.high)}\n", style="bold")
                 for example in band.examples[:2]:
-                    examples.append_text(example_text(example, vocab, detail.max))
+                    examples.append_text(example_text(example, vocab, detail.max, self.show_values))
                     examples.append("\n")
         self.query_one("#feature-examples", Static).update(examples)
         edges, counts = histogram_series(detail)
@@ -544,6 +546,11 @@ class FeaturesScreen(StudioScreen):
             return
         modal = FireHereModal(self.infer, fset.training_id)
         self.app.push_screen(modal, lambda index: self.jump_to(index) if index is not None else None)
+
+    def action_toggle_values(self) -> None:
+        """Show or hide each token's activation value in the example contexts."""
+        self.show_values = not self.show_values
+        self.show_feature(self._detail_shown)
 
     def action_test_text(self) -> None:
         self.query_one("#feature-test", Input).focus()

@@ -11,7 +11,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import DataTable, Static
 
-from mistudio_tui.db.jobs import recent_jobs
+from mistudio_tui.db.jobs import recent_jobs, shown_status
 from mistudio_tui.db.models import Job
 from mistudio_tui.db.states import JobState
 from mistudio_tui.jobs.runner import tail_file
@@ -27,6 +27,7 @@ STATUS_STYLE = {
     "completed": "dim",
     "failed": "bold red",
     "cancelled": "magenta",
+    "paused": "cyan",
     "interrupted": "red",
 }
 
@@ -80,7 +81,7 @@ class JobsScreen(StudioScreen):
         return (
             str(job.id),
             title,
-            status_text(job.status),
+            status_text(shown_status(job)),
             view.progress_cell(10),
             fmt.duration(view.elapsed),
             fmt.duration(view.eta),
@@ -105,8 +106,10 @@ class JobsScreen(StudioScreen):
         if job is None:
             return
         lines = [f"[b]#{job.id} {escape(job.title or job.kind)}[/b]  {job.kind}  pid {job.pid or '-'}"]
-        if job.progress_text:
+        if job.progress_text and job.status != "completed":
             lines.append(f"progress: {escape(job.progress_text)}")
+        if shown_status(job) == "paused":
+            lines.append("paused with a checkpoint: resume it from Trainings (r) or `mistudio train --resume`")
         if job.error:
             lines.append(f"[red]error: {escape(job.error)}[/red]")
         lines.append(f"log: {escape(str(job.log_path))}")

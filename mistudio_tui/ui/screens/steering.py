@@ -26,7 +26,8 @@ from mistudio_tui.ui.widgets.steering_plots import CooccurrenceHeatmap, DecoderM
 
 METHOD_OPTIONS = [("add decoder direction", "add"), ("clamp in SAE", "clamp")]
 POSITION_OPTIONS = [("all positions", "all"), ("prompt only", "prompt"), ("generated only", "generated")]
-INTRO = "strengths are in units of each feature's max activation; several strengths make a sweep"
+UNIT_OPTIONS = [("× max act", "max"), ("absolute", "absolute")]  # strength units (SAELens steers by absolute)
+INTRO = "strengths are multiples of each feature's max activation, or absolute coefficients; several make a sweep"
 ANALYSIS_BUTTONS = {"an-ablate": "ablate", "an-cooccurrence": "cooccurrence", "an-map": "decoder_map"}
 ANALYSIS_COMMANDS = [
     ("ablate", "Steering: ablate the features", "Zero the chosen features on the prompt and show the effect"),
@@ -98,6 +99,7 @@ class SteeringScreen(StudioScreen):
             with Horizontal(classes="steer-row"):
                 yield Input(placeholder="features: 3, 17 or words", id="steer-features", compact=True)
                 yield Input(placeholder="strengths: 4 or 0, 2, 8", id="steer-strengths", compact=True)
+                yield Select(UNIT_OPTIONS, value="max", allow_blank=False, id="steer-units", compact=True)
                 yield Select(METHOD_OPTIONS, value="add", allow_blank=False, id="steer-method", compact=True)
                 yield Select(POSITION_OPTIONS, value="all", allow_blank=False, id="steer-positions", compact=True)
             with Horizontal(classes="steer-row"):
@@ -233,6 +235,7 @@ class SteeringScreen(StudioScreen):
             prompt=self.query_one("#steer-prompt", Input).value,
             method=str(self.query_one("#steer-method", Select).value),
             positions=str(self.query_one("#steer-positions", Select).value),
+            units=str(self.query_one("#steer-units", Select).value),
             **numbers,
         )
         from mistudio_tui.db.models import Training
@@ -252,6 +255,7 @@ class SteeringScreen(StudioScreen):
         self.query_one("#steer-features", Input).value = ", ".join(str(f) for f in request.features)
         self.query_one("#steer-strengths", Input).value = ", ".join(f"{s:g}" for s in request.strengths)
         self.query_one("#steer-method", Select).value = request.method
+        self.query_one("#steer-units", Select).value = request.units
         self.query_one("#steer-positions", Select).value = request.positions
         for wid, (name, _, _) in NUMBER_FIELDS.items():
             self.query_one(f"#{wid}", Input).value = f"{getattr(request, name):g}"
@@ -334,6 +338,8 @@ class SteeringScreen(StudioScreen):
         self.query_one("#steer-steered", Static).update("")
         self.query_one("#steer-tabs", TabbedContent).active = "tab-compare"
         self.set_status("generating… (ctrl+g stops)")
+        for warning in request.warnings():  # legal but almost surely a mistake (a strength of 1e9)
+            self.notify(warning, severity="warning")
         self.generate_worker(self._run, request)
 
     def action_stop(self) -> None:
@@ -453,13 +459,23 @@ class SteeringScreen(StudioScreen):
 
     @staticmethod
     def scale_summary(result: dict[str, Any]) -> str:
-        """One line: each feature's max activation and the added norm relative to the hook's typical norm."""
+        """One line: each feature's max activation and the added norm (each strength's own in a sweep) relative
+        to the hook's typical norm; then what to worry about (a feature that never fired, a huge norm)."""
         parts = []
-        for feature, scale in (result.get("scales") or {}).items():
-            rel = scale.get("relative_norm")
-            rel_text = f", adds {rel:.2g}× typical norm" if rel is not None else ""
+        variants = result.get("variant_scales") or {"": result.get("scales") or {}}
+        features = {str(f): s for scales in variants.values() for f, s in scales.items()}
+        for feature, scale in features.items():
+            norms = [
+                (name.removeprefix("steered:"), scales[key].get("relative_norm"))
+                for name, scales in variants.items()
+                for key in scales
+                if str(key) == feature
+            ]
+            adds = ", ".join(f"{rel:.2g}×" + (f" at {name}" if name else "") for name, rel in norms if rel is not None)
+            rel_text = f", adds {adds} typical norm" if adds else ""
             parts.append(f"#{feature}: max act {scale.get('max_act', 0):.3g}{rel_text}")
-        return "; ".join(parts) or "done"
+        warnings = svc.scale_warnings(result, coefficient_hint="units: absolute coefficient")
+        return "; ".join([*parts, *(f"⚠ {w}" for w in warnings)]) or "done"
 
     def on_steering_screen_analysed(self, message: Analysed) -> None:
         out = self.query_one("#an-result", Static)

@@ -8,6 +8,8 @@ from rich.style import Style
 from rich.text import Text
 
 from mistudio_tui.display import printable
+from mistudio_tui.ml.token_display import token_text
+from mistudio_tui.services.features import not_firing
 from mistudio_tui.ui import format as fmt
 
 SHADES = ["#1f2a1f", "#23402a", "#2a5a33", "#2f753b", "#3a9147", "#4fae55", "#6ccb63", "#93e07a"]
@@ -26,11 +28,11 @@ def shade(value: float, peak: float) -> Style:
     return Style(bgcolor=SHADES[level], color="white" if level < 5 else "black")
 
 
-def example_text(example: Any, vocab: list[str], peak: float) -> Text:
+def example_text(example: Any, vocab: list[str], peak: float, values: bool = False) -> Text:
     """One context window: each token shaded by this feature's activation, the example's token underlined.
 
     Uncounted positions (BOS, separators) inside the window are shown dim; the padding outside the sequence
-    at either end is left out.
+    at either end is left out. With `values`, each active token is followed by its activation, e.g. ` cat⁽²·⁴⁾`.
     """
     import numpy as np
 
@@ -42,14 +44,17 @@ def example_text(example: Any, vocab: list[str], peak: float) -> Text:
     text.append(f"{example.value:6.2f} ", style="bold")
     for i in range(lo, hi + 1):
         token = int(example.token_ids[i])
-        word = visible(vocab[token]) if 0 <= token < len(vocab) else f"<{token}>"
+        word = visible(token_text(vocab, token))
         if not mask[i] and i != example.marked:
             text.append(word, style="dim")
             continue
-        style = shade(float(example.activations[i]), peak)
+        value = float(example.activations[i])
+        style = shade(value, peak)
         if i == example.marked:
             style = style + Style(bold=True, underline=True)
         text.append(word, style=style)
+        if values and value > 0:
+            text.append(f"[{fmt.num(value)}]", style="dim cyan")
     return text
 
 
@@ -105,6 +110,10 @@ def activation_text(tokens: list[str], values: list[float]) -> Text:
     """Typed text with each token shaded by the feature's activation, the strongest one underlined."""
     text = Text()
     peak = max(values, default=0.0)
+    if peak <= 0:  # nothing to shade: say so rather than show plain text and "max 0"
+        text.append("".join(visible(t) for t in tokens))
+        text.append(f"\n{not_firing(len(tokens))}", style="bold yellow")
+        return text
     strongest = values.index(peak) if values and peak > 0 else -1
     for i, (token, value) in enumerate(zip(tokens, values, strict=True)):
         style = shade(float(value), peak)
@@ -143,7 +152,7 @@ def similar_text(detail: Any, top: int = 8) -> Text:
 
 
 def _tok(vocab: list[str], i: int) -> str:
-    return repr(visible(vocab[i]))[1:-1] if 0 <= i < len(vocab) else f"<{i}>"
+    return repr(visible(token_text(vocab, i)))[1:-1]
 
 
 def histogram_series(detail: Any) -> tuple[list[float], list[int]]:
