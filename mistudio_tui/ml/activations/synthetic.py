@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from mistudio_tui.jobs.context import JobContext, LocalContext
+from mistudio_tui.reporting import JobContext, LocalContext
 from mistudio_tui.ml.sae.ground_truth_file import GROUND_TRUTH_FILE, GROUND_TRUTH_KEY
 
 SYNTH_HOOK = "synthetic"
