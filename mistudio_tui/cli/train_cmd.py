@@ -12,6 +12,7 @@ from mistudio_tui.db.models import Training
 from mistudio_tui.services import multi_training as multi_svc
 from mistudio_tui.services import trainings as svc
 from mistudio_tui.studio import Studio
+from mistudio_tui.units import parse_count
 
 TRAINING_COLUMNS = [
     ("id", "ID"),
@@ -25,6 +26,14 @@ TRAINING_COLUMNS = [
     ("explained_variance", "EV"),
     ("device", "DEVICE"),
 ]
+
+
+def widths_arg(text: str) -> list[int]:
+    """An argparse type for comma-separated counts like 512,2k,8k."""
+    try:
+        return [parse_count(part.strip(), "--matryoshka-widths") for part in text.split(",")]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--matryoshka-widths: ")) from None
 
 
 def training_summary(t: Training) -> dict[str, Any]:
@@ -71,6 +80,12 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--resume", metavar="RUN", help="continue a paused/interrupted run from its checkpoint")
     p.add_argument("--arch", dest="architecture", choices=list(svc.ARCHITECTURES), default=None)
     p.add_argument("--k", type=int)
+    p.add_argument(
+        "--matryoshka-widths",
+        type=widths_arg,
+        metavar="W1,W2,...",
+        help="nested prefix widths of --arch matryoshka, e.g. 512,2048,8192 (default: doubling up to the width)",
+    )
     p.add_argument("--l1", dest="l1_coefficient", type=float)
     width = p.add_mutually_exclusive_group()
     width.add_argument("--expansion", type=int)
@@ -164,6 +179,7 @@ def run_options(args: argparse.Namespace) -> dict[str, Any]:
             "tags",
             "architecture",
             "k",
+            "matryoshka_widths",
             "l1_coefficient",
             "expansion",
             "d_sae",

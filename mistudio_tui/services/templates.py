@@ -77,10 +77,10 @@ def _rules(cls: type, skip: tuple[str, ...]) -> dict[str, FieldRule]:
 
 
 # The fields of the trainer's SAEConfig / TrainConfig a template may carry (widths are kept as an expansion
-# factor so a template fits any activation set).
+# factor so a template fits any activation set; absolute Matryoshka widths would not, so they stay out).
 SAE_FIELDS: dict[str, FieldRule] = {
     "expansion": FieldRule("number", ">0"),
-    **_rules(SAEConfig, skip=("d_in", "d_sae", "expansion_factor")),
+    **_rules(SAEConfig, skip=("d_in", "d_sae", "expansion_factor", "matryoshka_widths")),
 }
 TRAIN_FIELDS: dict[str, FieldRule] = _rules(TrainConfig, skip=("metadata",))
 SECTIONS = {"sae": SAE_FIELDS, "train": TRAIN_FIELDS}

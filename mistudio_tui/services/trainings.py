@@ -6,10 +6,11 @@ from typing import Any
 
 from mistudio_tui.db.lookup import resolve, unique_name
 from mistudio_tui.db.models import ActivationSet, LanguageModel, Tokenization, Training, TrainingTemplate, database
+from mistudio_tui.ml.sae.config import K_ARCHITECTURES, resolve_matryoshka_widths
 from mistudio_tui.services.spec import JobSpec, create_pending, slug
 from mistudio_tui.studio import Studio
 
-ARCHITECTURES = ("relu", "topk", "batchtopk", "jumprelu")
+ARCHITECTURES = ("relu", "topk", "batchtopk", "jumprelu", "matryoshka")
 SAE_KEYS = (
     "architecture",
     "d_sae",
@@ -22,6 +23,7 @@ SAE_KEYS = (
     "aux_k_coefficient",
     "dead_tokens_threshold",
     "apply_b_dec_to_input",
+    "matryoshka_widths",
 )
 TRAIN_DEFAULTS: dict[str, Any] = {
     "total_tokens": 2_000_000,
@@ -43,6 +45,7 @@ def training_config(
     expansion: int | None = None,
     d_sae: int | None = None,
     template: dict[str, Any] | None = None,
+    matryoshka_widths: list[int] | None = None,
     **train: Any,
 ) -> dict[str, Any]:
     """The {'sae': ..., 'train': ...} config of a run: template first, then explicit values."""
@@ -69,16 +72,29 @@ def training_config(
         sae["k"] = int(k)
     if l1_coefficient is not None:
         sae["l1_coefficient"] = float(l1_coefficient)
-    if sae["architecture"] in ("topk", "batchtopk"):
+    if sae["architecture"] in K_ARCHITECTURES:
         sae.setdefault("k", 32)
         if not 0 < sae["k"] <= d_sae:
             raise ValueError(f"k={sae['k']} must be between 1 and the SAE width {d_sae}")
+    _set_matryoshka_widths(sae, matryoshka_widths)
     train_cfg.update({key: value for key, value in train.items() if value is not None})
     if int(train_cfg["total_tokens"]) <= 0:
         raise ValueError("the token budget must be positive")
     if int(train_cfg["batch_size"]) <= 0:
         raise ValueError("the batch size must be positive")
     return {"sae": sae, "train": train_cfg}
+
+
+def _set_matryoshka_widths(sae: dict[str, Any], widths: list[int] | None) -> None:
+    """Check the nested widths of a matryoshka run against its d_sae; other architectures have none."""
+    if sae["architecture"] != "matryoshka":
+        if widths is not None:
+            raise ValueError("matryoshka widths apply to the matryoshka architecture only")
+        sae.pop("matryoshka_widths", None)
+        return
+    widths = widths if widths is not None else sae.get("matryoshka_widths")
+    if widths is not None:
+        sae["matryoshka_widths"] = resolve_matryoshka_widths(sae["d_sae"], widths)
 
 
 def new_training(

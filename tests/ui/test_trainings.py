@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Select
 from textual.widgets.data_table import ColumnKey
 
 from mistudio_tui.app import MiStudioApp
@@ -299,11 +299,18 @@ async def test_cancel_marks_a_paused_run_cancelled_and_export_says_why_it_cannot
             assert any("not available yet" in str(n.message) for n in app._notifications)
 
 
-async def test_templates_and_sweeps_keys_open_their_screens(studio):
+async def test_new_run_templates_and_sweeps_keys_open_their_screens(studio):
     populate_runs(studio.paths.home)
     app = MiStudioApp(studio, offer_sample=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await open_trainings(pilot)
+        await pilot.press("n")
+        await pilot.pause()
+        assert isinstance(app.screen, FormModal)
+        choice = app.screen.query_one("#field-architecture", Select)
+        assert ("Matryoshka BatchTopK", "matryoshka") in [(str(label), value) for label, value in choice._options]
+        await pilot.press("escape")
+        await pilot.pause()
         await pilot.press("t")
         await pilot.pause()
         assert type(app.screen).__name__ == "TemplatePicker"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -22,6 +23,7 @@ def load_script(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCHMARKS / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
     spec.loader.exec_module(module)
     return module
 
@@ -116,3 +118,22 @@ def test_step_work_counts_the_extraction_against_forward_and_encode(capsys: pyte
     assert set(lines) == {"extract_launches_ref_over_ours_4096", "extract_launches_ref_over_ours_32768"}
     # the larger updates can only launch fewer kernels per token
     assert lines["extract_launches_ref_over_ours_32768"][0] >= lines["extract_launches_ref_over_ours_4096"][0]
+
+
+def test_matryoshka_benchmark_scores_absorption(capsys: pytest.CaptureFixture[str]) -> None:
+    module = load_script("matryoshka")
+    world = module.World.random(d_in=32, parents=4, children=2, parent_rate=0.2, seed=0)
+    held_out = world.sample(2000, seed=1)
+    parents, children = world.directions[:4], world.directions[4:]
+    # the true dictionary scores perfectly; a dictionary that absorbed every parent into its children has no parent
+    perfect = module.score(world, world.directions, held_out, held_out, 0.0)
+    assert perfect.mcc == pytest.approx(1.0) and perfect.parents_recovered == 1.0 and perfect.absorbed_children == 0
+    absorbed = torch.cat([children + parents.repeat_interleave(2, dim=0), torch.randn(4, 32)])
+    scores = module.score(world, absorbed, held_out, held_out, 0.0)
+    assert scores.parents_recovered == 0.0 and scores.absorbed_children == 1.0 and scores.mcc < 0.9
+    assert module.main(["--seeds", "1", "--tokens", "20000", "--d-in", "16", "--parents", "4", "--children", "2",
+                        "--parent-rate", "0.2"]) == 0  # fmt: skip
+    lines = bench_lines(capsys.readouterr().out)
+    assert set(lines) == {f"matryoshka_hier_{name}" for name in
+                          ("mcc", "parents_recovered", "absorbed_children", "explained_variance")}  # fmt: skip
+    assert all(0.0 <= value <= 1.0 for value, _ in lines.values())

@@ -31,12 +31,12 @@ def _random_sae(architecture: str, seed: int = 0):
     with torch.no_grad():
         for p in sae.parameters():
             p.add_(torch.randn(p.shape, generator=gen) * 0.1)
-        if architecture in ("jumprelu", "batchtopk"):
+        if architecture in ("jumprelu", "batchtopk", "matryoshka"):
             sae.threshold.copy_(torch.rand(D_SAE, generator=gen) * 0.5)
     return sae
 
 
-@pytest.mark.parametrize("architecture", ["standard", "topk", "batchtopk", "jumprelu"])
+@pytest.mark.parametrize("architecture", ["standard", "topk", "batchtopk", "jumprelu", "matryoshka"])
 def test_saelens_round_trip_is_bit_exact(tmp_path: Path, architecture: str) -> None:
     sae = _random_sae(architecture).eval()
     sparsity = torch.log10(torch.rand(D_SAE) + 1e-10)
@@ -52,12 +52,55 @@ def test_saelens_round_trip_is_bit_exact(tmp_path: Path, architecture: str) -> N
     assert torch.equal(load_sparsity(tmp_path), sparsity)
     saved = json.loads((tmp_path / "cfg.json").read_text())
     assert saved["normalize_activations"] == "none" and saved["d_sae"] == D_SAE
-    expected_arch = {"batchtopk": "jumprelu"}.get(architecture, architecture)
+    expected_arch = {"batchtopk": "jumprelu", "matryoshka": "jumprelu"}.get(architecture, architecture)
     assert saved["architecture"] == expected_arch == cfg.architecture
     if architecture == "topk":
         assert saved["k"] == K
-    if architecture == "batchtopk":
+    if architecture in ("batchtopk", "matryoshka"):
         assert isinstance(loaded, JumpReLUSAE)
+
+
+@pytest.mark.parametrize("rescale", [True, False])
+def test_saelens_matryoshka_training_save_imports_as_jumprelu(tmp_path: Path, rescale: bool) -> None:
+    """A SAELens `matryoshka_batchtopk` training save: raw decoder norms, a scalar topk_threshold (double)."""
+    gen = torch.Generator().manual_seed(3)
+    tensors = {
+        "W_enc": torch.randn(D_IN, D_SAE, generator=gen),
+        "W_dec": torch.randn(D_SAE, D_IN, generator=gen) * (torch.rand(D_SAE, 1, generator=gen) + 0.5),
+        "b_enc": torch.randn(D_SAE, generator=gen) * 0.1,
+        "b_dec": torch.randn(D_IN, generator=gen) * 0.1,
+        "topk_threshold": torch.tensor(0.7, dtype=torch.float64),
+    }
+    save_file(tensors, str(tmp_path / "sae_weights.safetensors"))
+    cfg = {
+        "architecture": "matryoshka_batchtopk",
+        "d_in": D_IN,
+        "d_sae": D_SAE,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": True,
+        "normalize_activations": "none",
+        "reshape_activations": "none",
+        "k": 4.0,
+        "topk_threshold_lr": 0.01,
+        "aux_loss_coefficient": 1.0,
+        "rescale_acts_by_decoder_norm": rescale,
+        "decoder_init_norm": 0.1,
+        "matryoshka_widths": [8, 16, 32],
+        "metadata": {"hook_name": "blocks.0.hook_resid_post", "model_name": "tiny"},
+    }
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    loaded = load_any(tmp_path)
+    assert isinstance(loaded.sae, JumpReLUSAE) and loaded.metadata["hook_name"] == "blocks.0.hook_resid_post"
+    # SAELens's training forward, thresholded as its inference export is: the reference the import must match
+    x = torch.randn(64, D_IN, generator=gen) * 3
+    norms = tensors["W_dec"].norm(dim=1) if rescale else torch.ones(D_SAE)
+    hidden = ((x - tensors["b_dec"]) @ tensors["W_enc"] + tensors["b_enc"]) * norms
+    codes = hidden * (hidden > 0.7)
+    x_hat = (codes / norms) @ tensors["W_dec"] + tensors["b_dec"]
+    assert bool((codes > 0).any()) and bool((hidden > 0).sum() > (codes > 0).sum())
+    torch.testing.assert_close(loaded.sae.encode(x), codes, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(loaded.sae(x), x_hat, rtol=1e-5, atol=1e-5)
 
 
 def test_saelens_pre_6_flat_config(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ def sae_config(params: dict[str, Any]) -> Any:
 
     sae = dict(params["sae"])
     sae["architecture"] = ARCH_NAMES.get(sae.get("architecture", "topk"), sae.get("architecture"))
-    if sae["architecture"] not in ("topk", "batchtopk", "jumprelu"):
+    if sae["architecture"] not in ("topk", "batchtopk", "jumprelu", "matryoshka"):
         sae.pop("k", None)
     return SAEConfig.from_dict(sae)
 

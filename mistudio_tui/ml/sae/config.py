@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-ARCHITECTURES = ("standard", "topk", "batchtopk", "jumprelu")
+ARCHITECTURES = ("standard", "topk", "batchtopk", "jumprelu", "matryoshka")
+K_ARCHITECTURES = ("topk", "batchtopk", "matryoshka")  # sparsity set by k, dead latents revived by AuxK
+MATRYOSHKA_LEVELS = 5  # default nesting: widths d_sae / 16, / 8, / 4, / 2, d_sae
 LR_DECAYS = ("constant", "cosine", "linear")
 B_DEC_INITS = ("geometric_median", "mean", "zeros")
 TRAIN_DTYPES = ("fp32", "bf16")
@@ -47,6 +50,9 @@ class SAEConfig:
     apply_b_dec_to_input: bool = True
     normalize_activations: bool = True  # train on inputs scaled to mean norm sqrt(d_in); folded on save
     decoder_init_norm: float = 0.1  # standard / jumprelu decoder row norm at init (topk rows are unit norm)
+    # matryoshka: the nested prefix widths that each reconstruct the input (increasing, the last d_sae; SAELens's
+    # `matryoshka_widths`); None: doubling up to d_sae
+    matryoshka_widths: list[int] | None = None
 
     def __post_init__(self) -> None:
         _require(
@@ -59,8 +65,12 @@ class SAEConfig:
             self.d_sae = self.d_in * self.expansion_factor
         _require(int(self.d_sae) > 0, f"d_sae must be a positive integer, got {self.d_sae!r}")
         self.d_sae = int(self.d_sae)
-        if self.architecture in ("topk", "batchtopk"):
+        if self.architecture in K_ARCHITECTURES:
             _require(0 < self.k <= self.d_sae, f"k must be between 1 and d_sae={self.d_sae}, got {self.k}")
+        if self.architecture == "matryoshka":
+            self.matryoshka_widths = resolve_matryoshka_widths(self.d_sae, self.matryoshka_widths)
+        else:
+            _require(self.matryoshka_widths is None, "matryoshka_widths applies to the matryoshka architecture only")
         for name in ("l1_coefficient", "l0_coefficient", "aux_k_coefficient", "decoder_init_norm"):
             _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("jumprelu_bandwidth", "jumprelu_init_threshold"):
@@ -158,6 +168,25 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> Self:
         """Inverse of `to_dict`; unknown keys raise ValueError naming them."""
         return _from_dict(cls, data, "training config")
+
+
+def resolve_matryoshka_widths(d_sae: int, widths: list[int] | None = None) -> list[int]:
+    """The nested prefix widths of a Matryoshka SAE: `widths` checked (d_sae appended when it is not the last),
+    or by default doubling up to d_sae."""
+    if widths is None:
+        return sorted({max(1, d_sae >> level) for level in range(MATRYOSHKA_LEVELS)})
+    _require(
+        isinstance(widths, (list, tuple)) and all(isinstance(w, int) and not isinstance(w, bool) for w in widths),
+        f"matryoshka_widths must be a list of integers, got {widths!r}",
+    )
+    widths = [int(w) for w in widths]
+    if not widths or widths[-1] != d_sae:
+        widths.append(d_sae)
+    _require(
+        widths[0] > 0 and all(a < b for a, b in itertools.pairwise(widths)),
+        f"matryoshka_widths must increase strictly from above 0 up to d_sae={d_sae}, got {widths}",
+    )
+    return widths
 
 
 def default_lr(d_sae: int) -> float:

@@ -24,7 +24,7 @@ from mistudio_tui.ml.sae.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from mistudio_tui.ml.sae.config import SAEConfig, TrainConfig, default_lr
+from mistudio_tui.ml.sae.config import K_ARCHITECTURES, SAEConfig, TrainConfig, default_lr
 from mistudio_tui.ml.sae.evaluate import (
     ReconstructionStats,
     density_histogram,
@@ -36,7 +36,7 @@ from mistudio_tui.ml.sae.initialization import activation_scale, initial_b_dec
 from mistudio_tui.ml.sae.schedule import LRSchedule, sparsity_coefficient_at, sparsity_warmup_steps
 
 CHECKPOINT_VERSION = 1
-AUXK_ARCHITECTURES = ("topk", "batchtopk")
+AUXK_ARCHITECTURES = K_ARCHITECTURES
 DEAD_CHECK_EVERY = 16  # steps between host reads of "any latent dead?" (each read waits for the GPU)
 
 

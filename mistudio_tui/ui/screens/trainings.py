@@ -448,11 +448,12 @@ class TrainingsScreen(MetricKeys, StudioScreen):
                 choices=[
                     ("TopK", "topk"),
                     ("BatchTopK", "batchtopk"),
+                    ("Matryoshka BatchTopK", "matryoshka"),
                     ("ReLU + L1", "relu"),
                     ("JumpReLU", "jumprelu"),
                 ],
             ),
-            Field("k", "k (TopK / BatchTopK)", kind="int", default=sae.get("k", 32)),
+            Field("k", "k (TopK / BatchTopK / Matryoshka)", kind="int", default=sae.get("k", 32)),
             Field("l1_coefficient", "L1 coefficient (ReLU)", kind="float", default=sae.get("l1_coefficient")),
             Field("expansion", "Expansion factor", kind="int", default=expansion),
             Field("total_tokens", "Tokens", kind="int", default=train.get("total_tokens", "2M")),

@@ -32,6 +32,9 @@ METADATA_DEFAULTS: dict[str, Any] = {
     "dataset_path": None,
     "exclude_special_tokens": False,
 }
+# SAELens training saves (`save_model` of a training SAE) whose inference form is JumpReLU: raw weights, a scalar
+# `topk_threshold`, and codes scaled by the decoder row norms unless `rescale_acts_by_decoder_norm` is false.
+TRAINING_SAVES = {"batchtopk": "jumprelu", "matryoshka_batchtopk": "jumprelu"}
 _FLAT_METADATA_KEYS = {
     "model_name": "model_name",
     "hook_name": "hook_name",
@@ -104,7 +107,7 @@ def _architecture(cfg: dict[str, Any], path: Path) -> tuple[str, int | None]:
     k = cfg.get("k", kwargs.get("k") if isinstance(kwargs, dict) else None)
     if architecture in (None, "standard") and activation == "topk":
         architecture = "topk"
-    architecture = architecture or "standard"
+    architecture = TRAINING_SAVES.get(architecture, architecture) or "standard"
     if architecture not in ("standard", "topk", "jumprelu"):
         raise SAEFormatError(
             f"{path}: architecture {architecture!r} is not supported; expected standard, topk or jumprelu"
@@ -160,6 +163,8 @@ def load_saelens(
     sae_cfg, metadata, stored_dtype = read_saelens_config(folder)
     path = folder / WEIGHTS_FILE
     raw = read_safetensors(path)
+    if "topk_threshold" in raw and "threshold" not in raw:
+        raw = _inference_tensors_of_training_save(read_json(folder / CFG_FILE), raw, path)
     if sae_cfg.architecture == "jumprelu" and "threshold" not in raw and "log_threshold" in raw:
         raw["threshold"] = raw["log_threshold"].exp()
     d_in, d_sae = sae_cfg.d_in, int(sae_cfg.d_sae or 0)
@@ -170,6 +175,24 @@ def load_saelens(
     sae = sae_from_tensors(sae_cfg, tensors)
     sae.to(device=torch.device(device), dtype=parse_dtype(dtype) if dtype is not None else stored_dtype)
     return sae.eval(), sae_cfg, metadata
+
+
+def _inference_tensors_of_training_save(cfg: dict[str, Any], raw: dict[str, Tensor], path: Path) -> dict[str, Tensor]:
+    """A (Matryoshka) BatchTopK training save in inference form: decoder norms folded into the encoder (as SAELens
+    does on export) and the scalar `topk_threshold` as every latent's JumpReLU threshold."""
+    tensors = {name: raw[name].float() for name in ("W_enc", "W_dec", "b_enc") if name in raw}
+    if len(tensors) < 3 or raw["topk_threshold"].numel() != 1:
+        raise SAEFormatError(f"{path}: a training save needs W_enc, W_dec, b_enc and a scalar topk_threshold")
+    if cfg.get("rescale_acts_by_decoder_norm", True):
+        norms = tensors["W_dec"].norm(dim=1)
+        tensors = {
+            "W_enc": tensors["W_enc"] * norms,
+            "W_dec": tensors["W_dec"] / norms[:, None],
+            "b_enc": tensors["b_enc"] * norms,
+        }
+    dtype = raw["W_enc"].dtype
+    threshold = torch.full_like(tensors["b_enc"], float(raw["topk_threshold"]))
+    return {**raw, **{name: t.to(dtype) for name, t in tensors.items()}, "threshold": threshold}
 
 
 def load_sparsity(folder: Path) -> Tensor | None:
