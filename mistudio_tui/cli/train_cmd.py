@@ -98,6 +98,12 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--hook", help="which hook of a multi-hook activation set")
+    p.add_argument(
+        "--transcode",
+        metavar="IN_HOOK:OUT_HOOK",
+        help="train a transcoder: encode IN_HOOK, decode to OUT_HOOK (both hooks of the activation set)",
+    )
+    p.add_argument("--skip", action="store_true", help="with --transcode: add a linear skip connection (W_skip)")
     p.add_argument("--hooks", help="several hooks, comma-separated: one SAE each, trained from the same batches")
     p.add_argument("--variants", help="several SAEs per hook, e.g. 'k=16;k=64,expansion=16' (with --hooks)")
     p.add_argument("--model", help="stream activations from this model (with --tokenization and --hooks)")
@@ -125,6 +131,8 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 
 def cmd_train(args: argparse.Namespace, studio: Studio) -> None:
     if args.hooks or args.model or args.tokenization or args.variants:
+        if args.transcode or args.skip:
+            raise CliError("--transcode trains one transcoder; it cannot be combined with --hooks or --model", code=2)
         return cmd_train_group(args, studio)
     if args.resume and Training.get_or_none(Training.group_name == args.resume) is not None:
         return run_spec(args, studio, multi_svc.resume_group(args.resume), group_summary)
@@ -135,16 +143,22 @@ def cmd_train(args: argparse.Namespace, studio: Studio) -> None:
     else:
         if not args.activations:
             raise CliError("train: --activations is required (or --resume RUN)", code=2)
+        if args.transcode and (args.nproc or 1) > 1:
+            raise CliError("transcoders train in one process; leave out --nproc", code=2)
         spec = svc.new_training(
             studio,
             args.activations,
             name=args.name,
             hook=args.hook,
+            transcode=args.transcode,
+            skip=args.skip,
             **run_options(args),
         )
     if args.nproc is not None:
         if args.nproc < 1:
             raise CliError("--nproc must be at least 1", code=2)
+        if args.nproc > 1 and spec.params["source"].get("hook_out"):  # checked before a new row is made too
+            raise CliError("transcoders train in one process; leave out --nproc", code=2)
         spec.params["nproc"] = args.nproc
     run_spec(args, studio, spec, training_summary)
 

@@ -105,24 +105,40 @@ def new_training(
     template: str | int | None = None,
     tags: str = "",
     template_config: dict[str, Any] | None = None,
+    transcode: str | None = None,
+    skip: bool = False,
     **options: Any,
 ) -> JobSpec:
-    """Create the Training row on an activation set and describe the training job."""
+    """Create the Training row on an activation set and describe the training job; with `transcode`
+    ('IN_HOOK:OUT_HOOK') a transcoder that reads one hook of the set and writes another (`skip`: with W_skip)."""
     aset = resolve(ActivationSet, activations_ref)
     if aset.status != "ready":
         raise ValueError(f"activation set '{aset.name}' is {aset.status}; it must be ready")
     hooks = list(aset.hooks or [])
+    hook_out = None
+    if transcode is not None:
+        if hook:
+            raise ValueError("give either --hook or --transcode IN_HOOK:OUT_HOOK, not both")
+        hook, hook_out = _transcoder_hooks(transcode)
+    elif skip:
+        raise ValueError("--skip adds a skip connection to a transcoder: give --transcode IN_HOOK:OUT_HOOK too")
     hook = hook or (hooks[0] if hooks else None)
-    if hooks and hook not in hooks:
-        raise ValueError(f"activation set '{aset.name}' has no hook {hook!r}; it has {', '.join(hooks)}")
+    for wanted in (hook, hook_out):
+        if hooks and wanted is not None and wanted not in hooks:
+            raise ValueError(f"activation set '{aset.name}' has no hook {wanted!r}; it has {', '.join(hooks)}")
     if not aset.d_in:
         raise ValueError(f"activation set '{aset.name}' does not record its width (d_in)")
     tpl = template_config
     if template is not None:
         tpl = dict(resolve(TrainingTemplate, template).config)
-    config = training_config(aset.d_in, template=tpl, **options)
+    config = training_config(_hook_width(aset, hook), template=tpl, **options)
     sae = config["sae"]
     default = f"{sae['architecture']}-{slug(hook or 'acts')}-{sae['d_sae']}"
+    if hook_out is not None:
+        sae.update(d_out=_hook_width(aset, hook_out), skip_connection=bool(skip), apply_b_dec_to_input=False)
+        config["hook_name_out"] = hook_out
+        kind = "skip-transcoder" if skip else "transcoder"
+        default = f"{sae['architecture']}-{kind}-{slug(hook or 'acts')}-{sae['d_sae']}"
     with database.atomic():
         training = create_training(
             studio,
@@ -135,6 +151,24 @@ def new_training(
             tags=tags,
         )
     return train_spec(training, resume=False)
+
+
+def _transcoder_hooks(text: str) -> tuple[str, str]:
+    """('IN_HOOK', 'OUT_HOOK') from 'IN_HOOK:OUT_HOOK'."""
+    hook_in, sep, hook_out = text.partition(":")
+    if not (sep and hook_in.strip() and hook_out.strip()):
+        raise ValueError(
+            f"--transcode wants IN_HOOK:OUT_HOOK (e.g. blocks.3.hook_resid_mid:blocks.3.hook_mlp_out), got {text!r}"
+        )
+    if hook_in.strip() == hook_out.strip():
+        raise ValueError(f"--transcode reads one hook and writes another; {hook_in.strip()!r} is both (train an SAE)")
+    return hook_in.strip(), hook_out.strip()
+
+
+def _hook_width(aset: ActivationSet, hook: str | None) -> int:
+    """The width of one hook of an activation set (its per-hook record where the widths differ)."""
+    by_hook = (aset.manifest or {}).get("d_in_by_hook") or {}
+    return int(by_hook.get(hook) or aset.d_in)
 
 
 def create_training(studio: Studio, config: dict[str, Any], **fields: Any) -> Training:
@@ -167,10 +201,14 @@ def train_spec(training: Training, resume: bool) -> JobSpec:
     model = training.model
     tok = training.tokenization
     metadata = {**run_metadata(model, tok, aset.context_size if aset else None), "hook_name": training.hook_name}
+    source = {"type": "activations", "dir": aset.path if aset else None, "hook": training.hook_name}
+    hook_out = training.config.get("hook_name_out")
+    if hook_out:  # a transcoder: rows are [input hook | output hook]
+        source["hook_out"] = metadata["hook_name_out"] = hook_out
     params = {
         "sae": training.config["sae"],
         "train": training.config["train"],
-        "source": {"type": "activations", "dir": aset.path if aset else None, "hook": training.hook_name},
+        "source": source,
         "out_dir": training.path,
         "resume": resume,
         "metadata": metadata,
@@ -268,6 +306,7 @@ def evaluate_training(
         "source": {
             "dir": aset.path if aset else None,
             "hook": training.hook_name,
+            "hook_out": (training.config or {}).get("hook_name_out"),  # a transcoder's target hook
             "held_out": training.origin == "trained",
         },
         "eval": {**eval_params(model, tok), "context_size": tok.context_size if tok else None},

@@ -41,3 +41,37 @@ def test_train_matryoshka_from_the_cli(capsys, activation_set: int) -> None:
     error = cli(capsys, "train", "--activations", str(activation_set), "--arch", "matryoshka",
                 "--matryoshka-widths", "32,16", *SMALL, ok=False)  # fmt: skip
     assert "matryoshka_widths must increase strictly" in error["error"]
+
+
+def test_train_transcoders_from_the_cli(capsys, activation_set: int) -> None:
+    transcode = f"{HOOKS[0]}:{HOOKS[1]}"
+    run = cli(capsys, "train", "--activations", str(activation_set), "--transcode", transcode, "--tokens", "30000",
+              "--arch", "topk", *SMALL)  # fmt: skip
+    assert run["status"] == "completed", run
+    training = Training.get_by_id(run["id"])
+    assert training.name == "topk-transcoder-blocks.0.hook_resid_mid-64", training.name
+    assert training.hook_name == HOOKS[0] and training.config["hook_name_out"] == HOOKS[1]
+    saved = json.loads((Path(run["path"]) / "cfg.json").read_text())
+    assert saved["architecture"] == "topk_transcoder" and saved["d_out"] == 32
+    assert saved["metadata"]["hook_name"] == HOOKS[0] and saved["metadata"]["hook_name_out"] == HOOKS[1]
+    # the evaluation compares the output with the MLP's real output, and splices it in at the output hook
+    assert 0.2 < training.explained_variance <= 1 and training.evaluation["source"] == "held_out"
+    assert training.evaluation["ce_loss_sae"] > 0 and "ce_loss_recovered" in training.evaluation
+
+    skip = cli(capsys, "train", "--activations", str(activation_set), "--transcode", transcode, "--skip",
+               "--arch", "batchtopk", "--tokens", "2000", *SMALL)  # fmt: skip
+    assert skip["status"] == "completed", skip
+    loaded = load_any(Path(skip["path"]))
+    assert loaded.sae.W_skip is not None and loaded.sae.W_skip.shape == (32, 32)
+    saved = json.loads((Path(skip["path"]) / "cfg.json").read_text())
+    assert saved["architecture"] == "jumprelu_skip_transcoder"
+
+    for argv, message in (
+        (["--skip"], "give --transcode IN_HOOK:OUT_HOOK too"),
+        (["--transcode", HOOKS[0]], "--transcode wants IN_HOOK:OUT_HOOK"),
+        (["--transcode", f"{HOOKS[0]}:blocks.1.hook_mlp_out"], "has no hook 'blocks.1.hook_mlp_out'"),
+        (["--transcode", transcode, "--hook", HOOKS[0]], "either --hook or --transcode"),
+        (["--transcode", transcode, "--nproc", "2"], "transcoders train in one process"),
+    ):
+        error = cli(capsys, "train", "--activations", str(activation_set), *argv, *SMALL, ok=False)
+        assert message in error["error"], (argv, error)

@@ -132,18 +132,23 @@ DEVICES = [
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("architecture", ["topk", "batchtopk", "matryoshka"])
-@pytest.mark.parametrize("apply_b_dec", [True, False])
-def test_sparse_kernels_match_dense_autograd(architecture: str, apply_b_dec: bool, device: str) -> None:
+@pytest.mark.parametrize("variant", ["b_dec_subtracted", "plain", "skip_transcoder"])
+def test_sparse_kernels_match_dense_autograd(architecture: str, variant: str, device: str) -> None:
     torch.manual_seed(0)
-    widths = {"matryoshka_widths": [5, 13, 40]} if architecture == "matryoshka" else {}
+    extra: dict = {"matryoshka_widths": [5, 13, 40]} if architecture == "matryoshka" else {}
+    if variant == "skip_transcoder":  # rows are [input (12) | target (7)]
+        extra.update(d_out=7, skip_connection=True)
     cfg = SAEConfig(
-        d_in=12, d_sae=40, k=3, aux_k=5, architecture=architecture, apply_b_dec_to_input=apply_b_dec, **widths
-    )
+        d_in=12, d_sae=40, k=3, aux_k=5, architecture=architecture,
+        apply_b_dec_to_input=variant == "b_dec_subtracted", **extra,
+    )  # fmt: skip
     sae = create_sae(cfg).to(device)
     with torch.no_grad():
         sae.b_dec.normal_()
         sae.b_enc.normal_(0, 0.1)
-    x = torch.randn(24, 12, device=device)
+        if sae.W_skip is not None:
+            sae.W_skip.normal_()
+    x = torch.randn(24, cfg.row_width, device=device)
     dead = torch.zeros(40, dtype=torch.bool, device=device)
     dead[::3] = True
     results = {}

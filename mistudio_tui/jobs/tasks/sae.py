@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import shutil
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,10 @@ def ce_loss_metrics(
     device: str,
     ctx: JobContext,
     sequences: int = CE_EVAL_SEQUENCES,
+    hook_out: str | None = None,
 ) -> dict[str, float]:
-    """CE loss clean / SAE spliced in / zero-ablated, fraction recovered and KL, on the tokenization's last rows.
+    """CE loss clean / SAE spliced in / zero-ablated, fraction recovered and KL, on the tokenization's last rows;
+    a transcoder (`hook_out`) replaces its output hook with its output for the input hook's activation.
 
     `info` holds model_path, model_dtype, tokenization_dir and is_causal_lm; an empty dict comes back when any is
     missing or the model is not a causal LM.
@@ -38,7 +41,7 @@ def ce_loss_metrics(
     from mistudio_tui.ml.data.token_store import TokenStore
     from mistudio_tui.ml.models.hooks import patch_activation
     from mistudio_tui.ml.models.loading import load_model
-    from mistudio_tui.ml.sae.evaluate import evaluate_ce_loss
+    from mistudio_tui.ml.sae.evaluate import TranscoderSplice, evaluate_ce_loss
     from mistudio_tui.ml.sae.formats import load_any
 
     ctx.progress(0, None, text="evaluating CE loss with the SAE spliced in")
@@ -54,17 +57,25 @@ def ce_loss_metrics(
             mask = (torch.arange(ids.shape[1])[None, :] < valid[:, None]).long()
             yield ids.to(loaded.device), mask.to(loaded.device)
 
+    spliced: Any = TranscoderSplice(sae) if hook_out else sae
+
     def patch(fn: Any) -> Any:
-        return patch_activation(loaded.model, hook, fn)
+        if not hook_out:
+            return patch_activation(loaded.model, hook, fn)
+        stack = ExitStack()  # record the input hook, replace the output hook
+        stack.enter_context(patch_activation(loaded.model, hook, spliced.record))
+        stack.enter_context(patch_activation(loaded.model, hook_out, fn))
+        return stack
 
     bos = tokens.meta.get("bos_token_id") if tokens.meta.get("prepend_bos") else None
-    result = evaluate_ce_loss(loaded.model, sae, patch, batches(), bos_token_id=bos, ctx=ctx)
+    result = evaluate_ce_loss(loaded.model, spliced, patch, batches(), bos_token_id=bos, ctx=ctx)
     return {k if k.startswith(("ce_", "kl_")) else f"ce_eval_{k}": float(v) for k, v in result.items()}
 
 
 def evaluate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     """Reconstruction metrics on held-out activations and, for causal LMs, CE loss with the SAE spliced in."""
     from mistudio_tui.ml.activations.store import ActivationStore, ShuffledActivationSource, held_out_split
+    from mistudio_tui.ml.batches import ConcatenatedSource
     from mistudio_tui.ml.device import pick_device
     from mistudio_tui.ml.sae.evaluate import evaluate_reconstruction
     from mistudio_tui.ml.sae.formats import load_any
@@ -84,7 +95,9 @@ def evaluate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         else:
             rows, where = (0, store.n_tokens), "all_rows"
         n_tokens = min(int(requested or DEFAULT_EVAL_TOKENS), rows[1] - rows[0])
-        source = ShuffledActivationSource(store, hook, seed=0, rows=rows, prefetch=False)
+        hooks = [hook] if not source_spec.get("hook_out") else [hook, source_spec["hook_out"]]
+        parts = [ShuffledActivationSource(store, name, seed=0, rows=rows, prefetch=False) for name in hooks]
+        source = parts[0] if len(parts) == 1 else ConcatenatedSource(parts)  # a transcoder: [input | target]
         ctx.log(f"reconstruction metrics on {n_tokens:,} {where.replace('_', '-')} rows of {store.folder.name}")
         result = evaluate_reconstruction(sae, source, n_tokens, EVAL_BATCH_SIZE, ctx)
         evaluation.update(result.metrics, source=where)
@@ -92,7 +105,8 @@ def evaluate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     sequences = CE_EVAL_SEQUENCES
     if requested and info.get("context_size"):
         sequences = max(1, math.ceil(int(requested) / int(info["context_size"])))
-    ce = ce_loss_metrics(info, sae_dir, params.get("hook") or "", str(device), ctx, sequences=sequences)
+    hook_out = source_spec.get("hook_out")
+    ce = ce_loss_metrics(info, sae_dir, params.get("hook") or "", str(device), ctx, sequences, hook_out=hook_out)
     evaluation.update(ce)
     if not evaluation:
         raise ValueError(

@@ -43,9 +43,12 @@ def run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         raise ValueError(f"unknown training source {source_spec.get('type')!r}")
     folder = source_spec["dir"]
     hook = source_spec.get("hook") or ActivationStore(Path(folder)).hooks[0]
+    hook_out = source_spec.get("hook_out")  # a transcoder's target hook
     resume = bool(params.get("resume"))
     try:
         if int(params.get("nproc") or 1) > 1:
+            if hook_out:
+                raise ValueError("transcoders train in one process; leave out --nproc")
             from mistudio_tui.ml.sae.distributed import DistributedRun, train_distributed
 
             sources = partial(store_source, folder, hook, train_cfg.seed)
@@ -53,13 +56,13 @@ def run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
             summary = train_distributed(run, ctx, int(params["nproc"]))
         else:
             source, eval_source = (
-                store_source(folder, hook, train_cfg.seed),
-                store_source(folder, hook, train_cfg.seed, held_out=True),
+                store_source(folder, hook, train_cfg.seed, hook_out=hook_out),
+                store_source(folder, hook, train_cfg.seed, held_out=True, hook_out=hook_out),
             )
             summary = train_sae(sae_cfg, train_cfg, source, out_dir, ctx, resume=resume, eval_source=eval_source)
     except JobCancelled:
         raise JobCancelled({"checkpoint": latest_checkpoint_step(out_dir)}) from None
-    return training_result(summary, evaluate_ce(params, out_dir, hook, ctx))
+    return training_result(summary, evaluate_ce(params, out_dir, hook, ctx, hook_out))
 
 
 def training_result(summary: dict[str, Any], ce: dict[str, float]) -> dict[str, Any]:
@@ -81,18 +84,24 @@ def training_result(summary: dict[str, Any], ce: dict[str, float]) -> dict[str, 
     }
 
 
-def store_source(folder: str, hook: str, seed: int, held_out: bool = False) -> Any:
-    """The shuffled training rows (or the held-out rows) of one hook of an activation set."""
+def store_source(folder: str, hook: str, seed: int, held_out: bool = False, hook_out: str | None = None) -> Any:
+    """The shuffled training rows (or the held-out rows) of one hook of an activation set; with `hook_out`,
+    [hook | hook_out] rows of the same tokens (a transcoder's input and target)."""
     from mistudio_tui.ml.activations.store import ActivationStore, ShuffledActivationSource, held_out_split
+    from mistudio_tui.ml.batches import ConcatenatedSource
 
     store = ActivationStore(Path(folder))
     train_rows, held_rows = held_out_split(store, fraction=HELD_OUT_FRACTION)
-    if held_out:
-        return ShuffledActivationSource(store, hook, seed=seed + 1, rows=held_rows, prefetch=False)
-    return ShuffledActivationSource(store, hook, seed=seed, rows=train_rows)
+    # the same seed and rows give every hook the same token order, so the columns line up
+    seed, rows, prefetch = (seed + 1, held_rows, False) if held_out else (seed, train_rows, True)
+    hooks = [hook] if hook_out is None else [hook, hook_out]
+    sources = [ShuffledActivationSource(store, name, seed=seed, rows=rows, prefetch=prefetch) for name in hooks]
+    return sources[0] if hook_out is None else ConcatenatedSource(sources)
 
 
-def evaluate_ce(params: dict[str, Any], out_dir: Path, hook: str, ctx: JobContext) -> dict[str, float]:
-    """CE loss with the SAE spliced in vs clean vs zero-ablated, on a few sequences, for causal LMs."""
+def evaluate_ce(
+    params: dict[str, Any], out_dir: Path, hook: str, ctx: JobContext, hook_out: str | None = None
+) -> dict[str, float]:
+    """CE loss with the SAE (a transcoder: at its output hook) spliced in vs clean vs zero-ablated, for causal LMs."""
     device = (params.get("train") or {}).get("device") or "auto"
-    return ce_loss_metrics(params.get("eval") or {}, out_dir, hook, device, ctx)
+    return ce_loss_metrics(params.get("eval") or {}, out_dir, hook, device, ctx, hook_out=hook_out)

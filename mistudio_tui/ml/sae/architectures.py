@@ -26,9 +26,10 @@ class StandardSAE(SparseAutoencoder):
 
     def loss(self, x: Tensor, sparsity_coefficient: float | None = None, dead_mask: Tensor | None = None) -> LossOutput:
         coefficient = self.cfg.l1_coefficient if sparsity_coefficient is None else sparsity_coefficient
+        x, target = self.split(x)
         codes = self.pre_activations(x).relu()  # in the autocast dtype, like the matmuls around it
-        x_hat = codes @ self.W_dec + self.b_dec
-        mse = self.mse(x, x_hat)
+        x_hat = codes @ self.W_dec + self.output_base(x)
+        mse = self.mse(target, x_hat)
         per_latent = codes.sum(0, dtype=torch.float32)  # L1 of each latent over the batch
         # torch.dot is outside autocast's lists: the weighted sum stays in float32
         sparsity = torch.dot(per_latent, self.W_dec.norm(dim=1).float()) * (coefficient / x.shape[0])
@@ -111,11 +112,12 @@ class JumpReLUSAE(_ThresholdFP32, SparseAutoencoder):
 
     def loss(self, x: Tensor, sparsity_coefficient: float | None = None, dead_mask: Tensor | None = None) -> LossOutput:
         coefficient = self.cfg.l0_coefficient if sparsity_coefficient is None else sparsity_coefficient
+        x, target = self.split(x)
         pre = self.pre_activations(x)
         bw = self.cfg.jumprelu_bandwidth
         codes, l0, fired = _JumpReLUWithL0.apply(pre, self.threshold, bw)
-        x_hat = codes @ self.W_dec + self.b_dec
-        mse = self.mse(x, x_hat)
+        x_hat = codes @ self.W_dec + self.output_base(x)
+        mse = self.mse(target, x_hat)
         sparsity = coefficient * l0
         return LossOutput(
             total=mse + sparsity,
@@ -155,12 +157,13 @@ class TopKSAE(SparseAutoencoder):
         return codes.scatter_(-1, index, values.relu())
 
     def loss(self, x: Tensor, sparsity_coefficient: float | None = None, dead_mask: Tensor | None = None) -> LossOutput:
-        x = x.to(self.W_enc.dtype)
+        x, target = self.split(x.to(self.W_enc.dtype))
+        base = self.output_base(x)
         aux_k = self.cfg.effective_aux_k
         if self.use_sparse_kernels:
             b_dec = self.b_dec if self.cfg.apply_b_dec_to_input else None
             main, aux = sparse_encode(x, self.W_enc, self.b_enc, b_dec, self.cfg.k, self.batch_topk, dead_mask, aux_k)
-            x_hat, inner = self._reconstruct(x, main)
+            x_hat, inner = self._reconstruct(target, main, base)
             aux_recon = sparse_decode(aux, self.W_dec) if aux is not None else None
             values, fired = main.values, main.fired_counts()
         else:  # dense and free of host synchronisation (the GPU path)
@@ -170,15 +173,15 @@ class TopKSAE(SparseAutoencoder):
             else:
                 codes, values, index = topk_codes(pre, self.cfg.k)
                 fired = fired_counts(index, values, self.d_sae)
-            x_hat, inner = self._reconstruct(x, codes)
+            x_hat, inner = self._reconstruct(target, codes, base)
             aux_recon = auxk_codes(pre, dead_mask, aux_k) @ self.W_dec if dead_mask is not None else None
         if self.training and self.batch_topk:
             self._update_threshold(values.detach())
-        mse = self.mse(x, x_hat)
+        mse = self.mse(target, x_hat)
         total, aux_loss = mse if inner is None else mse + inner, None
         if aux_recon is not None and dead_mask is not None:
             scale = (dead_mask.sum() / aux_k).clamp(max=1.0)
-            aux_loss = scale * self.mse((x - x_hat).detach(), aux_recon)
+            aux_loss = scale * self.mse((target - x_hat).detach(), aux_recon)
             total = total + self.cfg.aux_k_coefficient * aux_loss
         return LossOutput(
             total=total,
@@ -189,11 +192,12 @@ class TopKSAE(SparseAutoencoder):
             aux_term=aux_loss,
         )
 
-    def _reconstruct(self, x: Tensor, codes: Tensor | SparseCodes) -> tuple[Tensor, Tensor | None]:
-        """(x_hat from the kept codes, dense or sparse; any further reconstruction loss, None here)."""
+    def _reconstruct(self, target: Tensor, codes: Tensor | SparseCodes, base: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(x_hat: `base` (b_dec, + skip) plus the kept codes decoded, dense or sparse; any further reconstruction
+        loss against `target`, None here)."""
         if isinstance(codes, SparseCodes):
-            return sparse_decode(codes, self.W_dec) + self.b_dec, None
-        return codes @ self.W_dec + self.b_dec, None
+            return sparse_decode(codes, self.W_dec) + base, None
+        return codes @ self.W_dec + base, None
 
     def _update_threshold(self, values: Tensor) -> None:
         """Subclasses that learn an inference threshold update it here."""
@@ -244,11 +248,11 @@ class MatryoshkaSAE(BatchTopKSAE):
 
     architecture = "matryoshka"
 
-    def _reconstruct(self, x: Tensor, codes: Tensor | SparseCodes) -> tuple[Tensor, Tensor | None]:
+    def _reconstruct(self, target: Tensor, codes: Tensor | SparseCodes, base: Tensor) -> tuple[Tensor, Tensor | None]:
         """The full x_hat and the sum of the inner prefixes' squared errors; each prefix adds its group's decode to
         the one before, so all of them together cost one full decode."""
         widths = self.cfg.matryoshka_widths or [self.d_sae]
-        x_hat: Tensor = self.b_dec
+        x_hat = base
         inner = []
         for start, end in zip([0, *widths[:-1]], widths, strict=True):
             if isinstance(codes, SparseCodes):
@@ -256,7 +260,7 @@ class MatryoshkaSAE(BatchTopKSAE):
             else:
                 x_hat = x_hat + codes[:, start:end] @ self.W_dec[start:end]
             if end < self.d_sae:
-                inner.append(self.mse(x, x_hat))
+                inner.append(self.mse(target, x_hat))
         return x_hat, torch.stack(inner).sum() if inner else None
 
     def extra_saelens_config(self) -> dict[str, object]:

@@ -53,6 +53,9 @@ class SAEConfig:
     # matryoshka: the nested prefix widths that each reconstruct the input (increasing, the last d_sae; SAELens's
     # `matryoshka_widths`); None: doubling up to d_sae
     matryoshka_widths: list[int] | None = None
+    # transcoders: the decoder writes d_out dims of another hook; training rows are [input | target] (d_in + d_out)
+    d_out: int | None = None  # None: an SAE (the decoder reconstructs the input)
+    skip_connection: bool = False  # transcoders: also a learned linear skip W_skip [d_out, d_in] from the input
 
     def __post_init__(self) -> None:
         _require(
@@ -75,13 +78,32 @@ class SAEConfig:
             _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("jumprelu_bandwidth", "jumprelu_init_threshold"):
             _require(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
+        if self.d_out is not None:
+            _require(
+                isinstance(self.d_out, int) and self.d_out > 0, f"d_out must be a positive integer, got {self.d_out!r}"
+            )
+            _require(
+                not self.apply_b_dec_to_input,
+                "a transcoder's b_dec lives in its output space: apply_b_dec_to_input must be false",
+            )
+        _require(not self.skip_connection or self.d_out is not None, "skip_connection needs a transcoder (d_out)")
         _require(self.aux_k is None or self.aux_k > 0, f"aux_k must be positive, got {self.aux_k}")
         _require(self.dead_tokens_threshold > 0, f"dead_tokens_threshold must be > 0, got {self.dead_tokens_threshold}")
 
     @property
+    def is_transcoder(self) -> bool:
+        """Whether the decoder writes another hook's activations (d_out) instead of reconstructing the input."""
+        return self.d_out is not None
+
+    @property
+    def row_width(self) -> int:
+        """Width of a training row: the input, followed by the target for transcoders."""
+        return self.d_in + (self.d_out or 0)
+
+    @property
     def effective_aux_k(self) -> int:
         """How many dead latents AuxK may use per token."""
-        return self.aux_k if self.aux_k is not None else max(1, self.d_in // 2)
+        return self.aux_k if self.aux_k is not None else max(1, (self.d_out or self.d_in) // 2)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able copy."""

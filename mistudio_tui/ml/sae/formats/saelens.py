@@ -35,6 +35,17 @@ METADATA_DEFAULTS: dict[str, Any] = {
 # SAELens training saves (`save_model` of a training SAE) whose inference form is JumpReLU: raw weights, a scalar
 # `topk_threshold`, and codes scaled by the decoder row norms unless `rescale_acts_by_decoder_norm` is false.
 TRAINING_SAVES = {"batchtopk": "jumprelu", "matryoshka_batchtopk": "jumprelu"}
+# Transcoders by (inference architecture, skip connection): SAELens has the first three; the others follow their
+# pattern (miStudio trains TopK transcoders and JumpReLU ones with a skip, which SAELens has no name for).
+TRANSCODERS = {
+    ("standard", False): "transcoder",
+    ("standard", True): "skip_transcoder",
+    ("jumprelu", False): "jumprelu_transcoder",
+    ("jumprelu", True): "jumprelu_skip_transcoder",
+    ("topk", False): "topk_transcoder",
+    ("topk", True): "topk_skip_transcoder",
+}
+_TRANSCODER_KINDS = {name: kind for kind, name in TRANSCODERS.items()}
 _FLAT_METADATA_KEYS = {
     "model_name": "model_name",
     "hook_name": "hook_name",
@@ -46,6 +57,7 @@ _FLAT_METADATA_KEYS = {
     "dataset_path": "dataset_path",
     "exclude_special_tokens": "exclude_special_tokens",
     "neuronpedia_id": "neuronpedia_id",
+    "hook_name_out": "hook_name_out",
     "model_from_pretrained_kwargs": "model_from_pretrained_kwargs",
 }
 
@@ -63,10 +75,14 @@ def _atomic_write(path: Path, write: Any) -> None:
 
 def saelens_config(sae: SparseAutoencoder, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     """The cfg.json content for `sae` (inference form: normalisation already folded)."""
+    architecture = sae.saved_architecture
+    if sae.cfg.is_transcoder:
+        architecture = TRANSCODERS[architecture, sae.W_skip is not None]
     cfg: dict[str, Any] = {
-        "architecture": sae.saved_architecture,
+        "architecture": architecture,
         "d_in": sae.d_in,
         "d_sae": sae.d_sae,
+        **({"d_out": sae.d_out} if sae.cfg.is_transcoder else {}),
         "dtype": dtype_name(sae.W_enc.dtype),
         "device": "cpu",
         "apply_b_dec_to_input": bool(sae.cfg.apply_b_dec_to_input),
@@ -131,6 +147,9 @@ def read_saelens_config(folder: Path) -> tuple[SAEConfig, dict[str, Any], Any]:
     """(SAEConfig, metadata, stored dtype) from a SAELens cfg.json."""
     path = Path(folder) / CFG_FILE
     cfg = read_json(path)
+    transcoder = _TRANSCODER_KINDS.get(cfg.get("architecture"))
+    if transcoder is not None:
+        cfg = {**cfg, "architecture": transcoder[0]}
     architecture, k = _architecture(cfg, path)
     d_in, d_sae = config_int(cfg, "d_in", path), config_int(cfg, "d_sae", path)
     normalize = cfg.get("normalize_activations", "none")
@@ -149,8 +168,10 @@ def read_saelens_config(folder: Path) -> tuple[SAEConfig, dict[str, Any], Any]:
         architecture=architecture,
         d_sae=d_sae,
         k=k if k is not None else min(32, d_sae),
-        apply_b_dec_to_input=bool(apply_b_dec),
+        apply_b_dec_to_input=bool(apply_b_dec) and transcoder is None,
         normalize_activations=False,
+        d_out=config_int(cfg, "d_out", path, default=d_in) if transcoder is not None else None,
+        skip_connection=transcoder is not None and transcoder[1],
     )
     return sae_cfg, _metadata(cfg), dtype
 
@@ -167,8 +188,10 @@ def load_saelens(
         raw = _inference_tensors_of_training_save(read_json(folder / CFG_FILE), raw, path)
     if sae_cfg.architecture == "jumprelu" and "threshold" not in raw and "log_threshold" in raw:
         raw["threshold"] = raw["log_threshold"].exp()
-    d_in, d_sae = sae_cfg.d_in, int(sae_cfg.d_sae or 0)
-    shapes = {"W_enc": (d_in, d_sae), "W_dec": (d_sae, d_in), "b_enc": (d_sae,), "b_dec": (d_in,)}
+    d_in, d_sae, d_out = sae_cfg.d_in, int(sae_cfg.d_sae or 0), sae_cfg.d_out or sae_cfg.d_in
+    shapes = {"W_enc": (d_in, d_sae), "W_dec": (d_sae, d_out), "b_enc": (d_sae,), "b_dec": (d_out,)}
+    if sae_cfg.skip_connection:
+        shapes["W_skip"] = (d_out, d_in)
     if sae_cfg.architecture == "jumprelu":
         shapes["threshold"] = (d_sae,)
     tensors = {name: take(raw, name, shape, path) for name, shape in shapes.items()}
