@@ -57,6 +57,14 @@ def test_train_transcoders_from_the_cli(capsys, activation_set: int) -> None:
     # the evaluation compares the output with the MLP's real output, and splices it in at the output hook
     assert 0.2 < training.explained_variance <= 1 and training.evaluation["source"] == "held_out"
     assert training.evaluation["ce_loss_sae"] > 0 and "ce_loss_recovered" in training.evaluation
+    # its features are browsed like an SAE's (read at the input hook) and steer at the output hook
+    fset = cli(capsys, "features", "extract", str(run["id"]), "--tokens", "2000")
+    assert fset["status"] == "ready" and fset["d_sae"] == 64
+    top = cli(capsys, "features", "list", str(fset["id"]), "--sort", "density", "--limit", "1")[0]
+    steered = cli(capsys, "steer", "--training", str(run["id"]), "--feature", str(top["index"]), "--strength", "0",
+                  "--strength", "40", "--prompt", "once upon a time", "--max-tokens", "4", "--temperature", "0",
+                  "--device", "cpu")  # fmt: skip
+    assert steered["texts"]["steered:0"] == steered["texts"]["normal"] != steered["texts"]["steered:40"]
 
     skip = cli(capsys, "train", "--activations", str(activation_set), "--transcode", transcode, "--skip",
                "--arch", "batchtopk", "--tokens", "2000", *SMALL)  # fmt: skip
