@@ -264,11 +264,15 @@ def clone_training(studio: Studio, ref: str | int, name: str | None = None, **ch
         "d_sae": changes.pop("d_sae", sae.get("d_sae")),
     }
     template = {"sae": {k: v for k, v in sae.items() if k in SAE_KEYS}, "train": dict(config["train"])}
+    hook_out = config.get("hook_name_out")
+    if hook_out:  # a transcoder stays one, between the same hooks
+        options.update(transcode=f"{training.hook_name}:{hook_out}", skip=bool(sae.get("skip_connection")))
+        template["sae"].pop("apply_b_dec_to_input", None)
     return new_training(
         studio,
         training.activation_set.id,
         name=name,
-        hook=training.hook_name,
+        hook=None if hook_out else training.hook_name,
         template_config=template,
         tags=training.tags,
         **options,

@@ -9,6 +9,7 @@ import pytest
 
 from mistudio_tui.db.models import Training
 from mistudio_tui.ml.sae.formats import load_any
+from mistudio_tui.services.trainings import clone_training
 from tests.integration.test_multi_train import cli, tokenization  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.slow
@@ -43,7 +44,7 @@ def test_train_matryoshka_from_the_cli(capsys, activation_set: int) -> None:
     assert "matryoshka_widths must increase strictly" in error["error"]
 
 
-def test_train_transcoders_from_the_cli(capsys, activation_set: int) -> None:
+def test_train_transcoders_from_the_cli(capsys, studio, activation_set: int) -> None:
     transcode = f"{HOOKS[0]}:{HOOKS[1]}"
     run = cli(capsys, "train", "--activations", str(activation_set), "--transcode", transcode, "--tokens", "30000",
               "--arch", "topk", *SMALL)  # fmt: skip
@@ -73,6 +74,11 @@ def test_train_transcoders_from_the_cli(capsys, activation_set: int) -> None:
     assert loaded.sae.W_skip is not None and loaded.sae.W_skip.shape == (32, 32)
     saved = json.loads((Path(skip["path"]) / "cfg.json").read_text())
     assert saved["architecture"] == "jumprelu_skip_transcoder"
+    evaluated = cli(capsys, "trainings", "eval", str(skip["id"]), "--tokens", "1000", "--device", "cpu")
+    assert evaluated["evaluation"]["source"] == "held_out" and "ce_loss_recovered" in evaluated["evaluation"]
+    clone = Training.get_by_id(clone_training(studio, skip["id"], name="again").resource.id)
+    assert clone.config["hook_name_out"] == HOOKS[1] and clone.config["sae"]["skip_connection"]
+    assert clone.config["sae"]["d_out"] == 32 and clone.hook_name == HOOKS[0]
 
     for argv, message in (
         (["--skip"], "give --transcode IN_HOOK:OUT_HOOK too"),

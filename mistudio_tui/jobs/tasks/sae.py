@@ -46,7 +46,13 @@ def ce_loss_metrics(
 
     ctx.progress(0, None, text="evaluating CE loss with the SAE spliced in")
     loaded = load_model(info["model_path"], dtype=info.get("model_dtype") or "float32", device=device)
-    sae = load_any(sae_dir, device=loaded.device).sae.eval()
+    sae_file = load_any(sae_dir, device=loaded.device)
+    sae = sae_file.sae.eval()
+    if sae.cfg.is_transcoder:  # spliced in at the hook it writes, never at the one it reads
+        hook_out = hook_out or sae_file.metadata.get("hook_name_out")
+        if not hook_out:
+            ctx.log(f"{sae_dir} is a transcoder that does not say which hook it writes: no CE-loss evaluation")
+            return {}
     tokens = TokenStore(Path(info["tokenization_dir"]))
     start = max(len(tokens) - max(1, sequences), 0)  # the end of the tokenization: least likely trained on
 
@@ -83,10 +89,13 @@ def evaluate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     sae_dir = Path(params["sae_dir"])
     device = pick_device(params.get("device") or "auto")
     ctx.started(str(device))
-    sae = load_any(sae_dir, device=device).sae.eval()
+    sae_file = load_any(sae_dir, device=device)
+    sae = sae_file.sae.eval()
     requested = params.get("tokens")
     evaluation: dict[str, Any] = {}
-    source_spec = params.get("source") or {}
+    source_spec = dict(params.get("source") or {})
+    if sae.cfg.is_transcoder and not source_spec.get("hook_out"):  # an imported transcoder: its file names it
+        source_spec["hook_out"] = sae_file.metadata.get("hook_name_out")
     if source_spec.get("dir"):
         store = ActivationStore(Path(source_spec["dir"]))
         hook = source_spec.get("hook") or store.hooks[0]
