@@ -192,6 +192,7 @@ def import_sae(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
             "hook_name": metadata.get("hook_name"),
             "config": {
                 "sae": sae.cfg.to_dict(),
+                "hook_name_out": metadata.get("hook_name_out"),  # a transcoder's output hook (None for an SAE)
                 "import": {
                     "source": params["source"],
                     "subfolder": params.get("subfolder"),
