@@ -14,6 +14,7 @@ from mistudio_tui.services import multi_training as multi_svc
 from mistudio_tui.services import tracking
 from mistudio_tui.services import trainings as svc
 from mistudio_tui.studio import Studio
+from mistudio_tui.units import parse_count
 
 TRAINING_COLUMNS = [
     ("id", "ID"),
@@ -27,6 +28,14 @@ TRAINING_COLUMNS = [
     ("explained_variance", "EV"),
     ("device", "DEVICE"),
 ]
+
+
+def widths_arg(text: str) -> list[int]:
+    """An argparse type for comma-separated counts like 512,2k,8k."""
+    try:
+        return [parse_count(part.strip(), "--matryoshka-widths") for part in text.split(",")]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--matryoshka-widths: ")) from None
 
 
 def training_summary(t: Training) -> dict[str, Any]:
@@ -73,6 +82,12 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--resume", metavar="RUN", help="continue a paused/interrupted run from its checkpoint")
     p.add_argument("--arch", dest="architecture", choices=list(svc.ARCHITECTURES), default=None)
     p.add_argument("--k", type=int)
+    p.add_argument(
+        "--matryoshka-widths",
+        type=widths_arg,
+        metavar="W1,W2,...",
+        help="nested prefix widths of --arch matryoshka, e.g. 512,2048,8192 (default: doubling up to the width)",
+    )
     p.add_argument("--l1", dest="l1_coefficient", type=float)
     width = p.add_mutually_exclusive_group()
     width.add_argument("--expansion", type=int)
@@ -90,6 +105,12 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     p.add_argument("--checkpoint-every", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--hook", help="which hook of a multi-hook activation set")
+    p.add_argument(
+        "--transcode",
+        metavar="IN_HOOK:OUT_HOOK",
+        help="train a transcoder: encode IN_HOOK, decode to OUT_HOOK (both hooks of the activation set)",
+    )
+    p.add_argument("--skip", action="store_true", help="with --transcode: add a linear skip connection (W_skip)")
     p.add_argument("--hooks", help="several hooks, comma-separated: one SAE each, trained from the same batches")
     p.add_argument("--variants", help="several SAEs per hook, e.g. 'k=16;k=64,expansion=16' (with --hooks)")
     p.add_argument("--model", help="stream activations from this model (with --tokenization and --hooks)")
@@ -150,6 +171,8 @@ def cmd_train(args: argparse.Namespace, studio: Studio) -> None:
         raise CliError("--nproc must be at least 1", code=2)
     args.wandb_module = tracking.load_wandb(args.wandb) if args.wandb is not None else None  # before any row
     if args.hooks or args.model or args.tokenization or args.variants:
+        if args.transcode or args.skip:
+            raise CliError("--transcode trains one transcoder; it cannot be combined with --hooks or --model", code=2)
         return cmd_train_group(args, studio)
     group = args.resume and Training.get_or_none(Training.group_name == args.resume) is not None
     if args.resume:
@@ -164,14 +187,20 @@ def cmd_train(args: argparse.Namespace, studio: Studio) -> None:
     else:
         if not args.activations:
             raise CliError("train: --activations is required (or --resume RUN)", code=2)
+        if args.transcode and (args.nproc or 1) > 1:
+            raise CliError("transcoders train in one process; leave out --nproc", code=2)
         spec = svc.new_training(
             studio,
             args.activations,
             name=args.name,
             hook=args.hook,
+            transcode=args.transcode,
+            skip=args.skip,
             **run_options(args),
         )
     if args.nproc is not None:
+        if args.nproc > 1 and spec.params["source"].get("hook_out"):  # checked before a new row is made too
+            raise CliError("transcoders train in one process; leave out --nproc", code=2)
         spec.params["nproc"] = args.nproc
     run_spec(args, studio, spec, training_summary, _tracker(args, studio, spec))
 
@@ -231,6 +260,7 @@ def run_options(args: argparse.Namespace) -> dict[str, Any]:
             "tags",
             "architecture",
             "k",
+            "matryoshka_widths",
             "l1_coefficient",
             "expansion",
             "d_sae",

@@ -31,6 +31,7 @@ from mistudio_tui.ml.features.similarity import nearest_to
 from mistudio_tui.ml.models.hooks import capture, patch_activation
 from mistudio_tui.ml.models.loading import LoadedModel, load_model
 from mistudio_tui.ml.sae.base import SparseAutoencoder
+from mistudio_tui.ml.sae.evaluate import TranscoderSplice
 from mistudio_tui.ml.steering.generate import IncrementalDecoder, Sampling, generate_ids
 from mistudio_tui.ml.steering.interventions import FeatureScale, Intervention, StepState, steering_fn
 from mistudio_tui.ml.token_display import token_strings
@@ -50,6 +51,7 @@ class LoadedPair:
     hook: str
     tokenization_dir: str | None
     max_acts: Tensor | None = None
+    hook_out: str | None = None  # a transcoder's output hook: where its decoder writes, so where steering adds
     max_source: str = ""
     typical_norm: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -126,7 +128,10 @@ class InferenceServer:
         if not hook:
             raise ValueError(f"training '{training.name}' does not say which hook point its SAE reads")
         tok_dir = training.tokenization.path if training.tokenization is not None else None
-        self._pair = LoadedPair(training.id, target, loaded, sae, hook, tok_dir)
+        hook_out = (training.config or {}).get("hook_name_out") or sae_file.metadata.get("hook_name_out")
+        if sae.cfg.is_transcoder and not hook_out:
+            raise ValueError(f"training '{training.name}' is a transcoder but does not say which hook it writes")
+        self._pair = LoadedPair(training.id, target, loaded, sae, hook, tok_dir, hook_out=hook_out)
         return self._pair
 
     def encode(self, pair: LoadedPair, text: str) -> tuple[Tensor, bool]:
@@ -319,10 +324,7 @@ class InferenceServer:
             state = StepState(skip_first=with_bos and not include_bos, positions=positions)
             patch = None
             if chosen is not None:
-                fn = steering_fn(pair.sae, chosen, max_acts, state)
-
-                def patch(fn: Callable[[Tensor], Tensor] = fn) -> Any:
-                    return patch_activation(pair.loaded.model, pair.hook, fn)
+                patch = self._steering_patch(pair, chosen, max_acts, state)
 
             decoder = IncrementalDecoder(pair.tokenizer)
             pieces: list[str] = []
@@ -341,6 +343,25 @@ class InferenceServer:
             "variant_scales": variant_scales,  # a sweep: each strength's own added norm
         }
 
+    def _steering_patch(
+        self, pair: LoadedPair, chosen: list[Intervention], max_acts: dict[int, float], state: StepState
+    ) -> Callable[[], Any]:
+        """A context-manager factory that steers every forward pass: at the SAE's hook, or for a transcoder at its
+        output hook, with its input hook recorded first (a clamp reads its codes there)."""
+        if pair.hook_out is None:
+            fn = steering_fn(pair.sae, chosen, max_acts, state)
+            return lambda: patch_activation(pair.loaded.model, pair.hook, fn)
+        splice = TranscoderSplice(pair.sae)
+        fn = steering_fn(pair.sae, chosen, max_acts, state, source=lambda: splice.recorded)
+
+        def patch() -> Any:
+            stack = contextlib.ExitStack()
+            stack.enter_context(patch_activation(pair.loaded.model, pair.hook, splice.record))
+            stack.enter_context(patch_activation(pair.loaded.model, pair.hook_out, fn))
+            return stack
+
+        return patch
+
     def op_ablate(
         self,
         ctx: JobContext,
@@ -354,6 +375,8 @@ class InferenceServer:
     ) -> dict[str, Any]:
         """Change in next-token loss and the most moved logits when `features` are zeroed or clamped."""
         pair = self.pair(training_id, device)
+        if pair.hook_out is not None:
+            raise ValueError("feature ablation works on SAEs; this training is a transcoder (steer it instead)")
         feats = _check_features(features, pair.sae.d_sae)
         ids, with_bos = self.encode(pair, text)
         result = ablate_features(pair.loaded.model, pair.sae, pair.hook, ids, feats, mode, value, with_bos, int(top))

@@ -74,6 +74,30 @@ class TensorBatchSource:
         self._order = self._make_order()
 
 
+class ConcatenatedSource:
+    """Rows of several sources side by side ([input | target] rows of a transcoder): the sources must serve the
+    same tokens in the same order (e.g. two hooks of one activation set read with the same seed and rows)."""
+
+    def __init__(self, sources: list[BatchSource]) -> None:
+        if not sources:
+            raise ValueError("ConcatenatedSource needs at least one source")
+        self.sources = list(sources)
+        self.d_in = sum(int(source.d_in) for source in self.sources)
+
+    def next_batch(self, batch_size: int) -> torch.Tensor:
+        return torch.cat([source.next_batch(batch_size) for source in self.sources], dim=1)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"parts": [source.state_dict() for source in self.sources]}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        parts = state.get("parts")
+        if not isinstance(parts, list) or len(parts) != len(self.sources):
+            raise ValueError(f"batch-source state holds {parts and len(parts)} parts, expected {len(self.sources)}")
+        for source, part in zip(self.sources, parts, strict=True):
+            source.load_state_dict(part)
+
+
 class PrefetchingSource:
     """Reads the next batch in a background thread (and, on CUDA, copies it from pinned memory on a side stream)
     while the current step computes. `state_dict()` is the wrapped source's state after the last batch handed out,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mistudio_tui.db.models import Dataset, LanguageModel, Tokenization, Training
+from mistudio_tui.ml.sae.config import K_ARCHITECTURES
 
 FILTER_KEYS = ("state", "dataset", "model", "tag", "group", "arch")
 
@@ -84,7 +85,7 @@ def matches(row: RunRow, run_filter: RunFilter) -> bool:
 
 def _sparsity(t: Training) -> float | None:
     sae = (t.config or {}).get("sae", {})
-    value = sae.get("k") if t.architecture in ("topk", "batchtopk") else sae.get("l1_coefficient")
+    value = sae.get("k") if t.architecture in K_ARCHITECTURES else sae.get("l1_coefficient")
     return float(value) if isinstance(value, (int, float)) else None
 
 

@@ -83,11 +83,10 @@ def _rules(cls: type, skip: tuple[str, ...]) -> dict[str, FieldRule]:
 
 
 # The fields of the trainer's SAEConfig / TrainConfig a template may carry (widths are kept as an expansion
-# factor so a template fits any activation set).
-SAE_FIELDS: dict[str, FieldRule] = {
-    "expansion": FieldRule("number", ">0"),
-    **_rules(SAEConfig, skip=("d_in", "d_sae", "expansion_factor")),
-}
+# factor so a template fits any activation set; absolute Matryoshka widths would not, so they stay out, and so do
+# a transcoder's output width and skip: they follow from the hooks a run is given, not from its recipe).
+_NOT_TEMPLATED = ("d_in", "d_sae", "expansion_factor", "matryoshka_widths", "d_out", "skip_connection")
+SAE_FIELDS: dict[str, FieldRule] = {"expansion": FieldRule("number", ">0"), **_rules(SAEConfig, skip=_NOT_TEMPLATED)}
 TRAIN_FIELDS: dict[str, FieldRule] = _rules(TrainConfig, skip=("metadata",))
 SECTIONS = {"sae": SAE_FIELDS, "train": TRAIN_FIELDS}
 
@@ -157,6 +156,8 @@ def config_from_training(training: Training) -> dict[str, Any]:
     if d_in and d_sae:
         ratio = d_sae / d_in
         sae["expansion"] = int(ratio) if ratio == int(ratio) else ratio
+    if sae.get("d_out"):  # a transcoder never subtracts b_dec from its input: that is no choice of its recipe
+        sae.pop("apply_b_dec_to_input", None)
     sae = {k: v for k, v in sae.items() if k in SAE_FIELDS}
     train = {k: v for k, v in (training.config.get("train") or {}).items() if k in TRAIN_FIELDS}
     return validate_config({"sae": sae, "train": train}, f"training '{training.name}'")

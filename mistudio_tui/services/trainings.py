@@ -8,11 +8,11 @@ from typing import Any
 from mistudio_tui.db.lookup import new_name, resolve
 from mistudio_tui.db.models import ActivationSet, LanguageModel, Tokenization, Training, TrainingTemplate, database
 from mistudio_tui.db.states import RunState
-from mistudio_tui.ml.sae.config import sae_config, train_config
+from mistudio_tui.ml.sae.config import K_ARCHITECTURES, resolve_matryoshka_widths, sae_config, train_config
 from mistudio_tui.services.spec import JobSpec, create_pending, slug
 from mistudio_tui.studio import Studio
 
-ARCHITECTURES = ("relu", "topk", "batchtopk", "jumprelu")
+ARCHITECTURES = ("relu", "topk", "batchtopk", "jumprelu", "matryoshka")
 SAE_KEYS = (
     "architecture",
     "d_sae",
@@ -25,6 +25,7 @@ SAE_KEYS = (
     "aux_k_coefficient",
     "dead_tokens_threshold",
     "apply_b_dec_to_input",
+    "matryoshka_widths",
 )
 TRAIN_DEFAULTS: dict[str, Any] = {
     "total_tokens": 2_000_000,
@@ -46,6 +47,7 @@ def training_config(
     expansion: int | None = None,
     d_sae: int | None = None,
     template: dict[str, Any] | None = None,
+    matryoshka_widths: list[int] | None = None,
     **train: Any,
 ) -> dict[str, Any]:
     """The {'sae': ..., 'train': ...} config of a run: template first, then explicit values."""
@@ -72,10 +74,11 @@ def training_config(
         sae["k"] = int(k)
     if l1_coefficient is not None:
         sae["l1_coefficient"] = float(l1_coefficient)
-    if sae["architecture"] in ("topk", "batchtopk"):
+    if sae["architecture"] in K_ARCHITECTURES:
         sae.setdefault("k", 32)
         if not 0 < sae["k"] <= d_sae:
             raise ValueError(f"k={sae['k']} must be between 1 and the SAE width {d_sae}")
+    _set_matryoshka_widths(sae, matryoshka_widths)
     train_cfg.update({key: value for key, value in train.items() if value is not None})
     if int(train_cfg["total_tokens"]) <= 0:
         raise ValueError("the token budget must be positive")
@@ -87,6 +90,18 @@ def training_config(
     return config
 
 
+def _set_matryoshka_widths(sae: dict[str, Any], widths: list[int] | None) -> None:
+    """Check the nested widths of a matryoshka run against its d_sae; other architectures have none."""
+    if sae["architecture"] != "matryoshka":
+        if widths is not None:
+            raise ValueError("matryoshka widths apply to the matryoshka architecture only")
+        sae.pop("matryoshka_widths", None)
+        return
+    widths = widths if widths is not None else sae.get("matryoshka_widths")
+    if widths is not None:
+        sae["matryoshka_widths"] = resolve_matryoshka_widths(sae["d_sae"], widths)
+
+
 def new_training(
     studio: Studio,
     activations_ref: str | int,
@@ -95,24 +110,40 @@ def new_training(
     template: str | int | None = None,
     tags: str = "",
     template_config: dict[str, Any] | None = None,
+    transcode: str | None = None,
+    skip: bool = False,
     **options: Any,
 ) -> JobSpec:
-    """Create the Training row on an activation set and describe the training job."""
+    """Create the Training row on an activation set and describe the training job; with `transcode`
+    ('IN_HOOK:OUT_HOOK') a transcoder that reads one hook of the set and writes another (`skip`: with W_skip)."""
     aset = resolve(ActivationSet, activations_ref)
     if aset.status != "ready":
         raise ValueError(f"activation set '{aset.name}' is {aset.status}; it must be ready")
     hooks = list(aset.hooks or [])
+    hook_out = None
+    if transcode is not None:
+        if hook:
+            raise ValueError("give either --hook or --transcode IN_HOOK:OUT_HOOK, not both")
+        hook, hook_out = _transcoder_hooks(transcode)
+    elif skip:
+        raise ValueError("--skip adds a skip connection to a transcoder: give --transcode IN_HOOK:OUT_HOOK too")
     hook = hook or (hooks[0] if hooks else None)
-    if hooks and hook not in hooks:
-        raise ValueError(f"activation set '{aset.name}' has no hook {hook!r}; it has {', '.join(hooks)}")
+    for wanted in (hook, hook_out):
+        if hooks and wanted is not None and wanted not in hooks:
+            raise ValueError(f"activation set '{aset.name}' has no hook {wanted!r}; it has {', '.join(hooks)}")
     if not aset.d_in:
         raise ValueError(f"activation set '{aset.name}' does not record its width (d_in)")
     tpl = template_config
     if template is not None:
         tpl = dict(resolve(TrainingTemplate, template).config)
-    config = training_config(aset.d_in, template=tpl, **options)
+    config = training_config(_hook_width(aset, hook), template=tpl, **options)
     sae = config["sae"]
     default = f"{sae['architecture']}-{slug(hook or 'acts')}-{sae['d_sae']}"
+    if hook_out is not None:
+        sae.update(d_out=_hook_width(aset, hook_out), skip_connection=bool(skip), apply_b_dec_to_input=False)
+        config["hook_name_out"] = hook_out
+        kind = "skip-transcoder" if skip else "transcoder"
+        default = f"{sae['architecture']}-{kind}-{slug(hook or 'acts')}-{sae['d_sae']}"
     with database.atomic():
         training = create_training(
             studio,
@@ -125,6 +156,24 @@ def new_training(
             tags=tags,
         )
     return train_spec(training, resume=False)
+
+
+def _transcoder_hooks(text: str) -> tuple[str, str]:
+    """('IN_HOOK', 'OUT_HOOK') from 'IN_HOOK:OUT_HOOK'."""
+    hook_in, sep, hook_out = text.partition(":")
+    if not (sep and hook_in.strip() and hook_out.strip()):
+        raise ValueError(
+            f"--transcode wants IN_HOOK:OUT_HOOK (e.g. blocks.3.hook_resid_mid:blocks.3.hook_mlp_out), got {text!r}"
+        )
+    if hook_in.strip() == hook_out.strip():
+        raise ValueError(f"--transcode reads one hook and writes another; {hook_in.strip()!r} is both (train an SAE)")
+    return hook_in.strip(), hook_out.strip()
+
+
+def _hook_width(aset: ActivationSet, hook: str | None) -> int:
+    """The width of one hook of an activation set (its per-hook record where the widths differ)."""
+    by_hook = (aset.manifest or {}).get("d_in_by_hook") or {}
+    return int(by_hook.get(hook) or aset.d_in)
 
 
 def create_training(studio: Studio, config: dict[str, Any], **fields: Any) -> Training:
@@ -150,10 +199,14 @@ def train_spec(training: Training, resume: bool, config: dict[str, Any] | None =
     model = training.model
     tok = training.tokenization
     metadata = {**run_metadata(model, tok, aset.context_size if aset else None), "hook_name": training.hook_name}
+    source = {"type": "activations", "dir": aset.path if aset else None, "hook": training.hook_name}
+    hook_out = training.config.get("hook_name_out")
+    if hook_out:  # a transcoder: rows are [input hook | output hook]
+        source["hook_out"] = metadata["hook_name_out"] = hook_out
     params = {
         "sae": config["sae"],
         "train": config["train"],
-        "source": {"type": "activations", "dir": aset.path if aset else None, "hook": training.hook_name},
+        "source": source,
         "out_dir": training.path,
         "resume": resume,
         "metadata": metadata,
@@ -239,11 +292,15 @@ def clone_training(studio: Studio, ref: str | int, name: str | None = None, **ch
         "d_sae": changes.pop("d_sae", sae.get("d_sae")),
     }
     template = {"sae": {k: v for k, v in sae.items() if k in SAE_KEYS}, "train": dict(config["train"])}
+    hook_out = config.get("hook_name_out")
+    if hook_out:  # a transcoder stays one, between the same hooks
+        options.update(transcode=f"{training.hook_name}:{hook_out}", skip=bool(sae.get("skip_connection")))
+        template["sae"].pop("apply_b_dec_to_input", None)
     return new_training(
         studio,
         training.activation_set.id,
         name=name,
-        hook=training.hook_name,
+        hook=None if hook_out else training.hook_name,
         template_config=template,
         tags=training.tags,
         **options,
@@ -290,6 +347,7 @@ def evaluate_training(
         "source": {
             "dir": aset.path if aset else None,
             "hook": training.hook_name,
+            "hook_out": (training.config or {}).get("hook_name_out"),  # a transcoder's target hook
             "held_out": training.origin == "trained",
         },
         "eval": {**eval_params(model, tok), "context_size": tok.context_size if tok else None},

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 from tests.benchmarks.scripts import load_script
 
@@ -25,41 +23,27 @@ def bench_lines(text: str) -> dict[str, tuple[float, str]]:
     return found
 
 
-def test_sae_quality_compares_three_recipes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sae_quality_scores_ours_against_ground_truth_and_names_the_best_anchor() -> None:
+    """The harness's own pieces (no anchor library needed): our trainer, the scoring and the BENCH verdicts."""
+    module = load_script("sae_quality")
     gen = torch.Generator().manual_seed(0)
-    dictionary = torch.randn(48, 16, generator=gen)
-    dictionary /= dictionary.norm(dim=1, keepdim=True)
-    active = torch.rand(6000, 48, generator=gen) < 0.06
-    data = (torch.rand(6000, 48, generator=gen) + 0.5) * active @ dictionary + 2.0
-    path = tmp_path / "acts.safetensors"
-    save_file({"blocks.0.hook_resid_post": data, "other": torch.zeros(3)}, str(path))
-    module = load_script("sae_quality")
-    with pytest.raises(ValueError, match="choose one with --key"):
-        module.main(["--activations", str(path)])
-    assert module.main(["--activations", str(path), "--key", "blocks.0.hook_resid_post", "--k", "4",
-                        "--expansion", "4", "--tokens", "20000", "--batch-size", "256"]) == 0  # fmt: skip
-    out = capsys.readouterr().out
-    lines = bench_lines(out)
-    assert set(lines) == {"quality_ev_ours", "quality_dead_ours", "quality_ev_naive"}
-    for recipe in ("ours", "sparsify", "naive"):
-        assert re.search(rf"^{recipe}\s+-?\d", out, flags=re.MULTILINE)
-    assert 0.0 < lines["quality_ev_ours"][0] <= 1.0
-
-
-def test_sae_quality_reads_an_activation_set_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from mistudio_tui.ml.activations.importing import import_activations
-
-    data = torch.randn(3000, 16, generator=torch.Generator().manual_seed(1)) + 1.0
-    save_file({"acts": data}, str(tmp_path / "acts.safetensors"))
-    import_activations(tmp_path / "acts.safetensors", tmp_path / "set", hook_name="blocks.0.hook_resid_post")
-    module = load_script("sae_quality")
-    torch.testing.assert_close(module.load_activations(tmp_path / "set", None), data)
-    with pytest.raises(ValueError, match="unknown recipe"):
-        module.main(["--activations", str(tmp_path / "set"), "--recipes", "ours,mine"])
-    args = ["--activations", str(tmp_path / "set"), "--quick", "--recipes", "ours,naive", "--k", "4"]
-    assert module.main([*args, "--expansion", "2", "--batch-size", "256"]) == 0
-    out = capsys.readouterr().out
-    assert "budget 2,700 tokens" in out and set(bench_lines(out)) == {"quality_ev_naive"}
+    true = torch.randn(24, 16, generator=gen)
+    true /= true.norm(dim=1, keepdim=True)
+    data = ((torch.rand(20_000, 24, generator=gen) < 0.08) * (0.5 + torch.rand(20_000, 24, generator=gen))) @ true
+    trained = module.TRAINERS["ours-topk"](module.Job(data[:16_000], d_sae=24, k=2, tokens=40_960, seed=0))
+    score = module.score(trained, data[16_000:], true, seconds=1.0)
+    assert score.mcc is not None and score.mcc > 0.8 and score.ev > 0.7 and score.l0 == pytest.approx(2.0)
+    row = module.Row("w")
+    row.scores["ours-topk"] = [score]
+    row.scores["sparsify"] = [module.Score(ev=score.ev + 0.1, l0=2.0, dead=0.2, seconds=1.0, mcc=0.1, recovered=0.0)]
+    lines = bench_lines("\n".join(module.bench_lines([row])))
+    assert lines["quality_w_ours-topk_mcc"][1] == "ok" and lines["quality_w_ours-topk_ev"][1] == "short"
+    assert lines["quality_w_ours-topk_dead"] == (
+        pytest.approx(score.dead, abs=1e-4),
+        "ok" if score.dead <= 0.03 else "short",
+    )
+    with pytest.raises(SystemExit):
+        module.main(["--worlds", "nowhere"])
 
 
 def test_train_benchmark_prints_every_figure(capsys: pytest.CaptureFixture[str]) -> None:
@@ -107,3 +91,22 @@ def test_step_work_counts_the_extraction_against_forward_and_encode(capsys: pyte
     assert set(lines) == {"extract_launches_ref_over_ours_4096", "extract_launches_ref_over_ours_32768"}
     # the larger updates can only launch fewer kernels per token
     assert lines["extract_launches_ref_over_ours_32768"][0] >= lines["extract_launches_ref_over_ours_4096"][0]
+
+
+def test_matryoshka_benchmark_scores_absorption(capsys: pytest.CaptureFixture[str]) -> None:
+    module = load_script("matryoshka")
+    world = module.World.random(d_in=32, parents=4, children=2, parent_rate=0.2, seed=0)
+    held_out = world.sample(2000, seed=1)
+    parents, children = world.directions[:4], world.directions[4:]
+    # the true dictionary scores perfectly; a dictionary that absorbed every parent into its children has no parent
+    perfect = module.score(world, world.directions, held_out, held_out, 0.0)
+    assert perfect.mcc == pytest.approx(1.0) and perfect.parents_recovered == 1.0 and perfect.absorbed_children == 0
+    absorbed = torch.cat([children + parents.repeat_interleave(2, dim=0), torch.randn(4, 32)])
+    scores = module.score(world, absorbed, held_out, held_out, 0.0)
+    assert scores.parents_recovered == 0.0 and scores.absorbed_children == 1.0 and scores.mcc < 0.9
+    assert module.main(["--seeds", "1", "--tokens", "20000", "--d-in", "16", "--parents", "4", "--children", "2",
+                        "--parent-rate", "0.2"]) == 0  # fmt: skip
+    lines = bench_lines(capsys.readouterr().out)
+    assert set(lines) == {f"matryoshka_hier_{name}" for name in
+                          ("mcc", "parents_recovered", "absorbed_children", "explained_variance")}  # fmt: skip
+    assert all(0.0 <= value <= 1.0 for value, _ in lines.values())

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from textual.widgets import DataTable
+from textual.widgets import Checkbox, DataTable, Input, Select
 from textual.widgets.data_table import ColumnKey
 
 from mistudio_tui.app import MiStudioApp
 from mistudio_tui.db import metrics as mq
-from mistudio_tui.db.models import Job, Training, TrainingMetric
+from mistudio_tui.db.models import ActivationSet, Job, Training, TrainingMetric
 from mistudio_tui.jobs.checkpoint_files import CHECKPOINT_DIR, checkpoint_path
 from mistudio_tui.jobs.runner import JobEvent
+from mistudio_tui.ui import actions
 from mistudio_tui.ui.modals.confirm import ConfirmModal
 from mistudio_tui.ui.modals.form import FormModal
 from mistudio_tui.ui.screens.training_compare import TrainingCompareScreen
@@ -297,11 +298,25 @@ async def test_cancel_marks_a_paused_run_cancelled_and_export_says_why_it_cannot
         assert not Path(tmp_path / "out").exists()
 
 
-async def test_templates_and_sweeps_keys_open_their_screens(studio):
+async def test_new_run_templates_and_sweeps_keys_open_their_screens(studio, monkeypatch):
     populate_runs(studio.paths.home)
+    ActivationSet.create(name="mlp", hooks=["in", "out"], d_in=32, status="ready", path="/x")  # the form's default
+    submitted: list = []
+    monkeypatch.setattr(actions, "submit_spec", lambda _screen, spec: submitted.append(spec))
     app = MiStudioApp(studio, offer_sample=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await open_trainings(pilot)
+        await pilot.press("n")
+        await pilot.pause()
+        assert isinstance(app.screen, FormModal)
+        choice = app.screen.query_one("#field-architecture", Select)
+        assert ("Matryoshka BatchTopK", "matryoshka") in [(str(label), value) for label, value in choice._options]
+        app.screen.query_one("#field-transcode", Input).value = "in:out"  # a transcoder, with a skip connection
+        app.screen.query_one("#field-skip", Checkbox).value = True
+        app.screen.action_submit()
+        await pilot.pause()
+        assert [spec.params["source"]["hook_out"] for spec in submitted] == ["out"]
+        assert submitted[0].resource.config["sae"]["skip_connection"] is True
         await pilot.press("t")
         await pilot.pause()
         assert type(app.screen).__name__ == "TemplatePicker"

@@ -428,3 +428,21 @@ def test_import_rejects_bad_inputs(tmp_path: Path) -> None:
     (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(ValueError, match=r"junk\.safetensors"):
         import_activations(tmp_path / "junk.safetensors", tmp_path / "set")
+
+
+def test_two_hooks_read_with_one_seed_line_up_token_by_token(full_set: Path) -> None:
+    """A transcoder trains on [input hook | output hook] rows of the same tokens."""
+    from mistudio_tui.jobs.tasks.sae import HELD_OUT_FRACTION
+    from mistudio_tui.jobs.tasks.train import store_source
+
+    store = ActivationStore(full_set)
+    (lo, hi), _ = held_out_split(store, fraction=HELD_OUT_FRACTION)
+    source = store_source(str(full_set), HOOKS[0], seed=3, hook_out=HOOKS[1])
+    assert source.d_in == 64
+    pairs = torch.cat([store.read(HOOKS[0], lo, hi), store.read(HOOKS[1], lo, hi)], dim=1)
+    drawn = _draw(source, [9] * ((hi - lo) // 9) + [(hi - lo) % 9])
+    assert _keys(drawn) == _keys(pairs)  # every row pairs a token's input with the same token's output
+    state = source.state_dict()
+    following = source.next_batch(5)
+    source.load_state_dict(state)
+    assert torch.equal(source.next_batch(5), following)

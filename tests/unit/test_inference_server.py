@@ -10,7 +10,8 @@ import torch
 from mistudio_tui.inference.server import InferenceServer, RequestContext
 from mistudio_tui.ml.analysis.ablation import ablate_features, next_token_losses
 from mistudio_tui.ml.models.hooks import capture, patch_activation
-from tests.unit.steering_world import HOOK, PLANTED, make_world
+from mistudio_tui.ml.steering.interventions import Intervention, StepState
+from tests.unit.steering_world import HOOK, PLANTED, TRANSCODER_IN, make_world
 
 PROMPT = "once upon a time"
 
@@ -139,3 +140,42 @@ def test_strength_units_come_from_the_feature_set_when_there_is_one(server, worl
     )  # fmt: skip
     direct = fn_result["scales"][PLANTED]
     assert direct["added_norm"] == pytest.approx(2.0 * 3.25 * direct["decoder_norm"])
+
+
+def test_a_transcoder_steers_at_its_output_hook(mistudio_home: Path, tiny_lm_dir: Path) -> None:
+    world = make_world(mistudio_home, tiny_lm_dir, transcoder=True)
+    server = InferenceServer(mistudio_home)
+    pair = server.pair(world.training_id)
+    assert pair.hook == TRANSCODER_IN and pair.hook_out == HOOK
+    model, W_dec = pair.loaded.model, pair.sae.W_dec.detach()
+    ids, _ = server.encode(pair, PROMPT)
+    with capture(model, [TRANSCODER_IN, HOOK]) as cap:
+        cap.run(input_ids=ids)
+        codes, out = pair.sae.encode(cap[TRANSCODER_IN]), cap[HOOK]
+
+    def logits_under(patch) -> torch.Tensor:
+        with torch.no_grad(), patch():
+            return model(input_ids=ids).logits
+
+    def logits_with_output(new_out: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad(), patch_activation(model, HOOK, lambda _: new_out):
+            return model(input_ids=ids).logits
+
+    added = server._steering_patch(pair, [Intervention(PLANTED, 3.0)], {PLANTED: 1.0}, StepState())
+    shifted = out.clone()
+    shifted[:, 1:] += 3.0 * W_dec[PLANTED]  # the decoder row, at the output hook, past BOS
+    torch.testing.assert_close(logits_under(added), logits_with_output(shifted))
+    # a clamp reads the codes at the input hook and moves the output hook by the changed codes' decoder rows
+    clamp = server._steering_patch(pair, [Intervention(PLANTED, 2.0, "clamp")], {PLANTED: 1.0}, StepState())
+    clamped = out.clone()
+    clamped[:, 1:] += (2.0 - codes[:, 1:, PLANTED, None]) * W_dec[PLANTED]
+    torch.testing.assert_close(logits_under(clamp), logits_with_output(clamped))
+    max_act = server.op_scales(_ctx(), world.training_id, [PLANTED])[PLANTED]["max_act"]
+    result = server.op_generate(
+        _ctx(), lambda _: None, world.training_id, PROMPT,
+        interventions=[{"feature": PLANTED, "strength": 10.0 / max_act}], temperature=0.0, max_tokens=4,
+    )  # fmt: skip
+    target = server.token_strings(pair, [world.target_token])[0]
+    assert result["tokens"][f"steered:{10.0 / max_act:g}"] == [target] * 4
+    with pytest.raises(ValueError, match="transcoder"):
+        server.op_ablate(_ctx(), world.training_id, PROMPT, [PLANTED])

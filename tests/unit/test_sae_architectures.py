@@ -7,10 +7,18 @@ import math
 import pytest
 import torch
 
-from mistudio_tui.ml.sae.architectures import BatchTopKSAE, JumpReLUSAE, StandardSAE, TopKSAE, create_sae
+from mistudio_tui.ml.sae.architectures import (
+    BatchTopKSAE,
+    JumpReLUSAE,
+    MatryoshkaSAE,
+    StandardSAE,
+    TopKSAE,
+    create_sae,
+)
 from mistudio_tui.ml.sae.config import SAEConfig, TrainConfig
 from mistudio_tui.ml.sae.dense_ops import auxk_codes, batch_topk_codes, column_counts, float_counts
 from mistudio_tui.ml.sae.sparse_ops import (
+    SparseCodes,
     row_dots_gather,
     row_dots_sddmm,
     select_batch_topk,
@@ -123,16 +131,24 @@ DEVICES = [
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("architecture", ["topk", "batchtopk"])
-@pytest.mark.parametrize("apply_b_dec", [True, False])
-def test_sparse_kernels_match_dense_autograd(architecture: str, apply_b_dec: bool, device: str) -> None:
+@pytest.mark.parametrize("architecture", ["topk", "batchtopk", "matryoshka"])
+@pytest.mark.parametrize("variant", ["b_dec_subtracted", "plain", "skip_transcoder"])
+def test_sparse_kernels_match_dense_autograd(architecture: str, variant: str, device: str) -> None:
     torch.manual_seed(0)
-    cfg = SAEConfig(d_in=12, d_sae=40, k=3, aux_k=5, architecture=architecture, apply_b_dec_to_input=apply_b_dec)
+    extra: dict = {"matryoshka_widths": [5, 13, 40]} if architecture == "matryoshka" else {}
+    if variant == "skip_transcoder":  # rows are [input (12) | target (7)]
+        extra.update(d_out=7, skip_connection=True)
+    cfg = SAEConfig(
+        d_in=12, d_sae=40, k=3, aux_k=5, architecture=architecture,
+        apply_b_dec_to_input=variant == "b_dec_subtracted", **extra,
+    )  # fmt: skip
     sae = create_sae(cfg).to(device)
     with torch.no_grad():
         sae.b_dec.normal_()
         sae.b_enc.normal_(0, 0.1)
-    x = torch.randn(24, 12, device=device)
+        if sae.W_skip is not None:
+            sae.W_skip.normal_()
+    x = torch.randn(24, cfg.row_width, device=device)
     dead = torch.zeros(40, dtype=torch.bool, device=device)
     dead[::3] = True
     results = {}
@@ -185,7 +201,7 @@ def test_topk_selection_sorted_csr() -> None:
     assert torch.equal(values.view(5, 4).sort(dim=-1).values, pre.topk(4).values.sort(dim=-1).values)
 
 
-@pytest.mark.parametrize("architecture", ["standard", "topk", "batchtopk", "jumprelu"])
+@pytest.mark.parametrize("architecture", ["standard", "topk", "batchtopk", "jumprelu", "matryoshka"])
 def test_encode_decode_accept_any_leading_shape(architecture: str) -> None:
     sae = create_sae(SAEConfig(d_in=8, d_sae=16, k=3, architecture=architecture), torch.Generator().manual_seed(0))
     x = torch.randn(2, 3, 8)
@@ -311,7 +327,7 @@ def test_batch_topk_threshold_ignores_batches_without_positive_values() -> None:
     assert sae.threshold.tolist() == pytest.approx([2.0 * 0.99 + 4.0 * 0.01] * 3)
 
 
-@pytest.mark.parametrize("architecture", ["standard", "topk", "batchtopk", "jumprelu"])
+@pytest.mark.parametrize("architecture", ["standard", "topk", "batchtopk", "jumprelu", "matryoshka"])
 def test_dense_losses_under_bf16_autocast_stay_close_to_fp32(architecture: str) -> None:
     torch.manual_seed(4)
     sae = create_sae(SAEConfig(d_in=16, d_sae=64, k=4, architecture=architecture))
@@ -352,3 +368,47 @@ def test_float_column_counts_are_exact() -> None:
         assert torch.equal(float_counts(active), expected) and float_counts(active).dtype == torch.int64
         assert torch.equal(column_counts(active), expected)
     assert float_counts(mask).tolist()[0] == 0 and float_counts(mask).tolist()[6] == 3000
+
+
+def test_matryoshka_loss_sums_the_squared_errors_of_every_prefix() -> None:
+    sae = MatryoshkaSAE(SAEConfig(d_in=2, d_sae=3, k=2, architecture="matryoshka", matryoshka_widths=[1, 2]))
+    _set(sae, W_enc=[[1, 0, S], [0, 1, S]], W_dec=[[1, 0], [0, 1], [S, S]], b_enc=[0, 0, 0], b_dec=[0, 0])
+    assert sae.cfg.matryoshka_widths == [1, 2, 3]  # d_sae is always the last level
+    x = torch.tensor([[2.0, 1.0], [0.0, 0.5]])
+    for sparse in (True, False):
+        sae.use_sparse_kernels = sparse
+        out = sae.loss(x)
+        # pre-activations [[2, 1, 3 S], [0, .5, .5 S]]: BatchTopK keeps the 4 largest, 3S, 2, 1, .5
+        codes = torch.tensor([[2.0, 1.0, 3 * S], [0.0, 0.5, 0.0]])
+        errors = [((x - codes[:, :w] @ sae.W_dec[:w]) ** 2).sum() / 2 for w in (1, 2, 3)]
+        assert out.mse.item() == pytest.approx(errors[2].item(), rel=1e-6)
+        assert out.total.item() == pytest.approx(sum(e.item() for e in errors), rel=1e-6)
+        torch.testing.assert_close(out.x_hat, codes @ sae.W_dec.detach())
+
+
+def test_matryoshka_widths_default_to_doubling_and_are_checked() -> None:
+    assert SAEConfig(d_in=8, d_sae=64, architecture="matryoshka").matryoshka_widths == [4, 8, 16, 32, 64]
+    assert SAEConfig(d_in=8, d_sae=64, architecture="matryoshka", matryoshka_widths=[8, 64]).matryoshka_widths == [
+        8,
+        64,
+    ]
+    cfg = SAEConfig(d_in=8, d_sae=64, architecture="matryoshka", matryoshka_widths=[16, 32])
+    assert SAEConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ValueError, match="matryoshka_widths must increase strictly"):
+        SAEConfig(d_in=8, d_sae=64, architecture="matryoshka", matryoshka_widths=[32, 16])
+    with pytest.raises(ValueError, match="matryoshka_widths must increase strictly"):
+        SAEConfig(d_in=8, d_sae=64, architecture="matryoshka", matryoshka_widths=[8, 128])
+    with pytest.raises(ValueError, match="matryoshka_widths applies to the matryoshka architecture only"):
+        SAEConfig(d_in=8, d_sae=64, architecture="batchtopk", matryoshka_widths=[8])
+
+
+def test_sparse_codes_column_range_keeps_csr_order() -> None:
+    pre = torch.randn(6, 20, generator=torch.Generator().manual_seed(6))
+    codes = SparseCodes(*select_topk(pre, 5), n_cols=20)
+    dense = codes.to_dense()
+    for start, end in ((0, 7), (7, 20), (3, 4)):
+        part = codes.columns(start, end)
+        expected = torch.zeros_like(dense)
+        expected[:, start:end] = dense[:, start:end]
+        torch.testing.assert_close(part.to_dense(), expected)
+        assert part.crow[-1] == part.cols.numel()

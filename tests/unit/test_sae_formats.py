@@ -31,12 +31,12 @@ def _random_sae(architecture: str, seed: int = 0):
     with torch.no_grad():
         for p in sae.parameters():
             p.add_(torch.randn(p.shape, generator=gen) * 0.1)
-        if architecture in ("jumprelu", "batchtopk"):
+        if architecture in ("jumprelu", "batchtopk", "matryoshka"):
             sae.threshold.copy_(torch.rand(D_SAE, generator=gen) * 0.5)
     return sae
 
 
-@pytest.mark.parametrize("architecture", ["standard", "topk", "batchtopk", "jumprelu"])
+@pytest.mark.parametrize("architecture", ["standard", "topk", "batchtopk", "jumprelu", "matryoshka"])
 def test_saelens_round_trip_is_bit_exact(tmp_path: Path, architecture: str) -> None:
     sae = _random_sae(architecture).eval()
     sparsity = torch.log10(torch.rand(D_SAE) + 1e-10)
@@ -52,12 +52,124 @@ def test_saelens_round_trip_is_bit_exact(tmp_path: Path, architecture: str) -> N
     assert torch.equal(load_sparsity(tmp_path), sparsity)
     saved = json.loads((tmp_path / "cfg.json").read_text())
     assert saved["normalize_activations"] == "none" and saved["d_sae"] == D_SAE
-    expected_arch = {"batchtopk": "jumprelu"}.get(architecture, architecture)
+    expected_arch = {"batchtopk": "jumprelu", "matryoshka": "jumprelu"}.get(architecture, architecture)
     assert saved["architecture"] == expected_arch == cfg.architecture
     if architecture == "topk":
         assert saved["k"] == K
-    if architecture == "batchtopk":
+    if architecture in ("batchtopk", "matryoshka"):
         assert isinstance(loaded, JumpReLUSAE)
+
+
+@pytest.mark.parametrize("rescale", [True, False])
+def test_saelens_matryoshka_training_save_imports_as_jumprelu(tmp_path: Path, rescale: bool) -> None:
+    """A SAELens `matryoshka_batchtopk` training save: raw decoder norms, a scalar topk_threshold (double)."""
+    gen = torch.Generator().manual_seed(3)
+    tensors = {
+        "W_enc": torch.randn(D_IN, D_SAE, generator=gen),
+        "W_dec": torch.randn(D_SAE, D_IN, generator=gen) * (torch.rand(D_SAE, 1, generator=gen) + 0.5),
+        "b_enc": torch.randn(D_SAE, generator=gen) * 0.1,
+        "b_dec": torch.randn(D_IN, generator=gen) * 0.1,
+        "topk_threshold": torch.tensor(0.7, dtype=torch.float64),
+    }
+    save_file(tensors, str(tmp_path / "sae_weights.safetensors"))
+    cfg = {
+        "architecture": "matryoshka_batchtopk",
+        "d_in": D_IN,
+        "d_sae": D_SAE,
+        "dtype": "float32",
+        "device": "cpu",
+        "apply_b_dec_to_input": True,
+        "normalize_activations": "none",
+        "reshape_activations": "none",
+        "k": 4.0,
+        "topk_threshold_lr": 0.01,
+        "aux_loss_coefficient": 1.0,
+        "rescale_acts_by_decoder_norm": rescale,
+        "decoder_init_norm": 0.1,
+        "matryoshka_widths": [8, 16, 32],
+        "metadata": {"hook_name": "blocks.0.hook_resid_post", "model_name": "tiny"},
+    }
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    loaded = load_any(tmp_path)
+    assert isinstance(loaded.sae, JumpReLUSAE) and loaded.metadata["hook_name"] == "blocks.0.hook_resid_post"
+    # SAELens's training forward, thresholded as its inference export is: the reference the import must match
+    x = torch.randn(64, D_IN, generator=gen) * 3
+    norms = tensors["W_dec"].norm(dim=1) if rescale else torch.ones(D_SAE)
+    hidden = ((x - tensors["b_dec"]) @ tensors["W_enc"] + tensors["b_enc"]) * norms
+    codes = hidden * (hidden > 0.7)
+    x_hat = (codes / norms) @ tensors["W_dec"] + tensors["b_dec"]
+    assert bool((codes > 0).any()) and bool((hidden > 0).sum() > (codes > 0).sum())
+    torch.testing.assert_close(loaded.sae.encode(x), codes, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(loaded.sae(x), x_hat, rtol=1e-5, atol=1e-5)
+
+
+D_OUT = 6
+
+
+@pytest.mark.parametrize("architecture", ["standard", "topk", "batchtopk", "jumprelu"])
+@pytest.mark.parametrize("skip", [False, True])
+def test_saelens_transcoder_round_trip_is_bit_exact(tmp_path: Path, architecture: str, skip: bool) -> None:
+    gen = torch.Generator().manual_seed(4)
+    cfg = SAEConfig(
+        d_in=D_IN, d_sae=D_SAE, k=K, architecture=architecture, d_out=D_OUT, skip_connection=skip,
+        apply_b_dec_to_input=False,
+    )  # fmt: skip
+    sae = create_sae(cfg, gen)
+    with torch.no_grad():
+        for p in sae.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.1)
+    metadata = {"hook_name": "blocks.0.hook_resid_mid", "hook_name_out": "blocks.0.hook_mlp_out"}
+    save_saelens(sae.eval(), tmp_path, metadata)
+    saved = json.loads((tmp_path / "cfg.json").read_text())
+    names = {"standard": "transcoder", "topk": "topk_transcoder", "batchtopk": "jumprelu_transcoder"}
+    expected = names.get(architecture, "jumprelu_transcoder")
+    if skip:
+        expected = (
+            "skip_transcoder" if architecture == "standard" else expected.replace("_transcoder", "_skip_transcoder")
+        )
+    assert saved["architecture"] == expected and saved["d_out"] == D_OUT and not saved["apply_b_dec_to_input"]
+    loaded, loaded_cfg, meta = load_saelens(tmp_path)
+    assert loaded_cfg.d_out == D_OUT and loaded_cfg.skip_connection == skip
+    assert meta["hook_name_out"] == "blocks.0.hook_mlp_out"
+    for name, tensor in sae.inference_tensors().items():
+        assert torch.equal(loaded.inference_tensors()[name], tensor), name
+    assert ("W_skip" in loaded.inference_tensors()) == skip
+    x = torch.randn(3, 5, D_IN)
+    assert loaded(x).shape == (3, 5, D_OUT)
+    assert torch.equal(loaded(x), sae(x))
+
+
+@pytest.mark.parametrize("architecture", ["skip_transcoder", "jumprelu_transcoder"])
+def test_saelens_transcoder_written_by_saelens_matches_its_formula(tmp_path: Path, architecture: str) -> None:
+    gen = torch.Generator().manual_seed(5)
+    tensors = {
+        "W_enc": torch.randn(D_IN, D_SAE, generator=gen),
+        "b_enc": torch.randn(D_SAE, generator=gen),
+        "W_dec": torch.randn(D_SAE, D_OUT, generator=gen),
+        "b_dec": torch.randn(D_OUT, generator=gen),
+    }
+    if architecture == "skip_transcoder":
+        tensors["W_skip"] = torch.randn(D_OUT, D_IN, generator=gen)
+    else:
+        tensors["threshold"] = torch.rand(D_SAE, generator=gen)
+    save_file(tensors, str(tmp_path / "sae_weights.safetensors"))
+    cfg = {"architecture": architecture, "d_in": D_IN, "d_sae": D_SAE, "d_out": D_OUT, "dtype": "float32",
+           "apply_b_dec_to_input": False, "normalize_activations": "none",
+           "metadata": {"hook_name": "blocks.2.ln2.hook_normalized",
+                        "hook_name_out": "blocks.2.hook_mlp_out"}}  # fmt: skip
+    (tmp_path / "cfg.json").write_text(json.dumps(cfg))
+    loaded = load_any(tmp_path)
+    x = torch.randn(7, D_IN, generator=gen)
+    pre = x @ tensors["W_enc"] + tensors["b_enc"]  # SAELens: a transcoder never subtracts b_dec from its input
+    if architecture == "skip_transcoder":
+        codes = pre.relu()
+        expected = codes @ tensors["W_dec"] + tensors["b_dec"] + x @ tensors["W_skip"].T
+    else:
+        codes = pre.relu() * (pre > tensors["threshold"])
+        expected = codes @ tensors["W_dec"] + tensors["b_dec"]
+    torch.testing.assert_close(loaded.sae.encode(x), codes)
+    torch.testing.assert_close(loaded.sae(x), expected)
+    assert loaded.metadata["hook_name_out"] == "blocks.2.hook_mlp_out"
 
 
 def test_saelens_pre_6_flat_config(tmp_path: Path) -> None:
@@ -101,7 +213,9 @@ def _reference_topk(x: torch.Tensor, enc_w: torch.Tensor, enc_b: torch.Tensor, k
     return torch.zeros_like(post).scatter(-1, index, values)
 
 
-def _write_sparsify(folder: Path, transcode: bool = False, **cfg_extra: object) -> dict[str, torch.Tensor]:
+def _write_sparsify(
+    folder: Path, transcode: bool = False, skip: bool = False, **cfg_extra: object
+) -> dict[str, torch.Tensor]:
     folder.mkdir(parents=True)
     gen = torch.Generator().manual_seed(3)
     n = D_IN * 4
@@ -111,33 +225,39 @@ def _write_sparsify(folder: Path, transcode: bool = False, **cfg_extra: object) 
         "W_dec": torch.randn(n, D_IN, generator=gen),
         "b_dec": torch.randn(D_IN, generator=gen),
     }
+    if skip:
+        tensors["W_skip"] = torch.randn(D_IN, D_IN, generator=gen)
     save_file(tensors, str(folder / "sae.safetensors"))
     cfg = {"activation": "topk", "expansion_factor": 4, "normalize_decoder": True, "num_latents": 0, "k": K}
-    cfg.update({"multi_topk": False, "skip_connection": False, "transcode": transcode, "d_in": D_IN, **cfg_extra})
+    cfg.update({"multi_topk": False, "skip_connection": skip, "transcode": transcode, "d_in": D_IN, **cfg_extra})
     (folder / "cfg.json").write_text(json.dumps(cfg))
     return tensors
 
 
-@pytest.mark.parametrize("transcode", [False, True])
-def test_sparsify_import_matches_reference(tmp_path: Path, transcode: bool) -> None:
+@pytest.mark.parametrize("transcode, skip", [(False, False), (True, False), (True, True)])
+def test_sparsify_import_matches_reference(tmp_path: Path, transcode: bool, skip: bool) -> None:
     folder = tmp_path / "layers.3"
-    raw = _write_sparsify(folder, transcode)
+    raw = _write_sparsify(folder, transcode, skip)
     loaded = load_any(folder)
     assert isinstance(loaded, LoadedSAE) and loaded.source_format == "sparsify"
     assert loaded.metadata["hook_name"] == "layers.3" and loaded.sae.d_sae == D_IN * 4
     x = torch.randn(10, D_IN)
     codes = _reference_topk(x, raw["encoder.weight"], raw["encoder.bias"], K, None if transcode else raw["b_dec"])
     x_hat = codes @ raw["W_dec"] + raw["b_dec"]  # sparsify decodes with W_dec [n, d_in] as is
+    if skip:
+        x_hat = x_hat + x @ raw["W_skip"].T  # sparsify: sae_out += x @ W_skip.mT
     torch.testing.assert_close(loaded.sae.encode(x), codes)
     torch.testing.assert_close(loaded.sae(x), x_hat)
+    assert loaded.sae.cfg.is_transcoder == transcode
+    assert loaded.metadata.get("hook_name_out") == ("layers.3" if transcode else None)
 
 
 def test_sparsify_unsupported_variants(tmp_path: Path) -> None:
     _write_sparsify(tmp_path / "a", activation="groupmax")
     with pytest.raises(SAEFormatError, match="activation 'groupmax'"):
         load_any(tmp_path / "a")
-    _write_sparsify(tmp_path / "b", skip_connection=True)
-    with pytest.raises(SAEFormatError, match="skip connections"):
+    _write_sparsify(tmp_path / "b", skip=True)
+    with pytest.raises(SAEFormatError, match=r"skip connections .* transcoders only"):
         load_any(tmp_path / "b")
 
 

@@ -97,6 +97,25 @@ def test_import_task_converts_sparsify_and_dictionary_learning_to_saelens(tmp_pa
         import_sae({**params, "out_dir": str(tmp_path / "c"), "model_d_model": 16}, LocalContext())
 
 
+def test_import_task_keeps_a_sparsify_skip_transcoder_a_transcoder(tmp_path: Path) -> None:
+    folder = tmp_path / "sparsify" / HOOK
+    raw = _write_sparsify(folder)
+    raw["W_skip"] = torch.randn(D_IN, D_IN, generator=torch.Generator().manual_seed(5))
+    save_file(raw, str(folder / "sae.safetensors"))
+    cfg = json.loads((folder / "cfg.json").read_text())
+    (folder / "cfg.json").write_text(json.dumps({**cfg, "transcode": True, "skip_connection": True}))
+    result = import_sae({"source": str(folder), "out_dir": str(tmp_path / "a")}, LocalContext())
+    sae, loaded_cfg, metadata = load_saelens(tmp_path / "a")
+    assert json.loads((tmp_path / "a" / "cfg.json").read_text())["architecture"] == "topk_skip_transcoder"
+    assert loaded_cfg.d_out == D_IN and metadata["hook_name_out"] == HOOK
+    assert result["resource"]["config"]["hook_name_out"] == HOOK
+    x = torch.randn(16, D_IN)
+    post = torch.relu(x @ raw["encoder.weight"].T + raw["encoder.bias"])  # a transcoder keeps b_dec off its input
+    values, index = post.topk(K, dim=-1)
+    expected = torch.zeros_like(post).scatter(-1, index, values) @ raw["W_dec"] + raw["b_dec"] + x @ raw["W_skip"].T
+    torch.testing.assert_close(sae(x), expected)
+
+
 def test_import_task_downloads_one_sae_of_a_hub_repo(tmp_path: Path, loopback_hub) -> None:
     repo = tmp_path / "repo"
     raw = _write_sparsify(repo / "layers.0")

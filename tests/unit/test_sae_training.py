@@ -42,13 +42,20 @@ def planted_data(
     n: int, d_in: int, n_features: int, per_token: int, seed: int = 0
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Rows that are sparse non-negative combinations of a random unit-norm dictionary, plus an offset."""
+    codes, dictionary = planted_codes(n, d_in, n_features, per_token, seed)
+    return codes @ dictionary + 0.3, dictionary
+
+
+def planted_codes(
+    n: int, d_in: int, n_features: int, per_token: int, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(sparse non-negative codes [n, n_features], a random unit-norm dictionary [n_features, d_in])."""
     gen = torch.Generator().manual_seed(seed)
     dictionary = torch.randn(n_features, d_in, generator=gen)
     dictionary /= dictionary.norm(dim=1, keepdim=True)
     chosen = torch.rand(n, n_features, generator=gen).argsort(dim=1)[:, :per_token]
     magnitude = torch.rand(n, per_token, generator=gen) * 2 + 0.5
-    codes = torch.zeros(n, n_features).scatter_(1, chosen, magnitude)
-    return codes @ dictionary + 0.3, dictionary
+    return torch.zeros(n, n_features).scatter_(1, chosen, magnitude), dictionary
 
 
 def mean_max_cosine(dictionary: torch.Tensor, W_dec: torch.Tensor) -> float:
@@ -83,6 +90,8 @@ def small_train_cfg(**overrides: object) -> TrainConfig:
         # the GPU's dense (Batch)TopK kernels, run here on the CPU: CI never has a GPU
         ("topk", {}, False),
         ("batchtopk", {}, False),
+        ("matryoshka", {}, None),
+        ("matryoshka", {}, False),
     ],
 )
 def test_each_architecture_recovers_a_planted_dictionary(
@@ -107,7 +116,29 @@ def test_each_architecture_recovers_a_planted_dictionary(
     # which only happens when the SAE has found the dictionary.
     assert chance < 0.75
     assert mean_max_cosine(dictionary, sae.W_dec.detach()) > 0.9
-    assert summary["eval"]["explained_variance"] > 0.9
+    # Matryoshka's small inner levels (3 and 6 latents for 24 features) pull the full reconstruction down a little
+    assert summary["eval"]["explained_variance"] > (0.85 if architecture == "matryoshka" else 0.9)
+
+
+def test_matryoshka_prefixes_reconstruct_better_than_batchtopk_prefixes(tmp_path: Path) -> None:
+    data, _ = planted_data(20_000, d_in=16, n_features=24, per_token=2)
+    x = data[:4000]
+
+    def prefix_variance_explained(architecture: str) -> list[float]:
+        cfg = SAEConfig(d_in=16, d_sae=48, k=2, architecture=architecture)
+        folder = tmp_path / architecture
+        train_sae(cfg, small_train_cfg(total_tokens=50_000), TensorBatchSource(data), folder, LocalContext())
+        sae, _, _ = load_saelens(folder)
+        with torch.no_grad():
+            codes = sae.encode(x)
+            errors = [(x - codes[:, :w] @ sae.W_dec[:w] - sae.b_dec).pow(2).sum() for w in (3, 6, 12, 24, 48)]
+        return [float(1 - e / (x - x.mean(0)).pow(2).sum()) for e in errors]
+
+    nested, flat = prefix_variance_explained("matryoshka"), prefix_variance_explained("batchtopk")
+    assert nested == sorted(nested) and nested[0] > 0.1  # each level adds to the one before; the first 3 alone help
+    assert nested[3] > 0.85  # the 24-latent level already holds the dictionary (24 features)
+    # measured 0.20 / 0.40 / 0.59 against 0.09 / 0.22 / 0.47: BatchTopK spreads what the first latents hold
+    assert sum(nested[:3]) > sum(flat[:3]) + 0.2
 
 
 def test_metrics_progress_artifacts_and_saved_folder(tmp_path: Path) -> None:
@@ -323,7 +354,7 @@ def test_dead_threshold_scales_with_short_runs() -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("architecture", ["topk", "batchtopk", "jumprelu", "standard"])
+@pytest.mark.parametrize("architecture", ["topk", "batchtopk", "jumprelu", "standard", "matryoshka"])
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
 def test_training_on_cuda_recovers_the_dictionary(tmp_path: Path, architecture: str, dtype: str) -> None:
     data, dictionary = planted_data(20_000, d_in=16, n_features=24, per_token=2)
@@ -386,3 +417,47 @@ def test_checkpoint_written_before_the_loss_terms_joined_the_window_resumes(tmp_
     again = SAETrainer(sae_cfg, cfg, TensorBatchSource(data), tmp_path / "again", LocalContext())
     again._restore(path)
     assert torch.equal(again.window.extra_sums(), losses) and again.window.tokens == 3 * 128
+
+
+def planted_transcoder_data(n: int, noise: float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """[input (16) | target (12)] rows: sparse codes read through one dictionary, written through another, plus
+    a dense linear image of the input's noise (what only a skip connection can carry); the output dictionary."""
+    codes, dictionary_in = planted_codes(n, d_in=16, n_features=24, per_token=2, seed=seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    dictionary_out = torch.randn(24, 12, generator=gen)
+    dictionary_out /= dictionary_out.norm(dim=1, keepdim=True)
+    x_noise = noise * torch.randn(n, 16, generator=gen)
+    linear = torch.randn(12, 16, generator=gen) / 4
+    y = codes @ dictionary_out + 0.1 + x_noise @ linear.T
+    return torch.cat([codes @ dictionary_in + 0.3 + x_noise, y], dim=1), dictionary_out
+
+
+@pytest.mark.parametrize("architecture", ["topk", "batchtopk", "standard"])
+def test_transcoder_learns_a_planted_mapping_to_the_output(tmp_path: Path, architecture: str) -> None:
+    data, dictionary_out = planted_transcoder_data(20_000, noise=0.0)
+    extra = {"l1_coefficient": 1.0} if architecture == "standard" else {}
+    cfg = SAEConfig(d_in=16, d_out=12, d_sae=48, k=2, architecture=architecture, apply_b_dec_to_input=False, **extra)
+    summary = train_sae(cfg, small_train_cfg(total_tokens=50_000), TensorBatchSource(data), tmp_path, LocalContext())
+    sae, loaded_cfg, _ = load_saelens(tmp_path)
+    assert loaded_cfg.d_out == 12 and sae.W_dec.shape == (48, 12)
+    assert mean_max_cosine(dictionary_out, sae.W_dec.detach()) > 0.9  # the decoder writes the output's features
+    # of the target, from the input alone: the best linear map from input to target explains 0.68
+    assert summary["eval"]["explained_variance"] > 0.8
+    x, y = data[:2000, :16], data[:2000, 16:]
+    with torch.no_grad():
+        explained = 1 - (sae(x) - y).pow(2).sum() / (y - y.mean(0)).pow(2).sum()
+    assert float(explained) == pytest.approx(summary["eval"]["explained_variance"], abs=0.03)
+
+
+def test_skip_transcoder_carries_the_dense_linear_part(tmp_path: Path) -> None:
+    data, _ = planted_transcoder_data(20_000, noise=0.3)
+    results = {}
+    for skip in (False, True):
+        cfg = SAEConfig(d_in=16, d_out=12, d_sae=48, k=2, apply_b_dec_to_input=False, skip_connection=skip)
+        summary = train_sae(
+            cfg, small_train_cfg(total_tokens=50_000), TensorBatchSource(data), tmp_path / str(skip), LocalContext()
+        )
+        results[skip] = summary["eval"]["explained_variance"]
+    sae, _, _ = load_saelens(tmp_path / "True")
+    assert sae.W_skip is not None and float(sae.W_skip.detach().abs().max()) > 0.05
+    assert results[True] > results[False] + 0.03, results

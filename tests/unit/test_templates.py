@@ -29,6 +29,27 @@ def test_save_from_a_run_keeps_its_width_as_an_expansion_and_applies_to_a_new_ru
     assert (again.d_sae, again.config["sae"]["k"], again.config["train"]["lr"]) == (128, 5, 3e-3)
 
 
+def test_a_transcoder_run_makes_a_recipe_template_and_names_its_hooks(studio):
+    two = ActivationSet.create(name="mlp", hooks=["in", "out"], d_in=16, status="ready", path="/z")
+    spec = new_training(studio, two.id, transcode="in:out", skip=True, architecture="matryoshka", k=4, d_sae=64)
+    sae = spec.resource.config["sae"]
+    assert (sae["d_in"], sae["d_out"], sae["skip_connection"], sae["apply_b_dec_to_input"]) == (16, 16, True, False)
+    assert spec.params["source"]["hook_out"] == "out" == spec.params["metadata"]["hook_name_out"]
+    assert spec.resource.hook_name == "in"
+    tpl = svc.save_from_training(spec.resource.id, "tc")
+    assert tpl.config["sae"] == {"architecture": "matryoshka", "k": 4, "expansion": 4}  # the recipe, not the hooks
+    plain = new_training(studio, two.id, hook="in", template="tc").resource
+    assert "d_out" not in plain.config["sae"] and plain.config["sae"].get("apply_b_dec_to_input") is not False
+    for options, message in (
+        ({"transcode": "in"}, "IN_HOOK:OUT_HOOK"),
+        ({"transcode": "in:in"}, "reads one hook and writes another"),
+        ({"transcode": "in:nope"}, "has no hook 'nope'"),
+        ({"skip": True}, "--transcode IN_HOOK:OUT_HOOK too"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            new_training(studio, two.id, **options)
+
+
 def test_favourites_come_first_and_toggle(studio):
     for name in ("beta", "alpha", "gamma"):
         svc.save_template(name, svc.config_from_values(architecture="topk", k=8))

@@ -6,6 +6,7 @@ import math
 import posixpath
 import shutil
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +25,10 @@ def ce_loss_metrics(
     device: str,
     ctx: JobContext,
     sequences: int = CE_EVAL_SEQUENCES,
+    hook_out: str | None = None,
 ) -> dict[str, float]:
-    """CE loss clean / SAE spliced in / zero-ablated, fraction recovered and KL, on the tokenization's last rows.
+    """CE loss clean / SAE spliced in / zero-ablated, fraction recovered and KL, on the tokenization's last rows;
+    a transcoder (`hook_out`) replaces its output hook with its output for the input hook's activation.
 
     `info` holds model_path, model_dtype, tokenization_dir and is_causal_lm; an empty dict comes back when any is
     missing or the model is not a causal LM.
@@ -38,12 +41,18 @@ def ce_loss_metrics(
     from mistudio_tui.ml.data.token_store import TokenStore
     from mistudio_tui.ml.models.hooks import patch_activation
     from mistudio_tui.ml.models.loading import load_model
-    from mistudio_tui.ml.sae.evaluate import evaluate_ce_loss
+    from mistudio_tui.ml.sae.evaluate import TranscoderSplice, evaluate_ce_loss
     from mistudio_tui.ml.sae.formats import load_any
 
     ctx.progress(0, None, text="evaluating CE loss with the SAE spliced in")
     loaded = load_model(info["model_path"], dtype=info.get("model_dtype") or "float32", device=device)
-    sae = load_any(sae_dir, device=loaded.device).sae.eval()
+    sae_file = load_any(sae_dir, device=loaded.device)
+    sae = sae_file.sae.eval()
+    if sae.cfg.is_transcoder:  # spliced in at the hook it writes, never at the one it reads
+        hook_out = hook_out or sae_file.metadata.get("hook_name_out")
+        if not hook_out:
+            ctx.log(f"{sae_dir} is a transcoder that does not say which hook it writes: no CE-loss evaluation")
+            return {}
     tokens = TokenStore(Path(info["tokenization_dir"]))
     start = max(len(tokens) - max(1, sequences), 0)  # the end of the tokenization: least likely trained on
 
@@ -54,11 +63,18 @@ def ce_loss_metrics(
             mask = (torch.arange(ids.shape[1])[None, :] < valid[:, None]).long()
             yield ids.to(loaded.device), mask.to(loaded.device)
 
+    spliced: Any = TranscoderSplice(sae) if hook_out else sae
+
     def patch(fn: Any) -> Any:
-        return patch_activation(loaded.model, hook, fn)
+        if not hook_out:
+            return patch_activation(loaded.model, hook, fn)
+        stack = ExitStack()  # record the input hook, replace the output hook
+        stack.enter_context(patch_activation(loaded.model, hook, spliced.record))
+        stack.enter_context(patch_activation(loaded.model, hook_out, fn))
+        return stack
 
     bos = tokens.meta.get("bos_token_id") if tokens.meta.get("prepend_bos") else None
-    result = evaluate_ce_loss(loaded.model, sae, patch, batches(), bos_token_id=bos, ctx=ctx)
+    result = evaluate_ce_loss(loaded.model, spliced, patch, batches(), bos_token_id=bos, ctx=ctx)
     return {k if k.startswith(("ce_", "kl_")) else f"ce_eval_{k}": float(v) for k, v in result.items()}
 
 
@@ -70,6 +86,7 @@ def evaluate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         ShuffledActivationSource,
         held_out_split,
     )
+    from mistudio_tui.ml.batches import ConcatenatedSource
     from mistudio_tui.ml.device import pick_device
     from mistudio_tui.ml.sae.evaluate import evaluate_reconstruction
     from mistudio_tui.ml.sae.formats import load_any
@@ -77,12 +94,15 @@ def evaluate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     sae_dir = Path(params["sae_dir"])
     device = pick_device(params.get("device") or "auto")
     ctx.started(str(device))
-    sae = load_any(sae_dir, device=device).sae.eval()
+    sae_file = load_any(sae_dir, device=device)
+    sae = sae_file.sae.eval()
     requested = params.get("tokens")
     evaluation: dict[str, Any] = {}
     if params.get("ground_truth"):
         evaluation["ground_truth"] = ground_truth_scores(sae, Path(params["ground_truth"]), ctx)
-    source_spec = params.get("source") or {}
+    source_spec = dict(params.get("source") or {})
+    if sae.cfg.is_transcoder and not source_spec.get("hook_out"):  # an imported transcoder: its file names it
+        source_spec["hook_out"] = sae_file.metadata.get("hook_name_out")
     if source_spec.get("dir"):
         store = ActivationStore(Path(source_spec["dir"]))
         hook = source_spec.get("hook") or store.hooks[0]
@@ -91,7 +111,9 @@ def evaluate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         else:
             rows, where = (0, store.n_tokens), "all_rows"
         n_tokens = min(int(requested or DEFAULT_EVAL_TOKENS), rows[1] - rows[0])
-        source = ShuffledActivationSource(store, hook, seed=0, rows=rows, prefetch=False)
+        hooks = [hook] if not source_spec.get("hook_out") else [hook, source_spec["hook_out"]]
+        parts = [ShuffledActivationSource(store, name, seed=0, rows=rows, prefetch=False) for name in hooks]
+        source = parts[0] if len(parts) == 1 else ConcatenatedSource(parts)  # a transcoder: [input | target]
         ctx.log(f"reconstruction metrics on {n_tokens:,} {where.replace('_', '-')} rows of {store.folder.name}")
         result = evaluate_reconstruction(sae, source, n_tokens, EVAL_BATCH_SIZE, ctx)
         evaluation.update(result.metrics, source=where)
@@ -99,7 +121,8 @@ def evaluate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     sequences = CE_EVAL_SEQUENCES
     if requested and info.get("context_size"):
         sequences = max(1, math.ceil(int(requested) / int(info["context_size"])))
-    ce = ce_loss_metrics(info, sae_dir, params.get("hook") or "", str(device), ctx, sequences=sequences)
+    hook_out = source_spec.get("hook_out")
+    ce = ce_loss_metrics(info, sae_dir, params.get("hook") or "", str(device), ctx, sequences, hook_out=hook_out)
     evaluation.update(ce)
     if not evaluation:
         raise ValueError(
@@ -208,6 +231,7 @@ def import_sae(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
             "hook_name": metadata.get("hook_name"),
             "config": {
                 "sae": sae.cfg.to_dict(),
+                "hook_name_out": metadata.get("hook_name_out"),  # a transcoder's output hook (None for an SAE)
                 "import": {
                     "source": params["source"],
                     "subfolder": params.get("subfolder"),

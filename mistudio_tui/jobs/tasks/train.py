@@ -24,9 +24,12 @@ def run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
         raise ValueError(f"unknown training source {source_spec.get('type')!r}")
     folder = source_spec["dir"]
     hook = source_spec.get("hook") or ActivationStore(Path(folder)).hooks[0]
+    hook_out = source_spec.get("hook_out")  # a transcoder's target hook
     resume = bool(params.get("resume"))
     try:
         if int(params.get("nproc") or 1) > 1:
+            if hook_out:
+                raise ValueError("transcoders train in one process; leave out --nproc")
             from mistudio_tui.ml.sae.distributed import DistributedRun, train_distributed
 
             sources = partial(store_source, folder, hook, train_cfg.seed)
@@ -34,13 +37,13 @@ def run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
             summary = train_distributed(run, ctx, int(params["nproc"]))
         else:
             source, eval_source = (
-                store_source(folder, hook, train_cfg.seed),
-                store_source(folder, hook, train_cfg.seed, held_out=True),
+                store_source(folder, hook, train_cfg.seed, hook_out=hook_out),
+                store_source(folder, hook, train_cfg.seed, held_out=True, hook_out=hook_out),
             )
             summary = train_sae(sae_cfg, train_cfg, source, out_dir, ctx, resume=resume, eval_source=eval_source)
     except JobCancelled:
         raise JobCancelled({"checkpoint": latest_checkpoint_step(out_dir)}) from None
-    return training_result(summary, evaluate_ce(params, out_dir, hook, ctx))
+    return training_result(summary, evaluate_ce(params, out_dir, hook, ctx, hook_out))
 
 
 def training_result(summary: dict[str, Any], ce: dict[str, float]) -> dict[str, Any]:
@@ -62,7 +65,9 @@ def training_result(summary: dict[str, Any], ce: dict[str, float]) -> dict[str, 
     }
 
 
-def evaluate_ce(params: dict[str, Any], out_dir: Path, hook: str, ctx: JobContext) -> dict[str, float]:
-    """CE loss with the SAE spliced in vs clean vs zero-ablated, on a few sequences, for causal LMs."""
+def evaluate_ce(
+    params: dict[str, Any], out_dir: Path, hook: str, ctx: JobContext, hook_out: str | None = None
+) -> dict[str, float]:
+    """CE loss with the SAE (a transcoder: at its output hook) spliced in vs clean vs zero-ablated, for causal LMs."""
     device = (params.get("train") or {}).get("device") or "auto"
-    return ce_loss_metrics(params.get("eval") or {}, out_dir, hook, device, ctx)
+    return ce_loss_metrics(params.get("eval") or {}, out_dir, hook, device, ctx, hook_out=hook_out)

@@ -340,10 +340,15 @@ class ShuffledActivationSource:
         self._epoch_windows = None
 
 
-def store_source(folder: str, hook: str, seed: int, held_out: bool = False) -> ShuffledActivationSource:
-    """The shuffled training rows (or the held-out rows) of one hook of an activation set."""
+def store_source(folder: str, hook: str, seed: int, held_out: bool = False, hook_out: str | None = None) -> Any:
+    """The shuffled training rows (or the held-out rows) of one hook of an activation set; with `hook_out`,
+    [hook | hook_out] rows of the same tokens (a transcoder's input and target)."""
+    from mistudio_tui.ml.batches import ConcatenatedSource
+
     store = ActivationStore(Path(folder))
     train_rows, held_rows = held_out_split(store, fraction=HELD_OUT_FRACTION)
-    if held_out:
-        return ShuffledActivationSource(store, hook, seed=seed + 1, rows=held_rows, prefetch=False)
-    return ShuffledActivationSource(store, hook, seed=seed, rows=train_rows)
+    # the same seed and rows give every hook the same token order, so the columns line up
+    seed, rows, prefetch = (seed + 1, held_rows, False) if held_out else (seed, train_rows, True)
+    hooks = [hook] if hook_out is None else [hook, hook_out]
+    sources = [ShuffledActivationSource(store, name, seed=seed, rows=rows, prefetch=prefetch) for name in hooks]
+    return sources[0] if hook_out is None else ConcatenatedSource(sources)

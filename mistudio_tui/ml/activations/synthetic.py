@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from mistudio_tui.reporting import JobContext, LocalContext
 from mistudio_tui.ml.sae.ground_truth_file import GROUND_TRUTH_FILE, GROUND_TRUTH_KEY
+from mistudio_tui.reporting import JobContext, LocalContext
 
 SYNTH_HOOK = "synthetic"
 SAE_LENS_HINT = (

@@ -1,4 +1,4 @@
-"""The four SAE architectures (ReLU-L1, TopK, BatchTopK, JumpReLU) and the `create_sae` factory."""
+"""The SAE architectures (ReLU-L1, TopK, BatchTopK, JumpReLU, Matryoshka BatchTopK) and the `create_sae` factory."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from mistudio_tui.ml.sae.base import LossOutput, SparseAutoencoder
 from mistudio_tui.ml.sae.config import SAEConfig
 from mistudio_tui.ml.sae.dense_ops import auxk_codes, batch_topk_codes, column_counts, fired_counts, topk_codes
-from mistudio_tui.ml.sae.sparse_ops import sparse_decode, sparse_encode
+from mistudio_tui.ml.sae.sparse_ops import SparseCodes, sparse_decode, sparse_encode
 
 THRESHOLD_EMA = 0.99  # BatchTopK: weight of the running threshold against each batch's cut
 
@@ -26,9 +26,10 @@ class StandardSAE(SparseAutoencoder):
 
     def loss(self, x: Tensor, sparsity_coefficient: float | None = None, dead_mask: Tensor | None = None) -> LossOutput:
         coefficient = self.cfg.l1_coefficient if sparsity_coefficient is None else sparsity_coefficient
+        x, target = self.split(x)
         codes = self.pre_activations(x).relu()  # in the autocast dtype, like the matmuls around it
-        x_hat = codes @ self.W_dec + self.b_dec
-        mse = self.mse(x, x_hat)
+        x_hat = codes @ self.W_dec + self.output_base(x)
+        mse = self.mse(target, x_hat)
         per_latent = codes.sum(0, dtype=torch.float32)  # L1 of each latent over the batch
         # torch.dot is outside autocast's lists: the weighted sum stays in float32
         sparsity = torch.dot(per_latent, self.W_dec.norm(dim=1).float()) * (coefficient / x.shape[0])
@@ -111,11 +112,12 @@ class JumpReLUSAE(_ThresholdFP32, SparseAutoencoder):
 
     def loss(self, x: Tensor, sparsity_coefficient: float | None = None, dead_mask: Tensor | None = None) -> LossOutput:
         coefficient = self.cfg.l0_coefficient if sparsity_coefficient is None else sparsity_coefficient
+        x, target = self.split(x)
         pre = self.pre_activations(x)
         bw = self.cfg.jumprelu_bandwidth
         codes, l0, fired = _JumpReLUWithL0.apply(pre, self.threshold, bw)
-        x_hat = codes @ self.W_dec + self.b_dec
-        mse = self.mse(x, x_hat)
+        x_hat = codes @ self.W_dec + self.output_base(x)
+        mse = self.mse(target, x_hat)
         sparsity = coefficient * l0
         return LossOutput(
             total=mse + sparsity,
@@ -155,12 +157,13 @@ class TopKSAE(SparseAutoencoder):
         return codes.scatter_(-1, index, values.relu())
 
     def loss(self, x: Tensor, sparsity_coefficient: float | None = None, dead_mask: Tensor | None = None) -> LossOutput:
-        x = x.to(self.W_enc.dtype)
+        x, target = self.split(x.to(self.W_enc.dtype))
+        base = self.output_base(x)
         aux_k = self.cfg.effective_aux_k
         if self.use_sparse_kernels:
             b_dec = self.b_dec if self.cfg.apply_b_dec_to_input else None
             main, aux = sparse_encode(x, self.W_enc, self.b_enc, b_dec, self.cfg.k, self.batch_topk, dead_mask, aux_k)
-            x_hat = sparse_decode(main, self.W_dec) + self.b_dec
+            x_hat, inner = self._reconstruct(target, main, base)
             aux_recon = sparse_decode(aux, self.W_dec) if aux is not None else None
             values, fired = main.values, main.fired_counts()
         else:  # dense and free of host synchronisation (the GPU path)
@@ -170,16 +173,16 @@ class TopKSAE(SparseAutoencoder):
             else:
                 codes, values, index = topk_codes(pre, self.cfg.k)
                 fired = fired_counts(index, values, self.d_sae)
-            x_hat = codes @ self.W_dec + self.b_dec
+            x_hat, inner = self._reconstruct(target, codes, base)
             aux_recon = auxk_codes(pre, dead_mask, aux_k) @ self.W_dec if dead_mask is not None else None
         if self.training and self.batch_topk:
             self._update_threshold(values.detach())
-        mse = self.mse(x, x_hat)
-        total, aux_loss = mse, None
+        mse = self.mse(target, x_hat)
+        total, aux_loss = mse if inner is None else mse + inner, None
         if aux_recon is not None and dead_mask is not None:
             scale = (dead_mask.sum() / aux_k).clamp(max=1.0)
-            aux_loss = scale * self.mse((x - x_hat).detach(), aux_recon)
-            total = mse + self.cfg.aux_k_coefficient * aux_loss
+            aux_loss = scale * self.mse((target - x_hat).detach(), aux_recon)
+            total = total + self.cfg.aux_k_coefficient * aux_loss
         return LossOutput(
             total=total,
             mse=mse,
@@ -188,6 +191,13 @@ class TopKSAE(SparseAutoencoder):
             l1_sum=values.detach().sum(dtype=torch.float32),
             aux_term=aux_loss,
         )
+
+    def _reconstruct(self, target: Tensor, codes: Tensor | SparseCodes, base: Tensor) -> tuple[Tensor, Tensor | None]:
+        """(x_hat: `base` (b_dec, + skip) plus the kept codes decoded, dense or sparse; any further reconstruction
+        loss against `target`, None here)."""
+        if isinstance(codes, SparseCodes):
+            return sparse_decode(codes, self.W_dec) + base, None
+        return codes @ self.W_dec + base, None
 
     def _update_threshold(self, values: Tensor) -> None:
         """Subclasses that learn an inference threshold update it here."""
@@ -228,8 +238,37 @@ class BatchTopKSAE(_ThresholdFP32, TopKSAE):
         return {}
 
 
+class MatryoshkaSAE(BatchTopKSAE):
+    """BatchTopK whose nested prefixes of latents (`matryoshka_widths`) each reconstruct the input (Bussmann et al.
+    2025); runs as JumpReLU at inference, like BatchTopK.
+
+    The loss adds every prefix's squared error to the full one (SAELens sums them too): the first latents must
+    reconstruct on their own, so general features stay whole instead of being absorbed by more specific ones.
+    """
+
+    architecture = "matryoshka"
+
+    def _reconstruct(self, target: Tensor, codes: Tensor | SparseCodes, base: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The full x_hat and the sum of the inner prefixes' squared errors; each prefix adds its group's decode to
+        the one before, so all of them together cost one full decode."""
+        widths = self.cfg.matryoshka_widths or [self.d_sae]
+        x_hat = base
+        inner = []
+        for start, end in zip([0, *widths[:-1]], widths, strict=True):
+            if isinstance(codes, SparseCodes):
+                x_hat = x_hat + sparse_decode(codes.columns(start, end), self.W_dec)
+            else:
+                x_hat = x_hat + codes[:, start:end] @ self.W_dec[start:end]
+            if end < self.d_sae:
+                inner.append(self.mse(target, x_hat))
+        return x_hat, torch.stack(inner).sum() if inner else None
+
+    def extra_saelens_config(self) -> dict[str, object]:
+        return {}
+
+
 ARCHITECTURE_CLASSES: dict[str, type[SparseAutoencoder]] = {
-    cls.architecture: cls for cls in (StandardSAE, TopKSAE, BatchTopKSAE, JumpReLUSAE)
+    cls.architecture: cls for cls in (StandardSAE, TopKSAE, BatchTopKSAE, JumpReLUSAE, MatryoshkaSAE)
 }
 
 

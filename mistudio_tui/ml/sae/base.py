@@ -59,7 +59,12 @@ class LossOutput:
 
 
 class SparseAutoencoder(nn.Module):
-    """Row-vector SAE: pre = (x - b_dec?) @ W_enc + b_enc; codes = act(pre); x_hat = codes @ W_dec + b_dec."""
+    """Row-vector SAE: pre = (x - b_dec?) @ W_enc + b_enc; codes = act(pre); x_hat = codes @ W_dec + b_dec.
+
+    With `cfg.d_out` it is a transcoder: the decoder writes d_out dims of another hook (W_dec [d_sae, d_out],
+    b_dec [d_out]), optionally plus a linear skip x @ W_skip.T (W_skip [d_out, d_in], SAELens's orientation), and
+    its training rows are [input | target].
+    """
 
     architecture: ClassVar[str] = ""
     saved_architecture: ClassVar[str] = ""  # the SAELens name written to cfg.json
@@ -70,23 +75,31 @@ class SparseAutoencoder(nn.Module):
         self.cfg = cfg
         self.d_in = cfg.d_in
         self.d_sae = int(cfg.d_sae or 0)
+        self.d_out = cfg.d_out or cfg.d_in
         self.W_enc = nn.Parameter(torch.zeros(self.d_in, self.d_sae))
-        self.W_dec = nn.Parameter(torch.zeros(self.d_sae, self.d_in))
+        self.W_dec = nn.Parameter(torch.zeros(self.d_sae, self.d_out))
         self.b_enc = nn.Parameter(torch.zeros(self.d_sae))
-        self.b_dec = nn.Parameter(torch.zeros(self.d_in))
+        self.b_dec = nn.Parameter(torch.zeros(self.d_out))
+        self.W_skip = nn.Parameter(torch.zeros(self.d_out, self.d_in)) if cfg.skip_connection else None
         self.use_sparse_kernels = True
 
     # --- initialisation --------------------------------------------------------------------------
     @torch.no_grad()
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Random decoder rows (unit norm or `decoder_init_norm`), encoder = decoder transpose, zero biases."""
-        W = torch.randn(self.d_sae, self.d_in, generator=generator, device=self.W_dec.device)
         norm = 1.0 if self.unit_norm_decoder else self.cfg.decoder_init_norm
-        W = W / W.norm(dim=1, keepdim=True).clamp_min(1e-12) * norm
+        W = self._random_rows(self.d_out, generator) * norm
         self.W_dec.copy_(W)
-        self.W_enc.copy_(W.t())
+        # a transcoder's input space is another one: its encoder starts random (the decoder's transpose elsewhere)
+        self.W_enc.copy_((self._random_rows(self.d_in, generator) * norm if self.cfg.is_transcoder else W).t())
         self.b_enc.zero_()
         self.b_dec.zero_()
+        if self.W_skip is not None:
+            self.W_skip.zero_()
+
+    def _random_rows(self, width: int, generator: torch.Generator | None) -> Tensor:
+        W = torch.randn(self.d_sae, width, generator=generator, device=self.W_dec.device)
+        return W / W.norm(dim=1, keepdim=True).clamp_min(1e-12)
 
     @torch.no_grad()
     def initialize_from_batch(self, x: Tensor) -> None:
@@ -95,7 +108,7 @@ class SparseAutoencoder(nn.Module):
     @torch.no_grad()
     def pre_activation_quantile(self, x: Tensor, rate: float) -> Tensor:
         """Per latent, the pre-activation (with b_enc = 0) that a `rate` fraction of the rows of `x` exceed."""
-        x = x[:INIT_ROWS].to(self.W_enc.dtype)
+        x = self.split(x[:INIT_ROWS])[0].to(self.W_enc.dtype)
         x_in = x - self.b_dec if self.cfg.apply_b_dec_to_input else x
         pre = (x_in @ self.W_enc).float()
         rank = max(1, round(x.shape[0] * min(1.0, rate)))
@@ -122,8 +135,23 @@ class SparseAutoencoder(nn.Module):
         return codes.to(self.W_dec.dtype) @ self.W_dec + self.b_dec
 
     def forward(self, x: Tensor) -> Tensor:
-        """Reconstruct x (any leading shape) through the SAE."""
-        return self.decode(self.encode(x))
+        """Reconstruct x (any leading shape) through the SAE; a transcoder's output for input x."""
+        return self.reconstruct(x, self.encode(x))
+
+    def reconstruct(self, x: Tensor, codes: Tensor) -> Tensor:
+        """The output for inputs x whose codes are `codes`: decode(codes), plus the skip path of a transcoder."""
+        out = self.decode(codes)
+        return out if self.W_skip is None else out + x.to(self.W_skip.dtype) @ self.W_skip.t()
+
+    def output_base(self, x: Tensor) -> Tensor:
+        """What the output holds before any latent adds to it: b_dec (+ the skip path) for rows x [n, d_in]."""
+        return self.b_dec if self.W_skip is None else torch.addmm(self.b_dec, x, self.W_skip.t())
+
+    def split(self, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """(inputs, targets) of training rows: the same tensor for an SAE, [input | target] for a transcoder."""
+        if not self.cfg.is_transcoder:
+            return rows, rows
+        return rows[..., : self.d_in], rows[..., self.d_in :]
 
     # --- training --------------------------------------------------------------------------------
     def loss(self, x: Tensor, sparsity_coefficient: float | None = None, dead_mask: Tensor | None = None) -> LossOutput:
@@ -154,16 +182,19 @@ class SparseAutoencoder(nn.Module):
         """Make an SAE trained on `scale * x` take raw x: same codes, reconstruction in raw units."""
         self.W_enc.mul_(scale)
         self.W_dec.div_(scale)
-        self.b_dec.div_(scale)
+        self.b_dec.div_(scale)  # (a skip path maps scaled inputs to equally scaled outputs: W_skip stays)
 
     def inference_tensors(self) -> dict[str, Tensor]:
         """The tensors of the SAELens layout, by name."""
-        return {
+        tensors = {
             "W_enc": self.W_enc.detach(),
             "W_dec": self.W_dec.detach(),
             "b_enc": self.b_enc.detach(),
             "b_dec": self.b_dec.detach(),
         }
+        if self.W_skip is not None:
+            tensors["W_skip"] = self.W_skip.detach()
+        return tensors
 
     def extra_saelens_config(self) -> dict[str, object]:
         """Architecture-specific cfg.json fields."""

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import Any, Self
 
-ARCHITECTURES = ("standard", "topk", "batchtopk", "jumprelu")
+ARCHITECTURES = ("standard", "topk", "batchtopk", "jumprelu", "matryoshka")
+K_ARCHITECTURES = ("topk", "batchtopk", "matryoshka")  # sparsity set by k, dead latents revived by AuxK
+MATRYOSHKA_LEVELS = 5  # default nesting: widths d_sae / 16, / 8, / 4, / 2, d_sae
 LR_DECAYS = ("constant", "cosine", "linear")
 OPTIMIZERS = ("auto", "signum", "adam")
 SIGNUM_ARCHITECTURES = ("topk", "batchtopk")  # "auto" picks signum for these, Adam for ReLU-L1 and JumpReLU
@@ -58,6 +61,12 @@ class SAEConfig:
     apply_b_dec_to_input: bool = True
     normalize_activations: bool = True  # train on inputs scaled to mean norm sqrt(d_in); folded on save
     decoder_init_norm: float = 0.1  # standard / jumprelu decoder row norm at init (topk rows are unit norm)
+    # matryoshka: the nested prefix widths that each reconstruct the input (increasing, the last d_sae; SAELens's
+    # `matryoshka_widths`); None: doubling up to d_sae
+    matryoshka_widths: list[int] | None = None
+    # transcoders: the decoder writes d_out dims of another hook; training rows are [input | target] (d_in + d_out)
+    d_out: int | None = None  # None: an SAE (the decoder reconstructs the input)
+    skip_connection: bool = False  # transcoders: also a learned linear skip W_skip [d_out, d_in] from the input
 
     def __post_init__(self) -> None:
         _require_finite(self)
@@ -71,19 +80,42 @@ class SAEConfig:
             self.d_sae = self.d_in * self.expansion_factor
         _require(int(self.d_sae) > 0, f"d_sae must be a positive integer, got {self.d_sae!r}")
         self.d_sae = int(self.d_sae)
-        if self.architecture in ("topk", "batchtopk"):
+        if self.architecture in K_ARCHITECTURES:
             _require(0 < self.k <= self.d_sae, f"k must be between 1 and d_sae={self.d_sae}, got {self.k}")
+        if self.architecture == "matryoshka":
+            self.matryoshka_widths = resolve_matryoshka_widths(self.d_sae, self.matryoshka_widths)
+        else:
+            _require(self.matryoshka_widths is None, "matryoshka_widths applies to the matryoshka architecture only")
         for name in ("l1_coefficient", "l0_coefficient", "aux_k_coefficient", "decoder_init_norm"):
             _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("jumprelu_bandwidth", "jumprelu_init_threshold"):
             _require(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
+        if self.d_out is not None:
+            _require(
+                isinstance(self.d_out, int) and self.d_out > 0, f"d_out must be a positive integer, got {self.d_out!r}"
+            )
+            _require(
+                not self.apply_b_dec_to_input,
+                "a transcoder's b_dec lives in its output space: apply_b_dec_to_input must be false",
+            )
+        _require(not self.skip_connection or self.d_out is not None, "skip_connection needs a transcoder (d_out)")
         _require(self.aux_k is None or self.aux_k > 0, f"aux_k must be positive, got {self.aux_k}")
         _require(self.dead_tokens_threshold > 0, f"dead_tokens_threshold must be > 0, got {self.dead_tokens_threshold}")
 
     @property
+    def is_transcoder(self) -> bool:
+        """Whether the decoder writes another hook's activations (d_out) instead of reconstructing the input."""
+        return self.d_out is not None
+
+    @property
+    def row_width(self) -> int:
+        """Width of a training row: the input, followed by the target for transcoders."""
+        return self.d_in + (self.d_out or 0)
+
+    @property
     def effective_aux_k(self) -> int:
         """How many dead latents AuxK may use per token."""
-        return self.aux_k if self.aux_k is not None else max(1, self.d_in // 2)
+        return self.aux_k if self.aux_k is not None else max(1, (self.d_out or self.d_in) // 2)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able copy."""
@@ -188,6 +220,25 @@ class TrainConfig:
         return _from_dict(cls, data, "training config")
 
 
+def resolve_matryoshka_widths(d_sae: int, widths: list[int] | None = None) -> list[int]:
+    """The nested prefix widths of a Matryoshka SAE: `widths` checked (d_sae appended when it is not the last),
+    or by default doubling up to d_sae."""
+    if widths is None:
+        return sorted({max(1, d_sae >> level) for level in range(MATRYOSHKA_LEVELS)})
+    _require(
+        isinstance(widths, (list, tuple)) and all(isinstance(w, int) and not isinstance(w, bool) for w in widths),
+        f"matryoshka_widths must be a list of integers, got {widths!r}",
+    )
+    widths = [int(w) for w in widths]
+    if not widths or widths[-1] != d_sae:
+        widths.append(d_sae)
+    _require(
+        widths[0] > 0 and all(a < b for a, b in itertools.pairwise(widths)),
+        f"matryoshka_widths must increase strictly from above 0 up to d_sae={d_sae}, got {widths}",
+    )
+    return widths
+
+
 def resolve_optimizer(name: str, architecture: str) -> str:
     """The optimiser `name` stands for: "auto" is signum for TopK / BatchTopK and Adam otherwise."""
     if name not in OPTIMIZERS:
@@ -211,7 +262,7 @@ def sae_config(params: dict[str, Any]) -> SAEConfig:
     """The SAEConfig of a training job's params (its `sae` part, with user-facing architecture names)."""
     sae = dict(params["sae"])
     sae["architecture"] = ARCH_NAMES.get(sae.get("architecture", "topk"), sae.get("architecture"))
-    if sae["architecture"] not in ("topk", "batchtopk", "jumprelu"):
+    if sae["architecture"] not in (*K_ARCHITECTURES, "jumprelu"):
         sae.pop("k", None)
     return SAEConfig.from_dict(sae)
 

@@ -151,19 +151,21 @@ def evaluate_reconstruction(
     ctx: JobContext | None = None,
 ) -> ReconstructionResult:
     """MSE, nmse, explained variance, L0, L1, dead and dense fractions of `sae` over `n_tokens` rows of `source`."""
-    if source.d_in != sae.d_in:
-        raise ValueError(f"evaluation activations have d_in={source.d_in}, but the SAE expects d_in={sae.d_in}")
+    if source.d_in != sae.cfg.row_width:  # a transcoder's rows are [input | target]
+        raise ValueError(
+            f"evaluation activations have d_in={source.d_in}, but the SAE expects d_in={sae.cfg.row_width}"
+        )
     device = _sae_device(sae)
-    stats = ReconstructionStats(sae.d_in, sae.d_sae, device)
+    stats = ReconstructionStats(sae.d_out, sae.d_sae, device)
     was_training = sae.training
     sae.eval()
     try:
         while stats.tokens < n_tokens:
             if ctx is not None:
                 ctx.check_cancelled()
-            x = source.next_batch(min(batch_size, n_tokens - stats.tokens)).to(device).float()
+            x, target = sae.split(source.next_batch(min(batch_size, n_tokens - stats.tokens)).to(device).float())
             codes = sae.encode(x)
-            stats.update_codes(x, sae.decode(codes), codes)
+            stats.update_codes(target, sae.reconstruct(x, codes), codes)
     finally:
         sae.train(was_training)
     metrics: dict[str, float] = {"tokens": float(stats.tokens), **stats.result()}
@@ -173,6 +175,27 @@ def evaluate_reconstruction(
 
 
 Patch = Callable[[Callable[[Tensor], Tensor]], AbstractContextManager[Any]]
+
+
+class TranscoderSplice(nn.Module):
+    """A transcoder seen from its output hook: called with the output hook's activation, it returns the transcoder's
+    output for the input hook's activation `record`ed earlier in the same forward pass (what `evaluate_ce_loss` and
+    steering splice in)."""
+
+    def __init__(self, sae: SparseAutoencoder) -> None:
+        super().__init__()
+        self.sae = sae
+        self.recorded: Tensor | None = None
+
+    def record(self, act: Tensor) -> Tensor:
+        """The input hook's patch: remember the activation, change nothing."""
+        self.recorded = act
+        return act
+
+    def forward(self, act: Tensor) -> Tensor:
+        if self.recorded is None or self.recorded.shape[:-1] != act.shape[:-1]:
+            raise RuntimeError("the transcoder's input hook did not run before its output hook in this forward pass")
+        return self.sae(self.recorded.to(act.device))
 
 
 def _next_token_ce(logits: Tensor, tokens: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:

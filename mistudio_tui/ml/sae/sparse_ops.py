@@ -39,6 +39,13 @@ class SparseCodes:
         dense = self.values.new_zeros(self.n_rows, self.n_cols)
         return dense.index_put((self.rows(), self.cols), self.values, accumulate=True)
 
+    def columns(self, start: int, end: int) -> SparseCodes:
+        """The entries in columns [start, end) (values stay differentiable; CSR order is kept)."""
+        keep = (self.cols >= start) & (self.cols < end)
+        crow = torch.zeros_like(self.crow)
+        crow[1:] = torch.bincount(self.rows()[keep], minlength=self.n_rows).cumsum(0)
+        return SparseCodes(crow, self.cols[keep], self.values[keep], self.n_cols)
+
     def fired_counts(self) -> Tensor:
         """How many rows each latent is active (> 0) in, [n_cols] int64."""
         return torch.bincount(self.cols[self.values > 0], minlength=self.n_cols)

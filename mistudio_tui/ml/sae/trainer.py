@@ -24,7 +24,7 @@ from mistudio_tui.ml.sae.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from mistudio_tui.ml.sae.config import SAEConfig, TrainConfig, default_lr, resolve_optimizer
+from mistudio_tui.ml.sae.config import K_ARCHITECTURES, SAEConfig, TrainConfig, default_lr, resolve_optimizer
 from mistudio_tui.ml.sae.evaluate import (
     ReconstructionStats,
     density_histogram,
@@ -38,7 +38,7 @@ from mistudio_tui.ml.sae.schedule import LRSchedule, sparsity_coefficient_at, sp
 from mistudio_tui.reporting import JobCancelled, JobContext
 
 CHECKPOINT_VERSION = 1
-AUXK_ARCHITECTURES = ("topk", "batchtopk")
+AUXK_ARCHITECTURES = K_ARCHITECTURES
 DEAD_CHECK_EVERY = 16  # steps between host reads of "any latent dead?" (each read waits for the GPU)
 
 
@@ -59,8 +59,10 @@ class SAETrainer:
         ctx: JobContext,
         prefetch: bool | None = None,
     ) -> None:
-        if int(source.d_in) != sae_cfg.d_in:
-            raise ValueError(f"the activations have d_in={source.d_in}, but the SAE config says d_in={sae_cfg.d_in}")
+        if int(source.d_in) != sae_cfg.row_width:  # a transcoder's rows are [input | target]
+            raise ValueError(
+                f"the activations have d_in={source.d_in}, but the SAE config says d_in={sae_cfg.row_width}"
+            )
         self.device = pick_device(train_cfg.device)
         # On a GPU, reading and copying the next batch overlaps the current step (the source must be this
         # trainer's alone: several trainers sharing one model stream pass prefetch=False).
@@ -92,7 +94,7 @@ class SAETrainer:
         self.micro_batch_size = train_cfg.batch_size
         self.tokens_since_fired = torch.zeros(self.d_sae, dtype=torch.int64, device=self.device)
         # the metric window; its extra sums are the loss terms (total, aux, sparsity)
-        self.window = ReconstructionStats(sae_cfg.d_in, self.d_sae, self.device, extra=3)
+        self.window = ReconstructionStats(self.sae.d_out, self.d_sae, self.device, extra=3)
         self._zero = torch.zeros((), device=self.device)  # a loss term the architecture does not have
         self._weights: dict[int, Tensor] = {}  # per batch size: what each of the window's sums is multiplied by
         self.histogram_fired = torch.zeros(self.d_sae, dtype=torch.int64, device=self.device)
@@ -134,7 +136,7 @@ class SAETrainer:
         if self.sae_cfg.normalize_activations:
             self.act_scale = activation_scale(x)
             x = x * self.act_scale
-        self.sae.b_dec.copy_(initial_b_dec(x, self.train_cfg.b_dec_init))
+        self.sae.b_dec.copy_(initial_b_dec(self.sae.split(x)[1], self.train_cfg.b_dec_init))
         self.sae.initialize_from_batch(x)
         self.ctx.log(
             f"initialised from {seen:,} tokens: activation scale {self.act_scale:.4g}, "
@@ -144,10 +146,10 @@ class SAETrainer:
 
     def _next_batch(self, n: int) -> Tensor:
         batch = self.source.next_batch(n)
-        if tuple(batch.shape) != (n, self.sae_cfg.d_in):
+        if tuple(batch.shape) != (n, self.sae_cfg.row_width):
             raise ValueError(
                 f"the activation source returned a batch of shape {tuple(batch.shape)}, "
-                f"expected ({n}, {self.sae_cfg.d_in})"
+                f"expected ({n}, {self.sae_cfg.row_width})"
             )
         return batch.to(self.device, non_blocking=True).float()
 
@@ -252,8 +254,9 @@ class SAETrainer:
             aux = self._zero if out.aux_term is None else out.aux_term.detach()
             sparsity = self._zero if out.sparsity_term is None else out.sparsity_term.detach()
             # (sse, sum of x^2, sum of codes, total, aux, sparsity): the means are weighted by the rows
-            terms = [out.mse.detach(), chunk.pow(2).sum(), out.l1_sum, out.total.detach(), aux, sparsity]
-            self.window.add(rows, torch.stack(terms), chunk.sum(0), out.fired, self._row_weights(rows))
+            target = self.sae.split(chunk)[1]
+            terms = [out.mse.detach(), target.pow(2).sum(), out.l1_sum, out.total.detach(), aux, sparsity]
+            self.window.add(rows, torch.stack(terms), target.sum(0), out.fired, self._row_weights(rows))
         fired = outputs[0][1].fired if len(outputs) == 1 else torch.stack([out.fired for _, out in outputs]).sum(0)
         fired, rows = self._reduce_fired(fired, x.shape[0])
         self.tokens_since_fired += rows

@@ -1,7 +1,8 @@
 """Feature interventions at an SAE's hook point: add a decoder direction, or clamp a feature inside the SAE.
 
 Strengths are in units of each feature's max activation. Clamping keeps the SAE's error term, so the patched
-activation is `decode(codes with the feature set) + (x - decode(codes))`.
+activation is `decode(codes with the feature set) + (x - decode(codes))`. A transcoder's decoder writes its output
+hook: that is where the patch goes, and a clamp reads the codes from its input hook's activation.
 """
 
 from __future__ import annotations
@@ -92,9 +93,16 @@ class FeatureScale:
         return abs(strength) * self.unit * self.decoder_norm / self.typical_norm
 
 
-def clamp_codes(sae: SparseAutoencoder, x: Tensor, values: Mapping[int, Tensor | float], where: Tensor) -> Tensor:
-    """x with features set to `values` inside the SAE at rows `where` [...] (bool), keeping the error term."""
-    codes = sae.encode(x)
+def clamp_codes(
+    sae: SparseAutoencoder,
+    x: Tensor,
+    values: Mapping[int, Tensor | float],
+    where: Tensor,
+    source: Tensor | None = None,
+) -> Tensor:
+    """x with features set to `values` inside the SAE at rows `where` [...] (bool), keeping the error term; the
+    codes are those of `source` (a transcoder's input-hook activation) where given, else of x."""
+    codes = sae.encode(x if source is None else source.to(x.device))
     new = codes.clone()
     for feature, value in values.items():
         target = torch.as_tensor(value, dtype=new.dtype, device=new.device).expand(new.shape[:-1])
@@ -109,8 +117,12 @@ def steering_fn(
     interventions: Sequence[Intervention],
     max_acts: Mapping[int, float],
     state: StepState,
+    source: Callable[[], Tensor | None] | None = None,
 ) -> Callable[[Tensor], Tensor]:
-    """The activation patch for `interventions`: [batch, seq, d] -> patched, at the positions `state` allows."""
+    """The activation patch for `interventions`: [batch, seq, d] -> patched, at the positions `state` allows.
+
+    For a transcoder the patch goes on its output hook and `source()` gives the input hook's activation of the
+    same forward pass (recorded by an earlier patch), from which a clamp reads the codes."""
     adds = [i for i in interventions if i.method == "add" and i.strength != 0]
     clamps = [i for i in interventions if i.method == "clamp"]
     W_dec = sae.W_dec.detach()
@@ -125,7 +137,7 @@ def steering_fn(
         out = x
         if clamps:
             values = {i.feature: i.strength * max_acts[i.feature] for i in clamps}
-            out = clamp_codes(sae, out, values, where)
+            out = clamp_codes(sae, out, values, where, None if source is None else source())
         if direction is not None:
             out = out + where.unsqueeze(-1).to(x.dtype) * direction.to(x.dtype)
         return out

@@ -54,7 +54,7 @@ def guidance_lines(training: Training, tail: list[str]) -> list[str]:
     if failed and training.error:
         lines.append(f"[red]error: {escape(training.error)}[/red]")
     sae = (training.config or {}).get("sae", {})
-    uses_auxk = training.architecture in ("topk", "batchtopk") and sae.get("aux_k_coefficient", 1.0) > 0
+    uses_auxk = training.architecture in svc.K_ARCHITECTURES and sae.get("aux_k_coefficient", 1.0) > 0
     found = diagnose(training.error if failed else None, tail if failed else [], training.dead_fraction, uses_auxk)
     for diagnosis in found:
         lines.append(f"[yellow]likely: {escape(diagnosis.cause)}[/yellow] → {escape(diagnosis.fix)}")
@@ -316,7 +316,7 @@ class TrainingDetailScreen(MetricKeys, StudioScreen):
                 default=sae.get("architecture", training.architecture),
                 choices=[(a, a) for a in svc.ARCHITECTURES],
             ),
-            Field("k", "k (TopK / BatchTopK)", kind="int", default=sae.get("k")),
+            Field("k", "k (TopK / BatchTopK / Matryoshka)", kind="int", default=sae.get("k")),
             Field("l1_coefficient", "L1 coefficient (ReLU)", kind="float", default=sae.get("l1_coefficient")),
             Field("d_sae", "Width (d_sae)", kind="int", default=sae.get("d_sae")),
             Field("total_tokens", "Tokens", kind="int", default=train.get("total_tokens")),

@@ -34,6 +34,17 @@ METADATA_DEFAULTS: dict[str, Any] = {
     "dataset_path": None,
     "exclude_special_tokens": False,
 }
+# Transcoders by (inference architecture, skip connection): SAELens has the first three; the others follow their
+# pattern (miStudio trains TopK transcoders and JumpReLU ones with a skip, which SAELens has no name for).
+TRANSCODERS = {
+    ("standard", False): "transcoder",
+    ("standard", True): "skip_transcoder",
+    ("jumprelu", False): "jumprelu_transcoder",
+    ("jumprelu", True): "jumprelu_skip_transcoder",
+    ("topk", False): "topk_transcoder",
+    ("topk", True): "topk_skip_transcoder",
+}
+_TRANSCODER_KINDS = {name: kind for kind, name in TRANSCODERS.items()}
 _FLAT_METADATA_KEYS = {
     "model_name": "model_name",
     "hook_name": "hook_name",
@@ -45,6 +56,7 @@ _FLAT_METADATA_KEYS = {
     "dataset_path": "dataset_path",
     "exclude_special_tokens": "exclude_special_tokens",
     "neuronpedia_id": "neuronpedia_id",
+    "hook_name_out": "hook_name_out",
     "model_from_pretrained_kwargs": "model_from_pretrained_kwargs",
 }
 
@@ -62,10 +74,14 @@ def _atomic_write(path: Path, write: Any) -> None:
 
 def saelens_config(sae: SparseAutoencoder, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     """The cfg.json content for `sae` (inference form: normalisation already folded)."""
+    architecture = sae.saved_architecture
+    if sae.cfg.is_transcoder:
+        architecture = TRANSCODERS[architecture, sae.W_skip is not None]
     cfg: dict[str, Any] = {
-        "architecture": sae.saved_architecture,
+        "architecture": architecture,
         "d_in": sae.d_in,
         "d_sae": sae.d_sae,
+        **({"d_out": sae.d_out} if sae.cfg.is_transcoder else {}),
         "dtype": dtype_name(sae.W_enc.dtype),
         "device": "cpu",
         "apply_b_dec_to_input": bool(sae.cfg.apply_b_dec_to_input),
@@ -126,6 +142,8 @@ def _architecture(cfg: dict[str, Any], path: Path, catalogued: bool = False) -> 
         raise SAEFormatError(
             f"{path}: missing field 'architecture' (and no pre-6.0 'activation_fn'); cannot tell which SAE it is"
         )
+    if architecture == "matryoshka_batchtopk":  # its inference form is a BatchTopK's: the prefixes only train
+        architecture = "batchtopk"
     kwargs = cfg.get("activation_fn_kwargs") or {}
     k = cfg.get("k", kwargs.get("k") if isinstance(kwargs, dict) else None)
     if architecture in (None, "standard") and activation == "topk":
@@ -133,8 +151,8 @@ def _architecture(cfg: dict[str, Any], path: Path, catalogued: bool = False) -> 
     architecture = architecture or "standard"
     if architecture not in INFERENCE_ARCHITECTURES + TRAINING_ARCHITECTURES:
         raise SAEFormatError(
-            f"{path}: architecture {architecture!r} is not supported; expected standard, topk, jumprelu "
-            "or a batchtopk training save"
+            f"{path}: architecture {architecture!r} is not supported; expected standard, topk, jumprelu, a "
+            "(matryoshka) batchtopk training save, or a transcoder"
         )
     if architecture == "standard" and activation not in (None, "relu"):
         raise SAEFormatError(f"{path}: activation function {activation!r} is not supported; expected relu or topk")
@@ -183,6 +201,8 @@ class SAELensFields:
     rescale_acts_by_decoder_norm: bool
     norm_scaling_factor: float | None  # expected_average_only_in: inputs were multiplied by it; folded on load
     dtype: torch.dtype
+    transcoder: tuple[str, bool] | None = None  # (inference architecture, skip connection) of a transcoder
+    d_out: int | None = None  # a transcoder's output width
 
 
 def read_saelens_fields(
@@ -196,6 +216,9 @@ def read_saelens_fields(
     folder = Path(folder)
     path = folder / CFG_FILE
     cfg = read_json(path)
+    transcoder = _TRANSCODER_KINDS.get(cfg.get("architecture"))
+    if transcoder is not None:
+        cfg = {**cfg, "architecture": transcoder[0]}
     architecture, k = _architecture(cfg, path, catalogued)
     metadata = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else {}
     head = metadata.get("hook_head_index", cfg.get("hook_head_index", cfg.get("hook_point_head_index")))
@@ -247,6 +270,8 @@ def read_saelens_fields(
         rescale_acts_by_decoder_norm=rescale,
         norm_scaling_factor=factor,
         dtype=dtype,
+        transcoder=transcoder,
+        d_out=config_int(cfg, "d_out", path, default=config_int(cfg, "d_in", path)) if transcoder else None,
     )
 
 
@@ -263,8 +288,10 @@ def _read_config(
         architecture=architecture,
         d_sae=d_sae,
         k=fields.k if architecture == "topk" and fields.k is not None else min(32, d_sae),
-        apply_b_dec_to_input=fields.apply_b_dec_to_input,
+        apply_b_dec_to_input=fields.apply_b_dec_to_input and fields.transcoder is None,
         normalize_activations=False,
+        d_out=fields.d_out,
+        skip_connection=fields.transcoder is not None and fields.transcoder[1],
     )
     return sae_cfg, _metadata(cfg), fields
 
@@ -277,9 +304,12 @@ def read_saelens_config(
     return sae_cfg, metadata, fields.dtype
 
 
-def _expected_tensors(architecture: str, d_in: int, d_sae: int) -> dict[str, tuple[int, ...]]:
-    shapes: dict[str, tuple[int, ...]] = {"W_enc": (d_in, d_sae), "W_dec": (d_sae, d_in), "b_enc": (d_sae,)}
-    shapes["b_dec"] = (d_in,)
+def _expected_tensors(fields: SAELensFields, d_in: int, d_sae: int) -> dict[str, tuple[int, ...]]:
+    architecture, d_out = fields.architecture, fields.d_out or d_in
+    shapes: dict[str, tuple[int, ...]] = {"W_enc": (d_in, d_sae), "W_dec": (d_sae, d_out), "b_enc": (d_sae,)}
+    shapes["b_dec"] = (d_out,)
+    if fields.transcoder is not None and fields.transcoder[1]:
+        shapes["W_skip"] = (d_out, d_in)
     if architecture == "jumprelu":
         shapes["threshold"] = (d_sae,)
     if architecture == "batchtopk":
@@ -294,7 +324,7 @@ def _raw_tensors(raw: dict[str, Tensor], fields: SAELensFields, d_in: int, d_sae
         raw["threshold"] = take(raw, "log_threshold", (d_sae,), path).float().exp()  # older JumpReLU training saves
         del raw["log_threshold"]
     scaling = raw.pop("scaling_factor", None)  # SAELens < 6: per-latent finetuning scale of the codes
-    shapes = _expected_tensors(fields.architecture, d_in, d_sae)
+    shapes = _expected_tensors(fields, d_in, d_sae)
     unexpected = sorted(set(raw) - set(shapes))
     if unexpected:
         raise SAEFormatError(
