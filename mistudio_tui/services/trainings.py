@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import secrets
 from typing import Any
 
-from mistudio_tui.db.lookup import resolve, unique_name
+from mistudio_tui.db.lookup import resolve
 from mistudio_tui.db.models import ActivationSet, LanguageModel, Tokenization, Training, TrainingTemplate, database
-from mistudio_tui.services.spec import JobSpec, create_pending, slug
+from mistudio_tui.services.spec import FieldError, JobSpec, create_pending
 from mistudio_tui.studio import Studio
 
 ARCHITECTURES = ("relu", "topk", "batchtopk", "jumprelu")
@@ -72,13 +74,59 @@ def training_config(
     if sae["architecture"] in ("topk", "batchtopk"):
         sae.setdefault("k", 32)
         if not 0 < sae["k"] <= d_sae:
-            raise ValueError(f"k={sae['k']} must be between 1 and the SAE width {d_sae}")
+            raise FieldError("k", f"k={sae['k']} must be between 1 and the SAE width {d_sae}")
+    for key in [key for key in train if key in SAE_KEYS]:  # SAE fields given with the training options
+        value = train.pop(key)
+        if value is not None:
+            sae[key] = value
     train_cfg.update({key: value for key, value in train.items() if value is not None})
     if int(train_cfg["total_tokens"]) <= 0:
-        raise ValueError("the token budget must be positive")
+        raise FieldError("total_tokens", "the token budget must be positive")
     if int(train_cfg["batch_size"]) <= 0:
-        raise ValueError("the batch size must be positive")
-    return {"sae": sae, "train": train_cfg}
+        raise FieldError("batch_size", "the batch size must be positive")
+    config = {"sae": sae, "train": train_cfg}
+    check_config(config)
+    return config
+
+
+def check_config(config: dict[str, Any]) -> None:
+    """Build the trainer's (torch-free) SAEConfig and TrainConfig, so a value the worker would refuse is refused here,
+    before any row exists; FieldError names the config key (their messages start with it)."""
+    from mistudio_tui.jobs.tasks.train import sae_config, train_config
+
+    try:
+        sae_config(config)
+        train_config(config)
+    except (ValueError, TypeError, OverflowError) as exc:
+        message = str(exc)
+        key = message.split(" ", 1)[0]
+        raise FieldError(key if key in config["sae"] or key in config["train"] else "", message) from None
+
+
+def config_default(key: str) -> Any:
+    """The trainer's default for an SAE or training config key (shown in forms)."""
+    import dataclasses
+
+    from mistudio_tui.ml.sae.config import SAEConfig, TrainConfig
+
+    if key in TRAIN_DEFAULTS:
+        return TRAIN_DEFAULTS[key]
+    for cls in (SAEConfig, TrainConfig):
+        for f in dataclasses.fields(cls):
+            if f.name == key:
+                return f.default
+    raise KeyError(key)
+
+
+def default_name(architecture: str, hook: str | None, d_sae: int) -> str:
+    """A short name that tells runs apart: architecture, layer, width and a random suffix (`topk-L0-4k-a3f`)."""
+    layer = re.search(r"\d+", hook or "")
+    width = f"{d_sae // 1024}k" if d_sae % 1024 == 0 else (f"{d_sae / 1000:g}k" if d_sae >= 1000 else str(d_sae))
+    base = "-".join([architecture, f"L{layer.group()}" if layer else "acts", width])
+    while True:
+        name = f"{base}-{secrets.token_hex(2)[:3]}"
+        if Training.get_or_none(Training.name == name) is None:
+            return name
 
 
 def new_training(
@@ -106,12 +154,11 @@ def new_training(
         tpl = dict(resolve(TrainingTemplate, template).config)
     config = training_config(aset.d_in, template=tpl, **options)
     sae = config["sae"]
-    default = f"{sae['architecture']}-{slug(hook or 'acts')}-{sae['d_sae']}"
     with database.atomic():
         training = create_training(
             studio,
             config,
-            name=_name(name, default),
+            name=_name(name) or default_name(sae["architecture"], hook, sae["d_sae"]),
             activation_set=aset,
             model=aset.model,
             tokenization=aset.tokenization,
@@ -137,12 +184,11 @@ def create_training(studio: Studio, config: dict[str, Any], **fields: Any) -> Tr
     )
 
 
-def _name(name: str | None, default: str) -> str:
-    if name:
-        if Training.get_or_none(Training.name == name) is not None:
-            raise ValueError(f"the name {name!r} is taken; choose another with --name")
-        return name
-    return unique_name(Training, default)
+def _name(name: str | None) -> str | None:
+    """`name` if it is free (None when not given)."""
+    if name and Training.get_or_none(Training.name == name) is not None:
+        raise FieldError("name", f"the name {name!r} is taken; choose another with --name")
+    return name or None
 
 
 def train_spec(training: Training, resume: bool) -> JobSpec:

@@ -21,7 +21,7 @@ from mistudio_tui.services import features as feature_svc
 from mistudio_tui.services import run_list
 from mistudio_tui.services import trainings as svc
 from mistudio_tui.ui import format as fmt
-from mistudio_tui.ui.actions import confirm_delete, start_spec, training_form_choices
+from mistudio_tui.ui.actions import confirm_delete, start_spec, submit_spec, training_form_choices
 from mistudio_tui.ui.live_redraw import LiveRedraw, update_if_changed
 from mistudio_tui.ui.messages import JobUpdate
 from mistudio_tui.ui.modals.form import Field, FormModal
@@ -458,37 +458,34 @@ class TrainingsScreen(MetricKeys, StudioScreen):
             Field("total_tokens", "Tokens", kind="int", default=train.get("total_tokens", "2M")),
             Field("batch_size", "Batch size", kind="int", default=train.get("batch_size", 4096)),
             Field("lr", "Learning rate (blank: automatic)", kind="float", default=train.get("lr")),
+            *advanced_fields(sae, train),
             Field("device", "Device", default=train.get("device", "auto")),
-            Field("name", "Name (optional)"),
+            Field("name", "Name (blank: automatic, e.g. topk-L0-4k-a3f)"),
+            Field("tags", "Tags (comma-separated, optional)"),
         ]
         if not base:
-            fields.insert(-1, Field("template", "Template (optional)", kind="choice", choices=templates))
+            fields.insert(-2, Field("template", "Template (optional)", kind="choice", choices=templates))
+
+        def build(values: dict[str, Any]) -> Any:
+            options = dict(values)
+            return svc.new_training(
+                self.studio,
+                options.pop("activations"),
+                name=options.pop("name"),
+                template=options.pop("template", None),
+                tags=options.pop("tags") or "",
+                template_config=template_config,
+                **{**options, "device": options["device"] or "auto"},
+            )
+
+        form = FormModal("Train an SAE from a template" if base else "Train an SAE", fields, "Train", build=build)
 
         def done(values: dict[str, Any] | None) -> None:
-            if values:
-                job_id = start_spec(
-                    self,
-                    lambda: svc.new_training(
-                        self.studio,
-                        values["activations"],
-                        name=values["name"],
-                        template=values.get("template"),
-                        template_config=template_config,
-                        architecture=values["architecture"],
-                        k=values["k"],
-                        l1_coefficient=values["l1_coefficient"],
-                        expansion=values["expansion"],
-                        total_tokens=values["total_tokens"],
-                        batch_size=values["batch_size"],
-                        lr=values["lr"],
-                        device=values["device"] or "auto",
-                    ),
-                )
-                if job_id is not None:
-                    self._select_new = Job.get_by_id(job_id).resource_id
+            if values is not None and form.built is not None:
+                job_id = submit_spec(self, form.built)
+                self._select_new = Job.get_by_id(job_id).resource_id
 
-        title = "Train an SAE from a template" if base else "Train an SAE"
-        self.app.push_screen(FormModal(title, fields, "Train"), done)
+        self.app.push_screen(form, done)
 
     def action_pause(self) -> None:
         pause_training(self, self.training)
@@ -522,6 +519,30 @@ class TrainingsScreen(MetricKeys, StudioScreen):
     def action_delete(self) -> None:
         if self.training is not None:
             confirm_delete(self, self.training)
+
+
+def advanced_fields(sae: dict[str, Any], train: dict[str, Any]) -> list[Field]:
+    """Seed, AuxK coefficient, dead-feature window and warmup, with the trainer's defaults filled in."""
+
+    def value(section: dict[str, Any], key: str) -> Any:
+        return section.get(key, svc.config_default(key))
+
+    return [
+        Field("seed", "Seed", kind="int", default=value(train, "seed")),
+        Field(
+            "aux_k_coefficient",
+            "AuxK coefficient (TopK / BatchTopK; 0: off)",
+            kind="float",
+            default=f"{value(sae, 'aux_k_coefficient'):g}",
+        ),
+        Field(
+            "dead_tokens_threshold",
+            "Dead-feature window (tokens without firing)",
+            kind="int",
+            default=fmt.count(value(sae, "dead_tokens_threshold")).replace(".0", ""),
+        ),
+        Field("lr_warmup_steps", "Learning-rate warmup (steps)", kind="int", default=value(train, "lr_warmup_steps")),
+    ]
 
 
 def pause_training(screen: StudioScreen, training: Training | None) -> bool:

@@ -1,0 +1,99 @@
+"""Issue 19 (part A): nothing typed is lost, focus goes where the user looks, cursors stay on their row."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from textual.widgets import Input, Static
+
+from mistudio_tui.app import MiStudioApp
+from mistudio_tui.db.jobs import create_job
+from mistudio_tui.db.models import LabelingJob, Training
+from mistudio_tui.ui.modals.form import FormModal
+from tests.ui.populate import populate
+
+
+async def open_new_run_form(pilot, app) -> FormModal:
+    await pilot.press("3")
+    await pilot.pause()
+    await pilot.press("n")
+    await pilot.pause()
+    assert isinstance(app.screen, FormModal)
+    return app.screen
+
+
+def beside(form: FormModal, name: str) -> str:
+    box = form.query_one(f"#error-{name}", Static)
+    return str(box.render()) if box.display else ""
+
+
+async def test_new_run_form_refuses_bad_values_in_place_and_keeps_what_was_typed(studio):
+    populate(studio.paths.home)
+    runs = Training.select().count()
+    app = MiStudioApp(studio, offer_sample=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        form = await open_new_run_form(pilot, app)
+        for name, bad in (("k", "99999"), ("batch_size", "0"), ("lr", "-1"), ("aux_k_coefficient", "-0.5")):
+            form.query_one("#field-name", Input).value = "my-run"
+            form.query_one(f"#field-{name}", Input).value = bad
+            await pilot.press("ctrl+s")
+            await pilot.pause()
+            assert app.screen is form, f"{name}={bad} closed the form"
+            assert form.focused is form.query_one(f"#field-{name}"), name
+            assert beside(form, name), f"no message beside {name}"
+            assert form.query_one(f"#field-{name}", Input).value == bad
+            assert form.query_one("#field-name", Input).value == "my-run"
+            assert Training.select().count() == runs  # no run row was created
+            form.query_one(f"#field-{name}", Input).value = ""
+        await pilot.press("escape")
+
+
+async def test_new_run_form_shows_the_trainer_defaults_and_passes_name_tags_and_advanced_values(studio, monkeypatch):
+    populate(studio.paths.home)
+    submitted = []
+
+    def queue_only(kind: str, params: dict, title: str = "", resource: Any = None):  # no worker process
+        submitted.append(kind)
+        return create_job(kind, title, params, resource, os.getpid(), studio.paths.dir("logs"))
+
+    monkeypatch.setattr(studio.runner, "submit", queue_only)
+    app = MiStudioApp(studio, offer_sample=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        form = await open_new_run_form(pilot, app)
+        value = {name: form.query_one(f"#field-{name}", Input).value for name in ("seed", "lr_warmup_steps")}
+        assert value == {"seed": "0", "lr_warmup_steps": "1000"}
+        assert form.query_one("#field-aux_k_coefficient", Input).value == "0.03125"
+        assert form.query_one("#field-dead_tokens_threshold", Input).value == "10M"
+        form.query_one("#field-name", Input).value = "seeded"
+        form.query_one("#field-tags", Input).value = "sweep-a, keep"
+        form.query_one("#field-seed", Input).value = "7"
+        form.query_one("#field-dead_tokens_threshold", Input).value = "1M"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert app.screen is not form
+        run = Training.get(Training.name == "seeded")
+        assert run.tags == "sweep-a, keep"
+        assert run.config["train"]["seed"] == 7 and run.config["sae"]["dead_tokens_threshold"] == 1_000_000
+        assert submitted == ["train"]
+
+
+async def test_labeling_form_refuses_an_endpoint_that_is_not_a_url(studio):
+    populate(studio.paths.home)
+    app = MiStudioApp(studio, offer_sample=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("4")
+        await pilot.pause()
+        await pilot.press("L")
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, FormModal)
+        form.query_one("#field-endpoint", Input).value = "localhost-8000"
+        form.query_one("#field-model", Input).value = "my-model"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert app.screen is form
+        assert form.focused is form.query_one("#field-endpoint")
+        assert "URL" in beside(form, "endpoint")
+        assert form.query_one("#field-model", Input).value == "my-model"
+        assert not LabelingJob.select().exists()
