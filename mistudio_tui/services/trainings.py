@@ -103,6 +103,15 @@ def check_config(config: dict[str, Any]) -> None:
         raise FieldError(key if key in config["sae"] or key in config["train"] else "", message) from None
 
 
+def config_problem(config: dict[str, Any] | None) -> str | None:
+    """What the trainer refuses in a stored run config (None when it accepts it): such a run re-fails on resume."""
+    try:
+        check_config({"sae": dict((config or {}).get("sae") or {}), "train": dict((config or {}).get("train") or {})})
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def config_default(key: str) -> Any:
     """The trainer's default for an SAE or training config key (shown in forms)."""
     import dataclasses
@@ -239,6 +248,11 @@ def resume_training(ref: str | int) -> JobSpec:
         raise ValueError(f"training '{training.name}' has finished; clone it to train further")
     if training.origin != "trained":
         raise ValueError(f"'{training.name}' is an imported SAE, not a training run")
+    problem = config_problem(training.config)
+    if problem:
+        raise ValueError(
+            f"'{training.name}' cannot resume: its configuration is refused ({problem}); clone it with changes"
+        )
     return train_spec(training, resume=True)
 
 

@@ -97,3 +97,27 @@ async def test_labeling_form_refuses_an_endpoint_that_is_not_a_url(studio):
         assert "URL" in beside(form, "endpoint")
         assert form.query_one("#field-model", Input).value == "my-model"
         assert not LabelingJob.select().exists()
+
+
+async def test_a_run_failed_by_its_configuration_offers_a_clone_not_a_resume(studio):
+    from mistudio_tui.db.models import Job
+    from mistudio_tui.ui.screens.training_detail import TrainingDetailScreen
+
+    ids = populate(studio.paths.home)
+    run = Training.get_by_id(ids["training"])
+    config = {**run.config, "train": {**run.config["train"], "lr": -1.0}}  # a row written before the form checked
+    Training.update(status="failed", error="ValueError: lr must be positive, got -1.0", config=config).where(
+        Training.id == run.id
+    ).execute()
+    jobs = Job.select().count()
+    app = MiStudioApp(studio, offer_sample=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.push_screen(TrainingDetailScreen(run.id))
+        await pilot.pause()
+        guidance = str(app.screen.query_one("#run-guidance").render())
+        assert "configuration error" in guidance and "clone it with changes" in guidance
+        assert "r resumes" not in guidance
+        await pilot.press("r")
+        await pilot.pause()
+        assert Job.select().count() == jobs  # no resume job that would fail the same way
+        assert any("clone it with changes" in str(n.message) for n in app._notifications)

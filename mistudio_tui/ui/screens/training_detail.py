@@ -55,9 +55,15 @@ def guidance_lines(training: Training, tail: list[str]) -> list[str]:
     sae = (training.config or {}).get("sae", {})
     uses_auxk = training.architecture in ("topk", "batchtopk") and sae.get("aux_k_coefficient", 1.0) > 0
     found = diagnose(training.error if failed else None, tail if failed else [], training.dead_fraction, uses_auxk)
+    problem = svc.config_problem(training.config) if failed else None
+    if problem:  # resuming runs the same configuration again: only a clone with changes can work
+        lines.append(
+            f"[yellow]configuration error:[/yellow] {escape(problem)} → clone it with changes "
+            "(k on its page); resuming would fail the same way"
+        )
     for diagnosis in found:
         lines.append(f"[yellow]likely: {escape(diagnosis.cause)}[/yellow] → {escape(diagnosis.fix)}")
-    if failed and not found:
+    if failed and not found and not problem:
         lines.append("[yellow]no known cause matched:[/yellow] read the log below; r resumes from the last checkpoint")
     return lines
 
