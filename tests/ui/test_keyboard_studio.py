@@ -12,6 +12,7 @@ from mistudio_tui.db.jobs import create_job
 from mistudio_tui.db.models import LabelingJob, Training
 from mistudio_tui.ui.modals.form import FormModal
 from tests.ui.populate import populate
+from tests.ui.test_app import wait_for
 
 
 async def open_new_run_form(pilot, app) -> FormModal:
@@ -121,3 +122,25 @@ async def test_a_run_failed_by_its_configuration_offers_a_clone_not_a_resume(stu
         await pilot.pause()
         assert Job.select().count() == jobs  # no resume job that would fail the same way
         assert any("clone it with changes" in str(n.message) for n in app._notifications)
+
+
+async def test_steer_this_feature_puts_the_cursor_in_the_prompt(studio):
+    ids = populate(studio.paths.home)
+    app = MiStudioApp(studio, offer_sample=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        for visit in range(2):  # the first open mounts the Steering screen; the second finds it mounted
+            await pilot.press("4")
+            await pilot.pause()
+            app.screen.jump_to(3 + visit)
+            await pilot.pause()
+            await pilot.press("x")
+            await wait_for(pilot, lambda: app.current_mode == "steering" and app.screen.query("#steer-features"))
+            steering = app.screen
+            await wait_for(pilot, lambda v=visit: str(3 + v) in steering.query_one("#steer-features").value)
+            await pilot.pause()
+            assert app.focused is steering.query_one("#steer-prompt")
+            await pilot.press(*"the cat")
+            assert steering.query_one("#steer-prompt").value.endswith("the cat")
+            assert steering.training_id == ids["training"]  # the typing did not reach the SAE dropdown
+            await pilot.press("escape")
+            await pilot.pause()
