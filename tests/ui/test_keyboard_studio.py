@@ -136,7 +136,8 @@ async def test_steer_this_feature_puts_the_cursor_in_the_prompt(studio):
             await pilot.press("x")
             await wait_for(pilot, lambda: app.current_mode == "steering" and app.screen.query("#steer-features"))
             steering = app.screen
-            await wait_for(pilot, lambda v=visit: str(3 + v) in steering.query_one("#steer-features").value)
+            wanted = str(3 + visit)
+            await wait_for(pilot, lambda s=steering, w=wanted: w in s.query_one("#steer-features").value)
             await pilot.pause()
             assert app.focused is steering.query_one("#steer-prompt")
             await pilot.press(*"the cat")
@@ -144,3 +145,40 @@ async def test_steer_this_feature_puts_the_cursor_in_the_prompt(studio):
             assert steering.training_id == ids["training"]  # the typing did not reach the SAE dropdown
             await pilot.press("escape")
             await pilot.pause()
+
+
+async def test_the_runs_cursor_stays_on_its_run_through_resizes_and_refreshes(studio):
+    from tests.ui.populate import populate_runs
+
+    populate_runs(studio.paths.home)
+    app = MiStudioApp(studio, offer_sample=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("3")
+        await pilot.pause()
+        screen = app.screen
+        await pilot.press("down", "down", "down")
+        await pilot.pause()
+        chosen = screen.table.selected_id
+        assert chosen is not None and chosen != screen.shown_ids[0]
+        for width in (60, 40, 120):  # narrow and wide column sets
+            await pilot.resize_terminal(width, 40)
+            await pilot.pause()
+            assert screen.table.selected_id == chosen, width
+        screen.reload()
+        await pilot.pause()
+        assert screen.table.selected_id == chosen
+
+
+async def test_the_comparison_cursor_stays_on_its_row_when_the_metric_changes(studio):
+    from tests.ui.populate import populate_runs
+
+    populate_runs(studio.paths.home)
+    app = MiStudioApp(studio, offer_sample=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("3", "down", "space", "space", "v")
+        await pilot.pause()
+        table = app.screen.query_one("#compare-table")
+        table.move_cursor(row=4)
+        await pilot.press("m")
+        await pilot.pause()
+        assert table.cursor_row == 4

@@ -82,7 +82,9 @@ class RunTable(RecordTable):
                 self.update_cell(str(rid), column, value)
 
     def set_columns(self, columns: Sequence[Column], sort_key: str, descending: bool) -> None:
-        """Replace the columns (rows are dropped; the next `set_records` refills them)."""
+        """Replace the columns (rows are dropped; the next `set_records` refills them, the cursor on the same run)."""
+        if self.row_count:
+            self.kept_id = self.selected_id
         self.clear(columns=True)
         self.columns_spec = list(columns)
         self._column_keys = [key for key, _, _ in columns]
