@@ -82,7 +82,7 @@ class FeaturesScreen(StudioScreen):
         Binding("w", "fire_here", "Fires", id="features.fire_here"),
         Binding("t", "test_text", "Test text", id="features.test_text", show=False),
         Binding("x", "steer", "Steer", id="features.steer", show=False),
-        Binding("escape", "back_to_table", "Back", id="features.back", show=False),
+        Binding("escape", "leave_field", "Leave field", id="features.back"),
     ]
 
     class Tested(Message):
@@ -387,7 +387,7 @@ class FeaturesScreen(StudioScreen):
         elif event.input.id == "feature-test":
             self.run_test_text(event.value)
 
-    def action_back_to_table(self) -> None:
+    def action_leave_field(self) -> None:
         focused = self.focused
         if isinstance(focused, Input) and focused.id == "feature-search" and focused.value:
             focused.value = ""

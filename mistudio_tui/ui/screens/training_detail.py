@@ -123,7 +123,7 @@ class TrainingDetailScreen(MetricKeys, StudioScreen):
         Binding("c", "cancel", "Cancel", id="training_detail.cancel"),
         Binding("k", "clone", "Clone", id="training_detail.clone"),
         Binding("e", "export", "Export", id="training_detail.export"),
-        Binding("s", "save_template", "Save as template", id="training_detail.save_template"),
+        Binding("s", "save_template", "Save template", id="training_detail.save_template"),
         Binding("x", "delete", "Delete", id="training_detail.delete"),
     ]
 

@@ -147,6 +147,7 @@ class TrainingsScreen(MetricKeys, StudioScreen):
         Binding("t", "templates", "Templates", id="trainings.templates", show=False),
         Binding("w", "sweeps", "Sweeps", id="trainings.sweeps", show=False),
         Binding("x", "delete", "Delete", id="trainings.delete"),
+        Binding("escape", "leave_field", "Leave field", id="trainings.leave_field"),
     ]
 
     def __init__(self) -> None:
@@ -358,9 +359,8 @@ class TrainingsScreen(MetricKeys, StudioScreen):
     def filter_submitted(self, event: Input.Submitted) -> None:
         self._leave_filter()
 
-    def key_escape(self) -> None:
-        if self.query_one("#run-filter", Input).has_focus:
-            self._leave_filter()
+    def action_leave_field(self) -> None:
+        self._leave_filter()
 
     def _leave_filter(self) -> None:
         box = self.query_one("#run-filter", Input)
