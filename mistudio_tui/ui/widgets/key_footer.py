@@ -64,7 +64,8 @@ class WrapLayout(Layout):
         widths = {child: int(box.width) for child, box in zip(children, boxes, strict=True)}
         shown = list(children)
         droppable = [c for c in children if c.has_class("-command-palette")]
-        droppable += [c for c in children if isinstance(c, FooterLabel)] + [c for c in children if isinstance(c, KeyGroup)]
+        droppable += [c for c in children if isinstance(c, FooterLabel)]
+        droppable += [c for c in children if isinstance(c, KeyGroup)]
         lines = self._lines(shown, widths, size.width)
         while size.width and len(lines) > self.max_lines and droppable:
             shown.remove(droppable.pop(0))
