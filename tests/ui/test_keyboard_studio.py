@@ -182,3 +182,27 @@ async def test_the_comparison_cursor_stays_on_its_row_when_the_metric_changes(st
         await pilot.press("m")
         await pilot.pause()
         assert table.cursor_row == 4
+
+
+async def test_run_names_that_share_a_start_stay_distinct_at_any_width(studio):
+    from textual.widgets import DataTable
+
+    from tests.ui.populate import populate_runs
+
+    ids = populate_runs(studio.paths.home)
+    base = "topk-blocks.0.hook_resid_post-1024"
+    for n, name in enumerate(["topk-k8", "topk-k16", "relu-l1", "batchtopk-b"]):
+        Training.update(name=f"{base}-{n + 2}", group_name=None).where(Training.id == ids[name]).execute()
+    app = MiStudioApp(studio, offer_sample=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("3")
+        await pilot.pause()
+        table = app.screen.query_one("#trainings-table", DataTable)
+        for size in ((120, 40), (40, 30), (100, 30)):
+            await pilot.resize_terminal(*size)
+            await pilot.pause()
+            await pilot.pause()
+            shown = [str(table.get_cell(row.key, "name")) for row in table.ordered_rows]
+            assert len(set(shown)) == len(shown), (size, shown)
+            width = table.columns["name"].width
+            assert all(len(name) <= width for name in shown), (size, shown)

@@ -52,6 +52,8 @@ WIDE_COLUMNS: list[Column] = [
     ("device", "Device", 6),
 ]
 NARROW_COLUMNS: list[Column] = [("mark", " ", 1), ("name", "Name", 13), ("state", "State", 9), ("curve", "Loss", 8)]
+NAME_MIN, NAME_MAX = 16, 40  # names are cut in the middle to the name column's width
+CELL_PADDING = 2  # DataTable pads each cell by one column on each side
 SORTABLE = [key for key in run_list.SORT_KEYS if key != "created"]
 OPTIONAL_SCREENS = {
     "templates": ("mistudio_tui.ui.modals.templates", ("TemplatePicker",)),
@@ -66,6 +68,12 @@ class RunTable(RecordTable):
     def __init__(self, columns: Sequence[Column], **kwargs: Any) -> None:
         super().__init__(columns, **kwargs)
         self.columns_spec = list(columns)
+
+    def on_resize(self, event: Resize) -> None:
+        # (RecordTable.on_resize runs too: Textual calls the handler of each class along the MRO)
+        fit = getattr(self.screen, "fit_to_width", None)
+        if fit is not None:
+            self.call_after_refresh(fit)
 
     def set_records(self, records: Sequence[tuple[int, Sequence[Any]]]) -> None:
         """As RecordTable's, but only cells whose value changed are touched (each update repaints)."""
@@ -93,35 +101,62 @@ class RunTable(RecordTable):
             self.add_column(label + arrow, key=key, width=width + (1 if arrow else 0))
 
 
-def cells(row: run_list.RunRow, columns: Sequence[Column], marked: bool, sparklines: SparklineCache) -> tuple:
-    """The cells of one run for the given columns."""
+def fit_columns(columns: Sequence[Column], width: int) -> list[Column]:
+    """The columns that fit `width` whole, in order (the ones left out show in the detail pane): a number is shown
+    in full or not at all; the name column gives up room down to NAME_MIN first and takes what is left over."""
+    name_min = min(NAME_MIN, next(w for key, _, w in columns if key == "name"))
+    kept: list[Column] = []
+    used = 0
+    for key, label, w in columns:
+        w = name_min if key == "name" else w
+        if kept and width and used + w + CELL_PADDING > width:
+            break
+        kept.append((key, label, w))
+        used += w + CELL_PADDING
+    spare = max(0, width - used) if width else 0
+    return [(key, label, min(NAME_MAX, w + spare)) if key == "name" else (key, label, w) for key, label, w in kept]
+
+
+def cells(
+    row: run_list.RunRow, columns: Sequence[Column], marked: bool, sparklines: SparklineCache, narrow: bool = False
+) -> tuple:
+    """The cells of one run for the given columns, names cut in the middle and numbers fitted to their width."""
     t = row.training
+    width = {key: w for key, _, w in columns}
     values: dict[str, Any] = {
         "mark": "●" if marked else " ",
-        "name": group_label(t, narrow=len(columns) < len(WIDE_COLUMNS)),
         "state": status_text(t.status),
         "arch": t.architecture,
         "width": fmt.count(t.d_sae),
         "k": fmt.num(run_list.SORT_KEYS["k"](t)),
         "steps": fmt.count(t.steps),
-        "loss": fmt.num(t.loss),
-        "l0": fmt.num(t.l0),
-        "ev": fmt.num(t.explained_variance),
+        "loss": t.loss,
+        "l0": t.l0,
+        "ev": t.explained_variance,
         "tps": fmt.count(t.tokens_per_s),
         "device": t.device or "-",
     }
-    curve_width = next(width for key, _, width in columns if key == "curve")
-    values["curve"] = Text(sparklines.get(t.id, t.steps, curve_width), style="cyan")
+    for key in ("loss", "l0", "ev"):
+        values[key] = fmt.num_fit(values[key], width.get(key, 7))
+    values["name"] = group_label(t, narrow, width.get("name", NAME_MAX))
+    if "curve" in width:
+        values["curve"] = Text(sparklines.get(t.id, t.steps, width["curve"]), style="cyan")
     return tuple(values[key] for key, _, _ in columns)
 
 
-def group_label(training: Training, narrow: bool) -> Text:
-    """The name cell: `group/name` (wide) or a coloured bar before the name (narrow) for grouped runs."""
+def group_label(training: Training, narrow: bool, width: int = NAME_MAX) -> Text:
+    """The name cell: `group/name` (wide) or a coloured bar before the name (narrow) for grouped runs, cut in the
+    middle to `width` (the end is what tells `topk-L0-4k-a3f` from `topk-L0-4k-b71`)."""
     if not training.group_name:
-        return Text(training.name)
+        return Text(fmt.middle(training.name, width))
     if narrow:
-        return Text.assemble(("▍", "magenta"), training.name)
-    return Text.assemble((training.group_name + "/", "magenta"), training.name)
+        return Text.assemble(("▍", "magenta"), fmt.middle(training.name, width - 1))
+    group = training.group_name + "/"
+    if len(group) + len(training.name) > width:  # the run's own name first, then what is left of its group's
+        name = fmt.middle(training.name, max(width - 4, width * 2 // 3))
+        group = fmt.middle(group, width - len(name)) if width > len(name) else ""
+        return Text.assemble((group, "magenta"), name)
+    return Text.assemble((group, "magenta"), training.name)
 
 
 class TrainingsScreen(MetricKeys, StudioScreen):
@@ -211,15 +246,22 @@ class TrainingsScreen(MetricKeys, StudioScreen):
     def on_key(self, event: Key) -> None:
         self.live.key_pressed()
 
-    def on_resize(self, event: Resize) -> None:
-        if (self.size.width < NARROW_BELOW) != self._narrow:
+    def fit_to_width(self) -> None:
+        """Reload when the table's width calls for another column set."""
+        if self._wanted_columns() != self.table.columns_spec:
             self.reload()
 
-    def _ensure_columns(self) -> list[Column]:
+    def _wanted_columns(self) -> list[Column]:
         narrow = self.size.width < NARROW_BELOW if self.size.width else False
-        if narrow != self._narrow:
-            self._narrow = narrow
-            self.table.set_columns(NARROW_COLUMNS if narrow else WIDE_COLUMNS, self.sort_key, self.descending)
+        self._narrow = narrow
+        columns = NARROW_COLUMNS if narrow else WIDE_COLUMNS
+        arrow = 1 if any(key == self.sort_key for key, _, _ in columns) else 0  # the sorted column's ▲ takes one
+        return fit_columns(columns, max(0, self.table.scrollable_content_region.width - arrow))
+
+    def _ensure_columns(self) -> list[Column]:
+        wanted = self._wanted_columns()
+        if wanted != self.table.columns_spec:
+            self.table.set_columns(wanted, self.sort_key, self.descending)
         return self.table.columns_spec
 
     def visible_rows(self) -> list[run_list.RunRow]:
@@ -241,7 +283,10 @@ class TrainingsScreen(MetricKeys, StudioScreen):
         self._drawn_steps = {r.training.id: r.training.steps for r in rows}
         self.marked &= {rid for (rid,) in Training.select(Training.id).tuples()}
         self.table.set_records(
-            [(r.training.id, cells(r, columns, r.training.id in self.marked, self.sparklines)) for r in rows]
+            [
+                (r.training.id, cells(r, columns, r.training.id in self.marked, self.sparklines, bool(self._narrow)))
+                for r in rows
+            ]
         )
         title = "Training runs"
         if self.filter_text:
@@ -335,7 +380,7 @@ class TrainingsScreen(MetricKeys, StudioScreen):
         for row in run_list.load_rows(live):
             rid = row.training.id
             self._drawn_steps[rid] = row.training.steps
-            self.table.update_record(rid, cells(row, columns, rid in self.marked, self.sparklines))
+            self.table.update_record(rid, cells(row, columns, rid in self.marked, self.sparklines, bool(self._narrow)))
         if self.table.selected_id in {t.id for t in live}:
             self.show_selected()
 
