@@ -206,3 +206,18 @@ async def test_run_names_that_share_a_start_stay_distinct_at_any_width(studio):
             assert len(set(shown)) == len(shown), (size, shown)
             width = table.columns["name"].width
             assert all(len(name) <= width for name in shown), (size, shown)
+
+
+async def test_the_narrow_features_table_keeps_the_top_tokens(studio):
+    from tests.ui.populate import WORDS
+
+    populate(studio.paths.home)
+    app = MiStudioApp(studio, offer_sample=False)
+    async with app.run_test(size=(40, 30)) as pilot:
+        await pilot.press("4")
+        await pilot.pause()
+        table = app.screen.query_one("#features-table")
+        assert [column.key for column, _ in table.columns()] == ["index", "labels", "top"]
+        assert "Top tokens" in table.render_line(0).text
+        first = table.row(0)
+        assert first.top_tokens and WORDS[first.index] in table.render_line(1).text
