@@ -75,3 +75,32 @@ async def test_esc_shows_only_while_a_text_field_has_focus(studio):
         await pilot.pause()
         assert app.focused is app.screen.query_one("#features-table")
         assert "escape" not in {key.key for key in footer_keys(app)[1]}
+
+
+async def test_a_long_footer_wraps_at_120_columns_too(studio):
+    populate_runs(studio.paths.home)
+    app = MiStudioApp(studio, offer_sample=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("3", "enter")
+        await pilot.pause()
+        footer, keys = footer_keys(app)
+        assert {"question_mark", "q", "x", "s"} <= {key.key for key in keys}
+        assert all(footer.region.contains_region(key.region) for key in keys)
+
+
+# with tests/ui/test_snapshots.py (every mode at 40x30), test_trainings_snapshots.py (a run's page, a comparison)
+# and test_sweeps_snapshots.py, these make the 40-column set of every screen's footer
+FOOTER_VIEWS = {
+    "empty-datasets": (False, ["_"]),
+    "trainings-filter": (True, ["3", "slash"]),
+    "features-search": (True, ["4", "slash"]),
+}
+
+
+@pytest.mark.parametrize("view", list(FOOTER_VIEWS))
+def test_narrow_footer_snapshot(snap_compare, studio, view):
+    populated, presses = FOOTER_VIEWS[view]
+    if populated:
+        populate_runs(studio.paths.home)
+    app = MiStudioApp(studio, offer_sample=False)
+    assert snap_compare(app, press=presses, terminal_size=NARROW)

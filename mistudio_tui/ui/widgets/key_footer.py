@@ -116,8 +116,8 @@ class KeyFooter(Footer):
 
     @property
     def layout(self) -> Layout:
-        """On a narrow screen the keys wrap onto more lines, so every key the screen's hints mention shows."""
-        return self._wrap if self.is_attached and self.screen.has_class("-narrow") else super().layout
+        """Keys that do not fit one line wrap onto more, so every key the screen's hints mention shows."""
+        return self._wrap
 
     def shown_keys(self, screen: Screen) -> FooterKeys:
         """The footer's options and each binding it may show, with its state."""
