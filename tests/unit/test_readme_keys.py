@@ -44,6 +44,7 @@ def test_readme_key_table_matches_the_footers(screen):
         if binding.action == "pause" and binding.key == "c":  # a second key of Pause
             continue
         where = footer if binding.show else footer + other
-        assert key in where, f"{screen}: README lacks {key} ({binding.description}) in its {'footer ' * binding.show}keys"
+        kind = "footer keys" if binding.show else "keys"
+        assert key in where, f"{screen}: README lacks {key} ({binding.description}) in its {kind}"
     shown = {SHOWN_AS.get(b.key.split(",")[0], b.key.split(",")[0]) for b in cls.BINDINGS if b.show}
     assert set(footer) <= shown | {"1 … 6"}, f"{screen}: README lists {set(footer) - shown} as footer keys"
