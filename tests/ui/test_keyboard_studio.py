@@ -221,3 +221,26 @@ async def test_the_narrow_features_table_keeps_the_top_tokens(studio):
         assert "Top tokens" in table.render_line(0).text
         first = table.row(0)
         assert first.top_tokens and WORDS[first.index] in table.render_line(1).text
+
+
+async def test_the_clone_form_refuses_a_bad_value_in_place(studio):
+    from mistudio_tui.ui.screens.training_detail import TrainingDetailScreen
+
+    ids = populate(studio.paths.home)
+    runs = Training.select().count()
+    app = MiStudioApp(studio, offer_sample=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        app.push_screen(TrainingDetailScreen(ids["training"]))
+        await pilot.pause()
+        await pilot.press("k")
+        await pilot.pause()
+        form = app.screen
+        assert isinstance(form, FormModal)
+        form.query_one("#field-name", Input).value = "clone-1"
+        form.query_one("#field-lr", Input).value = "-1"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert app.screen is form and form.focused is form.query_one("#field-lr")
+        assert "lr must be positive" in beside(form, "lr")
+        assert form.query_one("#field-name", Input).value == "clone-1"
+        assert Training.select().count() == runs

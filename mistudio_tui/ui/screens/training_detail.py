@@ -24,7 +24,7 @@ from mistudio_tui.services import trainings as svc
 from mistudio_tui.services.run_diagnosis import diagnose
 from mistudio_tui.services.spec import JobSpec
 from mistudio_tui.ui import format as fmt
-from mistudio_tui.ui.actions import USER_ERRORS, confirm_delete, start_spec
+from mistudio_tui.ui.actions import USER_ERRORS, confirm_delete, open_job_form, start_spec
 from mistudio_tui.ui.live_redraw import LiveRedraw, set_series_if_changed, update_if_changed
 from mistudio_tui.ui.messages import DataChanged, JobUpdate
 from mistudio_tui.ui.modals.confirm import ConfirmModal
@@ -317,12 +317,11 @@ class TrainingDetailScreen(MetricKeys, StudioScreen):
             Field("device", "Device", default=train.get("device", "auto")),
         ]
 
-        def done(values: dict[str, Any] | None) -> None:
-            if values:
-                name = values.pop("name")
-                start_spec(self, lambda: svc.clone_training(self.studio, training.id, name=name, **values))
+        def build(values: dict[str, Any]) -> Any:  # a refused value keeps the form open, its field focused
+            changes = dict(values)
+            return svc.clone_training(self.studio, training.id, name=changes.pop("name"), **changes)
 
-        self.app.push_screen(FormModal(f"Clone {training.name}", fields, "Train"), done)
+        open_job_form(self, FormModal(f"Clone {training.name}", fields, "Train", build=build))
 
     def action_export(self) -> None:
         training = self.training

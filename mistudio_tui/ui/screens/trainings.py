@@ -21,7 +21,7 @@ from mistudio_tui.services import features as feature_svc
 from mistudio_tui.services import run_list
 from mistudio_tui.services import trainings as svc
 from mistudio_tui.ui import format as fmt
-from mistudio_tui.ui.actions import confirm_delete, start_spec, submit_spec, training_form_choices
+from mistudio_tui.ui.actions import confirm_delete, open_job_form, start_spec, submit_spec, training_form_choices
 from mistudio_tui.ui.live_redraw import LiveRedraw, update_if_changed
 from mistudio_tui.ui.messages import JobUpdate
 from mistudio_tui.ui.modals.form import Field, FormModal
@@ -552,16 +552,12 @@ class TrainingsScreen(MetricKeys, StudioScreen):
             Field("top_k", "Top examples per feature", kind="int", default=20),
         ]
 
-        def done(values: dict[str, Any] | None) -> None:
-            if values:
-                start_spec(
-                    self,
-                    lambda: feature_svc.extract_features(
-                        self.studio, training.id, n_tokens=values["n_tokens"], top_k=values["top_k"]
-                    ),
-                )
+        def build(values: dict[str, Any]) -> Any:
+            return feature_svc.extract_features(
+                self.studio, training.id, n_tokens=values["n_tokens"], top_k=values["top_k"]
+            )
 
-        self.app.push_screen(FormModal(f"Extract features of {training.name}", fields, "Extract"), done)
+        open_job_form(self, FormModal(f"Extract features of {training.name}", fields, "Extract", build=build))
 
     def action_delete(self) -> None:
         if self.training is not None:
