@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.containers import Container
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Header, Input
+from textual.widgets import Header
 
 from mistudio_tui.ui.messages import DataChanged, JobUpdate
 from mistudio_tui.ui.widgets.jobs_bar import JobsBar
@@ -22,12 +22,6 @@ class StudioScreen(Screen):
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (80, "-wide")]
     TITLE_TEXT = ""
     _styled_for: tuple[Any, ...] | None = None
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """`leave_field` (esc) shows only while a text field has focus: there plain keys type, esc gives them back."""
-        if action == "leave_field":
-            return isinstance(self.focused, Input)
-        return True
 
     def compose(self) -> ComposeResult:
         yield Header(icon="◆")

@@ -82,6 +82,7 @@ class FeaturesScreen(StudioScreen):
         Binding("w", "fire_here", "Fires", id="features.fire_here"),
         Binding("t", "test_text", "Test text", id="features.test_text", show=False),
         Binding("x", "steer", "Steer", id="features.steer", show=False),
+        # always in the footer: in a text field plain keys type, esc gives them back to the screen
         Binding("escape", "leave_field", "Leave field", id="features.back"),
     ]
 

@@ -182,6 +182,7 @@ class TrainingsScreen(MetricKeys, StudioScreen):
         Binding("t", "templates", "Templates", id="trainings.templates", show=False),
         Binding("w", "sweeps", "Sweeps", id="trainings.sweeps", show=False),
         Binding("x", "delete", "Delete", id="trainings.delete"),
+        # always in the footer: in a text field plain keys type, esc gives them back to the screen
         Binding("escape", "leave_field", "Leave field", id="trainings.leave_field"),
     ]
 
