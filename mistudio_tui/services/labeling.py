@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 from mistudio_tui.db import features as fq
 from mistudio_tui.db.lookup import resolve
 from mistudio_tui.db.models import Feature, FeatureLabel, FeatureSet, LabelingJob, database
-from mistudio_tui.services.spec import JobSpec
+from mistudio_tui.services.spec import FieldError, JobSpec
 from mistudio_tui.studio import Studio
 
 SELECTIONS = ("all", "unlabeled", "alive")
@@ -57,6 +58,14 @@ def parse_feature_list(text: str) -> list[int]:
     return out
 
 
+def endpoint_problem(endpoint: str) -> str | None:
+    """Why `endpoint` is not a usable base URL (None when it is)."""
+    parts = urlsplit(endpoint.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{endpoint!r} is not an http(s) URL; expected e.g. http://localhost:8000/v1"
+    return None
+
+
 def start_labeling(
     studio: Studio,
     featureset_ref: str | int,
@@ -74,8 +83,9 @@ def start_labeling(
     fset = resolve(FeatureSet, featureset_ref)
     if fset.status != "ready":
         raise ValueError(f"feature set '{fset.name}' is {fset.status}; labeling needs a ready one")
-    if not endpoint.startswith(("http://", "https://")):
-        raise ValueError(f"endpoint {endpoint!r} must be an http(s) URL such as http://localhost:8000/v1")
+    problem = endpoint_problem(endpoint)
+    if problem:
+        raise FieldError("endpoint", f"endpoint {problem}")
     config = LabelingSettings(
         base_url=endpoint, model=model, api_key_env=api_key_env, **{k: v for k, v in settings.items() if v is not None}
     )

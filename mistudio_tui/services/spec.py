@@ -32,6 +32,14 @@ class JobSpec:
         return runner.submit(self.kind, self.params, title=self.title, resource=self.resource)
 
 
+class FieldError(ValueError):
+    """A value that would be refused; `field` names it, so a form can focus that field and say why beside it."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field_name
+
+
 def slug(text: str, fallback: str = "item") -> str:
     """A filesystem- and CLI-friendly name: lowercase letters, digits, dots, dashes."""
     out = re.sub(r"[^a-zA-Z0-9._-]+", "-", text.strip()).strip("-.").lower()

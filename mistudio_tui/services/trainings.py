@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import re
+import secrets
 from pathlib import Path
 from typing import Any
 
-from mistudio_tui.db.lookup import new_name, resolve
-from mistudio_tui.db.models import ActivationSet, LanguageModel, Tokenization, Training, TrainingTemplate, database
+from mistudio_tui.db.lookup import resolve
+from mistudio_tui.db.models import (
+    ActivationSet,
+    LanguageModel,
+    Tokenization,
+    Training,
+    TrainingTemplate,
+    database,
+    refuse_id_like_name,
+)
 from mistudio_tui.db.states import RunState
 from mistudio_tui.ml.sae.config import K_ARCHITECTURES, resolve_matryoshka_widths, sae_config, train_config
-from mistudio_tui.services.spec import JobSpec, create_pending, slug
+from mistudio_tui.services.spec import FieldError, JobSpec, create_pending
 from mistudio_tui.studio import Studio
 
 ARCHITECTURES = ("relu", "topk", "batchtopk", "jumprelu", "matryoshka")
@@ -77,17 +87,68 @@ def training_config(
     if sae["architecture"] in K_ARCHITECTURES:
         sae.setdefault("k", 32)
         if not 0 < sae["k"] <= d_sae:
-            raise ValueError(f"k={sae['k']} must be between 1 and the SAE width {d_sae}")
+            raise FieldError("k", f"k={sae['k']} must be between 1 and the SAE width {d_sae}")
+    for key in [key for key in train if key in SAE_KEYS]:  # SAE fields given with the training options
+        value = train.pop(key)
+        if value is not None:
+            sae[key] = value
     _set_matryoshka_widths(sae, matryoshka_widths)
     train_cfg.update({key: value for key, value in train.items() if value is not None})
     if int(train_cfg["total_tokens"]) <= 0:
-        raise ValueError("the token budget must be positive")
+        raise FieldError("total_tokens", "the token budget must be positive")
     if int(train_cfg["batch_size"]) <= 0:
-        raise ValueError("the batch size must be positive")
+        raise FieldError("batch_size", "the batch size must be positive")
     config = {"sae": sae, "train": train_cfg}
-    sae_config(config)  # the worker's own checks, here before any row exists: a bad value leaves no failed run
-    train_config(config)
+    check_config(config)
     return config
+
+
+def check_config(config: dict[str, Any]) -> None:
+    """Build the trainer's (torch-free) SAEConfig and TrainConfig, so a value the worker would refuse is refused here,
+    before any row exists; FieldError names the config key (their messages start with it)."""
+    try:
+        sae_config(config)
+        train_config(config)
+    except (ValueError, TypeError, OverflowError) as exc:
+        message = str(exc)
+        key = message.split(" ", 1)[0]
+        raise FieldError(key if key in config["sae"] or key in config["train"] else "", message) from None
+
+
+def config_problem(config: dict[str, Any] | None) -> str | None:
+    """What the trainer refuses in a stored run config (None when it accepts it): such a run re-fails on resume."""
+    try:
+        check_config({"sae": dict((config or {}).get("sae") or {}), "train": dict((config or {}).get("train") or {})})
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def config_default(key: str) -> Any:
+    """The trainer's default for an SAE or training config key (shown in forms)."""
+    import dataclasses
+
+    from mistudio_tui.ml.sae.config import SAEConfig, TrainConfig
+
+    if key in TRAIN_DEFAULTS:
+        return TRAIN_DEFAULTS[key]
+    for cls in (SAEConfig, TrainConfig):
+        for f in dataclasses.fields(cls):
+            if f.name == key:
+                return f.default
+    raise KeyError(key)
+
+
+def default_name(architecture: str, hook: str | None, d_sae: int, kind: str | None = None) -> str:
+    """A short name that tells runs apart: architecture, layer, width and a random suffix (`topk-L0-4k-a3f`);
+    a transcoder's says so (`topk-transcoder-L0-4k-a3f`)."""
+    layer = re.search(r"\d+", hook or "")
+    width = f"{d_sae // 1024}k" if d_sae % 1024 == 0 else (f"{d_sae / 1000:g}k" if d_sae >= 1000 else str(d_sae))
+    base = "-".join([architecture, *([kind] if kind else []), f"L{layer.group()}" if layer else "acts", width])
+    while True:
+        name = f"{base}-{secrets.token_hex(2)[:3]}"
+        if Training.get_or_none(Training.name == name) is None:
+            return name
 
 
 def _set_matryoshka_widths(sae: dict[str, Any], widths: list[int] | None) -> None:
@@ -138,17 +199,16 @@ def new_training(
         tpl = dict(resolve(TrainingTemplate, template).config)
     config = training_config(_hook_width(aset, hook), template=tpl, **options)
     sae = config["sae"]
-    default = f"{sae['architecture']}-{slug(hook or 'acts')}-{sae['d_sae']}"
+    kind = None
     if hook_out is not None:
         sae.update(d_out=_hook_width(aset, hook_out), skip_connection=bool(skip), apply_b_dec_to_input=False)
         config["hook_name_out"] = hook_out
         kind = "skip-transcoder" if skip else "transcoder"
-        default = f"{sae['architecture']}-{kind}-{slug(hook or 'acts')}-{sae['d_sae']}"
     with database.atomic():
         training = create_training(
             studio,
             config,
-            name=new_name(Training, name, default),
+            name=_name(name) or default_name(sae["architecture"], hook, sae["d_sae"], kind),
             activation_set=aset,
             model=aset.model,
             tokenization=aset.tokenization,
@@ -190,6 +250,15 @@ def create_training(studio: Studio, config: dict[str, Any], **fields: Any) -> Tr
         total_tokens=int(config["train"]["total_tokens"]),
         **fields,
     )
+
+
+def _name(name: str | None) -> str | None:
+    """`name` if it is free (None when not given)."""
+    if name:
+        refuse_id_like_name(name)
+    if name and Training.get_or_none(Training.name == name) is not None:
+        raise FieldError("name", f"the name {name!r} is taken; choose another with --name")
+    return name or None
 
 
 def train_spec(training: Training, resume: bool, config: dict[str, Any] | None = None) -> JobSpec:
@@ -246,6 +315,11 @@ def resume_training(ref: str | int, total_tokens: int | None = None) -> JobSpec:
         raise ValueError(f"training '{training.name}' has finished; clone it to train further")
     if training.origin != "trained":
         raise ValueError(f"'{training.name}' is an imported SAE, not a training run")
+    problem = config_problem(training.config)
+    if problem:
+        raise ValueError(
+            f"'{training.name}' cannot resume: its configuration is refused ({problem}); clone it with changes"
+        )
     config = training.config if total_tokens is None else extended_config(training, total_tokens)
     return train_spec(training, resume=True, config=config)
 
@@ -258,11 +332,12 @@ def extended_config(training: Training, total_tokens: int) -> dict[str, Any]:
     but the lr and sparsity-coefficient warmups keep the lengths the run started with, so they never restart.
     """
     from mistudio_tui.ml.sae.checkpoint_files import latest_checkpoint_step
-    from mistudio_tui.ml.sae.config import TrainConfig
-    from mistudio_tui.ml.sae.schedule import sparsity_warmup_steps
+    from mistudio_tui.ml.sae.config import TrainConfig, resolve_optimizer
+    from mistudio_tui.ml.sae.schedule import LRSchedule, sparsity_warmup_steps
 
     train = dict(training.config["train"])
     old = TrainConfig.from_dict(train)
+    arch = sae_config(training.config).architecture
     if total_tokens <= 0:
         raise ValueError(f"--tokens must be positive, got {total_tokens}")
     step = latest_checkpoint_step(Path(training.path)) or 0
@@ -272,7 +347,7 @@ def extended_config(training: Training, total_tokens: int) -> dict[str, Any]:
             f"--tokens {total_tokens:,} is not more than the {trained:,} tokens run '{training.name}' has already "
             "trained; give a larger budget"
         )
-    train["lr_warmup_steps"] = min(old.lr_warmup_steps, old.total_steps // 10)
+    train["lr_warmup_steps"] = LRSchedule.from_config(old, 1.0, resolve_optimizer(old.optimizer, arch)).warmup_steps
     train["sparsity_warmup_steps"] = sparsity_warmup_steps(old)
     train["total_tokens"] = int(total_tokens)
     return {**training.config, "train": train}

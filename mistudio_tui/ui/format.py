@@ -23,6 +23,29 @@ def num(x: float | None, digits: int = 3) -> str:
     return f"{x:.{digits}g}"
 
 
+def num_fit(x: float | None, width: int, digits: int = 3) -> str:
+    """`num` in at most `width` characters: fewer digits, or a short exponent (1.8e-4), never a cut '0.'."""
+    if x is None:
+        return "-"
+    text = ""
+    for d in range(digits, 0, -1):
+        mantissa, exponent = f"{x:.{d - 1}e}".split("e")
+        for text in (f"{x:.{d}g}", f"{mantissa}e{int(exponent)}"):
+            if len(text) <= width:
+                return text
+    return text
+
+
+def middle(text: str, width: int) -> str:
+    """`text` cut to `width` in the middle, keeping more of the end, where names that share a start differ."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return text[:width]
+    head = (width - 1) * 2 // 5
+    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
+
+
 def duration(seconds: float | None) -> str:
     """95 -> '1m35s'."""
     if seconds is None or seconds < 0:

@@ -26,6 +26,9 @@ class MonitorApp(App):
     Screen.-wide CompactMonitor > #compact-jobs { margin-bottom: 0; margin-right: 2; }
     .section-title { text-style: bold; margin-top: 1; }
     .gpu-card { height: auto; border: round $primary-background; padding: 0 1; margin-bottom: 1; }
+    /* inline (below the prompt) the screen is as tall as its content: a 1fr panel would get no lines at all */
+    Screen:inline MonitorPanel { height: auto; }
+    Screen:inline MonitorPanel > VerticalScroll { height: auto; max-height: 80vh; }
     """
     BINDINGS = [Binding("q", "quit", "Quit", id="monitor.quit")]
 

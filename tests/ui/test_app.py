@@ -105,7 +105,7 @@ async def test_form_errors_name_the_field_and_create_nothing(studio, tmp_path):
         await pilot.press("ctrl+s")
         await pilot.pause()
         assert isinstance(app.screen, FormModal)
-        assert "required" in str(app.screen.query_one("#form-error").render())
+        assert "required" in str(app.screen.query_one("#error-source").render())  # beside the field
         app.screen.query_one("#field-source").value = str(tmp_path / "missing.jsonl")
         await pilot.press("ctrl+s")
         await pilot.pause()

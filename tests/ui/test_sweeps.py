@@ -166,7 +166,7 @@ async def test_new_sweep_form_validates_the_space_and_starts_a_sweep_job(studio)
         form.query_one("#field-space").value = "width=1,2"
         await pilot.press("ctrl+s")
         await pilot.pause()
-        assert "unknown field 'width'" in str(form.query_one("#form-error").render())
+        assert "unknown field 'width'" in str(form.query_one("#error-space").render())  # beside the field
         form.query_one("#field-space").value = "k=2,4"
         form.query_one("#field-name").value = "from-ui"
         await pilot.press("ctrl+s")

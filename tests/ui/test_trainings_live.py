@@ -53,7 +53,7 @@ async def wait_until(pilot, condition, timeout: float = 4.0) -> None:
 async def test_a_burst_of_batches_is_drawn_once_or_twice_and_the_last_one_reaches_the_row_and_curve(studio, running):
     training_id, job_id = running
     app = MiStudioApp(studio, offer_sample=False)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=(160, 40)) as pilot:  # wide enough for the steps column
         await pilot.press("3")
         await pilot.pause()
         screen = app.screen
@@ -73,7 +73,7 @@ async def test_a_burst_of_batches_is_drawn_once_or_twice_and_the_last_one_reache
 async def test_a_key_holds_the_live_redraw_which_still_comes_after(studio, running):
     training_id, job_id = running
     app = MiStudioApp(studio, offer_sample=False)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=(160, 40)) as pilot:  # wide enough for the steps column
         await pilot.press("3")
         await pilot.pause()
         screen = app.screen
@@ -90,7 +90,7 @@ async def test_a_key_holds_the_live_redraw_which_still_comes_after(studio, runni
 async def test_the_detail_curve_and_summary_follow_the_stream_to_its_last_batch(studio, running):
     training_id, job_id = running
     app = MiStudioApp(studio, offer_sample=False)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=(160, 40)) as pilot:  # wide enough for the steps column
         await pilot.press("3")
         await pilot.pause()
         table = app.screen.query_one("#trainings-table", DataTable)
@@ -118,7 +118,7 @@ async def test_metrics_of_another_job_do_not_redraw_the_detail(studio, running):
     training_id, job_id = running
     other = Job.create(kind="train", status="running", resource_type="training")
     app = MiStudioApp(studio, offer_sample=False)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=(160, 40)) as pilot:  # wide enough for the steps column
         await app.push_screen(TrainingDetailScreen(training_id))
         await pilot.pause()
         screen = app.screen
@@ -137,7 +137,7 @@ async def test_the_database_poll_leaves_runs_fed_by_events_to_the_live_redraw(st
     job = Job.create(kind="train", status="running", resource_type="training", resource_id=training_id)
     Training.update(job=job).where(Training.id == training_id).execute()
     app = MiStudioApp(studio, offer_sample=False)
-    async with app.run_test(size=(120, 40)) as pilot:
+    async with app.run_test(size=(160, 40)) as pilot:  # wide enough for the steps column
         await pilot.press("3")
         await pilot.pause()
         screen = app.screen

@@ -71,7 +71,8 @@ class FormModal(ModalScreen[dict[str, Any] | None]):
     """Returns the parsed values, or None if cancelled. ctrl+s or Enter on the last field submits.
 
     With `build`, submitting also calls it with the values; a user error it raises stays in the form (nothing typed is
-    lost) and what it returns is kept in `built`.
+    lost) and what it returns is kept in `built`. An error naming a field (FormError, or a user error with a `field`
+    attribute naming one of the form's fields) focuses that field and shows the message beside it.
     """
 
     BINDINGS = [
@@ -124,6 +125,9 @@ class FormModal(ModalScreen[dict[str, Any] | None]):
             yield Input(value=value, placeholder=spec.placeholder, id=wid)
         if spec.help:
             yield Static(spec.help, classes="field-help")
+        problem = Static("", id=f"error-{spec.name}", classes="form-error field-error", markup=False)
+        problem.display = False
+        yield problem
 
     def on_mount(self) -> None:
         first = self.query("Input, Select, Checkbox").first()
@@ -141,30 +145,38 @@ class FormModal(ModalScreen[dict[str, Any] | None]):
                 if problem:
                     raise FormError(spec.name, f"{spec.label}: {problem}")
             out[spec.name] = value
-        if self.check is not None:
+        if self.check is not None:  # returns a message, or raises FormError naming the field
             problem = self.check(out)
             if problem:
                 raise FormError("", problem)
         return out
 
     def action_submit(self) -> None:
-        error = self.query_one("#form-error", Static)
+        for box in self.query(".field-error"):
+            box.display = False
         try:
             values = self.values()
-        except FormError as exc:
-            error.update(f"⚠ {exc}")
-            if exc.field:
-                self.query_one(f"#field-{exc.field}").focus()
-            self.notify(str(exc), severity="error", timeout=8)
-            return
-        if self.build is not None:
-            try:
+            if self.build is not None:
                 self.built = self.build(values)
-            except USER_ERRORS as exc:
-                error.update(f"⚠ {exc}")
-                self.notify(str(exc), severity="error", timeout=8)
-                return
+        except USER_ERRORS as exc:
+            self.show_error(str(exc), getattr(exc, "field", ""))
+            return
         self.dismiss(values)
+
+    def show_error(self, message: str, field_name: str = "") -> None:
+        """Say what is wrong: beside the field it names (focused), else under the fields."""
+        error = self.query_one("#form-error", Static)
+        if field_name and any(spec.name == field_name for spec in self.fields):
+            error.update("")
+            beside = self.query_one(f"#error-{field_name}", Static)
+            beside.update(f"⚠ {message}")
+            beside.display = True
+            widget = self.query_one(f"#field-{field_name}")
+            widget.focus()
+            widget.scroll_visible()
+        else:
+            error.update(f"⚠ {message}")
+        self.notify(message, severity="error", timeout=8)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

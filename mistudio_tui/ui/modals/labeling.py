@@ -12,6 +12,7 @@ from textual.widgets import DataTable, Static
 
 from mistudio_tui.db.models import FeatureSet, LabelingJob
 from mistudio_tui.db.states import RunState
+from mistudio_tui.services.labeling import endpoint_problem
 from mistudio_tui.ui import format as fmt
 from mistudio_tui.ui.modals.form import Field, FormModal
 
@@ -48,6 +49,7 @@ def labeling_form(fset: FeatureSet, selection: str = "") -> FormModal:
                 "Endpoint (base URL)",
                 default=prior.get("base_url", "http://localhost:8000/v1"),
                 required=True,
+                validate=endpoint_problem,
             ),
             Field("model", "Model", default=prior.get("model", ""), required=True, placeholder="e.g. gpt-4o-mini"),
             Field(

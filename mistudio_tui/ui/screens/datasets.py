@@ -132,7 +132,7 @@ class DatasetsScreen(StudioScreen):
         Binding("x", "delete", "Delete", id="datasets.delete"),
         Binding("v", "view_rows", "View rows", id="datasets.rows"),
         Binding("r", "resume", "Resume", id="datasets.resume", show=False),
-        Binding("s", "sample", "Sample", id="datasets.sample", show=False),
+        Binding("s", "sample", "Sample", id="datasets.sample"),
     ]
 
     def compose_body(self) -> ComposeResult:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,8 @@ class FeaturesScreen(StudioScreen):
         Binding("t", "test_text", "Test text", id="features.test_text", show=False),
         Binding("v", "toggle_values", "Values", id="features.values", show=False),
         Binding("x", "steer", "Steer", id="features.steer", show=False),
-        Binding("escape", "back_to_table", "Back", id="features.back", show=False),
+        # always in the footer: in a text field plain keys type, esc gives them back to the screen
+        Binding("escape", "leave_field", "Leave field", id="features.back"),
     ]
 
     class Tested(Message):
@@ -378,7 +380,7 @@ class FeaturesScreen(StudioScreen):
         elif event.input.id == "feature-test":
             self.run_test_text(event.value)
 
-    def action_back_to_table(self) -> None:
+    def action_leave_field(self) -> None:
         focused = self.focused
         if isinstance(focused, Input) and focused.id == "feature-search" and focused.value:
             focused.value = ""
@@ -479,6 +481,7 @@ class FeaturesScreen(StudioScreen):
         self.notify(f"labels of feature {index} saved")
 
     def action_label_features(self) -> None:
+        from mistudio_tui.ui.actions import open_job_form
         from mistudio_tui.ui.modals.labeling import labeling_form
 
         fset = self.feature_set
@@ -487,12 +490,12 @@ class FeaturesScreen(StudioScreen):
             return
         index = self.table.selected_id
         form = labeling_form(fset, "" if index is None else str(index))
-        self.app.push_screen(form, lambda values: self.start_labeling(fset, values) if values else None)
+        form.build = partial(self.labeling_spec, fset)  # a refused setting keeps the form open
+        open_job_form(self, form)
 
-    def start_labeling(self, fset: FeatureSet, values: dict[str, Any]) -> None:
-        """Start the label job for the features the form chose."""
+    def labeling_spec(self, fset: FeatureSet, values: dict[str, Any]) -> Any:
+        """The label job for the features the form chose (its row is created here)."""
         from mistudio_tui.services.labeling import parse_feature_list, select_features, start_labeling
-        from mistudio_tui.ui.actions import start_spec
 
         settings = dict(values)
         which = settings.pop("which")
@@ -511,7 +514,7 @@ class FeaturesScreen(StudioScreen):
                 self.studio, fset.id, settings.pop("endpoint"), settings.pop("model"), features, limit, **settings
             )
 
-        start_spec(self, make)
+        return make()
 
     def action_labeling_runs(self) -> None:
         from mistudio_tui.ui.modals.labeling import LabelingRunsModal

@@ -211,6 +211,7 @@ class SteeringScreen(StudioScreen):
         if not strengths.value.strip():
             strengths.value = "4"
         self.set_status(f"feature {index} added; type a prompt and press Enter")
+        self.query_one("#steer-prompt", Input).focus()  # what comes next is the prompt, not the SAE dropdown
 
     def build_request(self, need_strengths: bool = True) -> svc.SteeringRequest:
         """The request the form describes; ValueError names the field that is wrong.

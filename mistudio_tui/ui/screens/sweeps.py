@@ -14,7 +14,7 @@ from mistudio_tui.db.models import Sweep
 from mistudio_tui.db.states import RunState
 from mistudio_tui.services import sweeps as svc
 from mistudio_tui.ui import format as fmt
-from mistudio_tui.ui.actions import start_spec, training_form_choices
+from mistudio_tui.ui.actions import open_job_form, start_spec, training_form_choices
 from mistudio_tui.ui.modals.form import Field, FormModal
 from mistudio_tui.ui.screens.base import StudioScreen
 from mistudio_tui.ui.screens.jobs import status_text
@@ -256,9 +256,7 @@ class SweepsScreen(StudioScreen):
             Field("name", "Name", placeholder="automatic"),
         ]
 
-        def submit(values: dict[str, Any] | None) -> None:
-            if values is None:
-                return
+        def build(values: dict[str, Any]) -> Any:  # a refused setting keeps the form open
             fixed = {"total_tokens": values["total_tokens"]} if values["total_tokens"] else {}
             request = svc.SweepRequest(
                 activations=values["activations"],
@@ -271,9 +269,9 @@ class SweepsScreen(StudioScreen):
                 name=values["name"],
                 fixed=fixed,
             )
-            start_spec(self, lambda: svc.new_sweep(request))
+            return svc.new_sweep(request)
 
-        self.app.push_screen(FormModal("New sweep", fields, submit_label="Start sweep"), submit)
+        open_job_form(self, FormModal("New sweep", fields, submit_label="Start sweep", build=build))
 
 
 def _space_problem(text: str) -> str | None:

@@ -84,6 +84,7 @@ class TrainingCompareScreen(MetricKeys, StudioScreen):
         runs = self.runs()
         self.draw_curves(runs)
         table = self.query_one("#compare-table", DataTable)
+        row = table.cursor_row  # the rows are the same metrics and config keys in the same order
         table.clear(columns=True)
         table.add_column("", key="key")
         for t in runs:
@@ -94,6 +95,7 @@ class TrainingCompareScreen(MetricKeys, StudioScreen):
             style = DIFF_STYLE if differs else ""
             marker = "≠ " if differs else "  "
             table.add_row(Text(marker + key, style=style), *[Text(v, style=style) for v in values])
+        table.move_cursor(row=min(row, table.row_count - 1))
 
     def draw_curves(self, runs: Sequence[Training]) -> None:
         series = []

@@ -25,7 +25,7 @@ from mistudio_tui.services import trainings as svc
 from mistudio_tui.services.run_diagnosis import diagnose
 from mistudio_tui.services.spec import JobSpec
 from mistudio_tui.ui import format as fmt
-from mistudio_tui.ui.actions import USER_ERRORS, confirm_delete, start_spec
+from mistudio_tui.ui.actions import USER_ERRORS, confirm_delete, open_job_form, start_spec
 from mistudio_tui.ui.live_redraw import LiveRedraw, set_series_if_changed, update_if_changed
 from mistudio_tui.ui.messages import DataChanged, JobUpdate
 from mistudio_tui.ui.modals.confirm import ConfirmModal
@@ -56,9 +56,15 @@ def guidance_lines(training: Training, tail: list[str]) -> list[str]:
     sae = (training.config or {}).get("sae", {})
     uses_auxk = training.architecture in svc.K_ARCHITECTURES and sae.get("aux_k_coefficient", 1.0) > 0
     found = diagnose(training.error if failed else None, tail if failed else [], training.dead_fraction, uses_auxk)
+    problem = svc.config_problem(training.config) if failed else None
+    if problem:  # resuming runs the same configuration again: only a clone with changes can work
+        lines.append(
+            f"[yellow]configuration error:[/yellow] {escape(problem)} → clone it with changes "
+            "(k on its page); resuming would fail the same way"
+        )
     for diagnosis in found:
         lines.append(f"[yellow]likely: {escape(diagnosis.cause)}[/yellow] → {escape(diagnosis.fix)}")
-    if failed and not found:
+    if failed and not found and not problem:
         lines.append("[yellow]no known cause matched:[/yellow] read the log below; r resumes from the last checkpoint")
     return lines
 
@@ -118,7 +124,7 @@ class TrainingDetailScreen(MetricKeys, StudioScreen):
         Binding("c", "cancel", "Cancel", id="training_detail.cancel"),
         Binding("k", "clone", "Clone", id="training_detail.clone"),
         Binding("e", "export", "Export", id="training_detail.export"),
-        Binding("s", "save_template", "Save as template", id="training_detail.save_template"),
+        Binding("s", "save_template", "Save template", id="training_detail.save_template"),
         Binding("x", "delete", "Delete", id="training_detail.delete"),
     ]
 
@@ -325,12 +331,11 @@ class TrainingDetailScreen(MetricKeys, StudioScreen):
             Field("device", "Device", default=train.get("device", "auto")),
         ]
 
-        def done(values: dict[str, Any] | None) -> None:
-            if values:
-                name = values.pop("name")
-                start_spec(self, lambda: svc.clone_training(self.studio, training.id, name=name, **values))
+        def build(values: dict[str, Any]) -> Any:  # a refused value keeps the form open, its field focused
+            changes = dict(values)
+            return svc.clone_training(self.studio, training.id, name=changes.pop("name"), **changes)
 
-        self.app.push_screen(FormModal(f"Clone {training.name}", fields, "Train"), done)
+        open_job_form(self, FormModal(f"Clone {training.name}", fields, "Train", build=build))
 
     def action_export(self) -> None:
         training = self.training

@@ -21,7 +21,7 @@ from mistudio_tui.services import features as feature_svc
 from mistudio_tui.services import run_list
 from mistudio_tui.services import trainings as svc
 from mistudio_tui.ui import format as fmt
-from mistudio_tui.ui.actions import confirm_delete, start_spec, training_form_choices
+from mistudio_tui.ui.actions import confirm_delete, open_job_form, start_spec, submit_spec, training_form_choices
 from mistudio_tui.ui.live_redraw import LiveRedraw, update_if_changed
 from mistudio_tui.ui.messages import JobUpdate
 from mistudio_tui.ui.modals.form import Field, FormModal
@@ -51,6 +51,8 @@ WIDE_COLUMNS: list[Column] = [
     ("device", "Device", 6),
 ]
 NARROW_COLUMNS: list[Column] = [("mark", " ", 1), ("name", "Name", 13), ("state", "State", 9), ("curve", "Loss", 8)]
+NAME_MIN, NAME_MAX = 16, 40  # names are cut in the middle to the name column's width
+CELL_PADDING = 2  # DataTable pads each cell by one column on each side
 SORTABLE = [key for key in run_list.SORT_KEYS if key != "created"]
 
 
@@ -60,6 +62,12 @@ class RunTable(RecordTable):
     def __init__(self, columns: Sequence[Column], **kwargs: Any) -> None:
         super().__init__(columns, **kwargs)
         self.columns_spec = list(columns)
+
+    def on_resize(self, event: Resize) -> None:
+        # (RecordTable.on_resize runs too: Textual calls the handler of each class along the MRO)
+        fit = getattr(self.screen, "fit_to_width", None)
+        if fit is not None:
+            self.call_after_refresh(fit)
 
     def set_records(self, records: Sequence[tuple[int, Sequence[Any]]]) -> None:
         """As RecordTable's, but only cells whose value changed are touched (each update repaints)."""
@@ -76,7 +84,9 @@ class RunTable(RecordTable):
                 self.update_cell(str(rid), column, value)
 
     def set_columns(self, columns: Sequence[Column], sort_key: str, descending: bool) -> None:
-        """Replace the columns (rows are dropped; the next `set_records` refills them)."""
+        """Replace the columns (rows are dropped; the next `set_records` refills them, the cursor on the same run)."""
+        if self.row_count:
+            self.kept_id = self.selected_id
         self.clear(columns=True)
         self.columns_spec = list(columns)
         self._column_keys = [key for key, _, _ in columns]
@@ -85,35 +95,62 @@ class RunTable(RecordTable):
             self.add_column(label + arrow, key=key, width=width + (1 if arrow else 0))
 
 
-def cells(row: run_list.RunRow, columns: Sequence[Column], marked: bool, sparklines: SparklineCache) -> tuple:
-    """The cells of one run for the given columns."""
+def fit_columns(columns: Sequence[Column], width: int) -> list[Column]:
+    """The columns that fit `width` whole, in order (the ones left out show in the detail pane): a number is shown
+    in full or not at all; the name column gives up room down to NAME_MIN first and takes what is left over."""
+    name_min = min(NAME_MIN, next(w for key, _, w in columns if key == "name"))
+    kept: list[Column] = []
+    used = 0
+    for key, label, w in columns:
+        w = name_min if key == "name" else w
+        if kept and width and used + w + CELL_PADDING > width:
+            break
+        kept.append((key, label, w))
+        used += w + CELL_PADDING
+    spare = max(0, width - used) if width else 0
+    return [(key, label, min(NAME_MAX, w + spare)) if key == "name" else (key, label, w) for key, label, w in kept]
+
+
+def cells(
+    row: run_list.RunRow, columns: Sequence[Column], marked: bool, sparklines: SparklineCache, narrow: bool = False
+) -> tuple:
+    """The cells of one run for the given columns, names cut in the middle and numbers fitted to their width."""
     t = row.training
+    width = {key: w for key, _, w in columns}
     values: dict[str, Any] = {
         "mark": "●" if marked else " ",
-        "name": group_label(t, narrow=len(columns) < len(WIDE_COLUMNS)),
         "state": status_text(t.status),
         "arch": t.architecture,
         "width": fmt.count(t.d_sae),
         "k": fmt.num(run_list.SORT_KEYS["k"](t)),
         "steps": fmt.count(t.steps),
-        "loss": fmt.num(t.loss),
-        "l0": fmt.num(t.l0),
-        "ev": fmt.num(t.explained_variance),
+        "loss": t.loss,
+        "l0": t.l0,
+        "ev": t.explained_variance,
         "tps": fmt.count(t.tokens_per_s),
         "device": t.device or "-",
     }
-    curve_width = next(width for key, _, width in columns if key == "curve")
-    values["curve"] = Text(sparklines.get(t.id, t.steps, curve_width), style="cyan")
+    for key in ("loss", "l0", "ev"):
+        values[key] = fmt.num_fit(values[key], width.get(key, 7))
+    values["name"] = group_label(t, narrow, width.get("name", NAME_MAX))
+    if "curve" in width:
+        values["curve"] = Text(sparklines.get(t.id, t.steps, width["curve"]), style="cyan")
     return tuple(values[key] for key, _, _ in columns)
 
 
-def group_label(training: Training, narrow: bool) -> Text:
-    """The name cell: `group/name` (wide) or a coloured bar before the name (narrow) for grouped runs."""
+def group_label(training: Training, narrow: bool, width: int = NAME_MAX) -> Text:
+    """The name cell: `group/name` (wide) or a coloured bar before the name (narrow) for grouped runs, cut in the
+    middle to `width` (the end is what tells `topk-L0-4k-a3f` from `topk-L0-4k-b71`)."""
     if not training.group_name:
-        return Text(training.name)
+        return Text(fmt.middle(training.name, width))
     if narrow:
-        return Text.assemble(("▍", "magenta"), training.name)
-    return Text.assemble((training.group_name + "/", "magenta"), training.name)
+        return Text.assemble(("▍", "magenta"), fmt.middle(training.name, width - 1))
+    group = training.group_name + "/"
+    if len(group) + len(training.name) > width:  # the run's own name first, then what is left of its group's
+        name = fmt.middle(training.name, max(width - 4, width * 2 // 3))
+        group = fmt.middle(group, width - len(name)) if width > len(name) else ""
+        return Text.assemble((group, "magenta"), name)
+    return Text.assemble((group, "magenta"), training.name)
 
 
 class TrainingsScreen(MetricKeys, StudioScreen):
@@ -139,6 +176,8 @@ class TrainingsScreen(MetricKeys, StudioScreen):
         Binding("t", "templates", "Templates", id="trainings.templates", show=False),
         Binding("w", "sweeps", "Sweeps", id="trainings.sweeps", show=False),
         Binding("x", "delete", "Delete", id="trainings.delete"),
+        # always in the footer: in a text field plain keys type, esc gives them back to the screen
+        Binding("escape", "leave_field", "Leave field", id="trainings.leave_field"),
     ]
 
     def __init__(self) -> None:
@@ -202,15 +241,22 @@ class TrainingsScreen(MetricKeys, StudioScreen):
     def on_key(self, event: Key) -> None:
         self.live.key_pressed()
 
-    def on_resize(self, event: Resize) -> None:
-        if (self.size.width < NARROW_BELOW) != self._narrow:
+    def fit_to_width(self) -> None:
+        """Reload when the table's width calls for another column set."""
+        if self._wanted_columns() != self.table.columns_spec:
             self.reload()
 
-    def _ensure_columns(self) -> list[Column]:
+    def _wanted_columns(self) -> list[Column]:
         narrow = self.size.width < NARROW_BELOW if self.size.width else False
-        if narrow != self._narrow:
-            self._narrow = narrow
-            self.table.set_columns(NARROW_COLUMNS if narrow else WIDE_COLUMNS, self.sort_key, self.descending)
+        self._narrow = narrow
+        columns = NARROW_COLUMNS if narrow else WIDE_COLUMNS
+        arrow = 1 if any(key == self.sort_key for key, _, _ in columns) else 0  # the sorted column's ▲ takes one
+        return fit_columns(columns, max(0, self.table.scrollable_content_region.width - arrow))
+
+    def _ensure_columns(self) -> list[Column]:
+        wanted = self._wanted_columns()
+        if wanted != self.table.columns_spec:
+            self.table.set_columns(wanted, self.sort_key, self.descending)
         return self.table.columns_spec
 
     def visible_rows(self) -> list[run_list.RunRow]:
@@ -232,7 +278,10 @@ class TrainingsScreen(MetricKeys, StudioScreen):
         self._drawn_steps = {r.training.id: r.training.steps for r in rows}
         self.marked &= {rid for (rid,) in Training.select(Training.id).tuples()}
         self.table.set_records(
-            [(r.training.id, cells(r, columns, r.training.id in self.marked, self.sparklines)) for r in rows]
+            [
+                (r.training.id, cells(r, columns, r.training.id in self.marked, self.sparklines, bool(self._narrow)))
+                for r in rows
+            ]
         )
         title = "Training runs"
         if self.filter_text:
@@ -326,7 +375,7 @@ class TrainingsScreen(MetricKeys, StudioScreen):
         for row in run_list.load_rows(live):
             rid = row.training.id
             self._drawn_steps[rid] = row.training.steps
-            self.table.update_record(rid, cells(row, columns, rid in self.marked, self.sparklines))
+            self.table.update_record(rid, cells(row, columns, rid in self.marked, self.sparklines, bool(self._narrow)))
         if self.table.selected_id in {t.id for t in live}:
             self.show_selected()
 
@@ -350,9 +399,8 @@ class TrainingsScreen(MetricKeys, StudioScreen):
     def filter_submitted(self, event: Input.Submitted) -> None:
         self._leave_filter()
 
-    def key_escape(self) -> None:
-        if self.query_one("#run-filter", Input).has_focus:
-            self._leave_filter()
+    def action_leave_field(self) -> None:
+        self._leave_filter()
 
     def _leave_filter(self) -> None:
         box = self.query_one("#run-filter", Input)
@@ -459,39 +507,34 @@ class TrainingsScreen(MetricKeys, StudioScreen):
             Field("total_tokens", "Tokens", kind="int", default=train.get("total_tokens", "2M")),
             Field("batch_size", "Batch size", kind="int", default=train.get("batch_size", 4096)),
             Field("lr", "Learning rate (blank: automatic)", kind="float", default=train.get("lr")),
+            *advanced_fields(sae, train),
             Field("device", "Device", default=train.get("device", "auto")),
-            Field("name", "Name (optional)"),
+            Field("name", "Name (blank: automatic, e.g. topk-L0-4k-a3f)"),
+            Field("tags", "Tags (comma-separated, optional)"),
         ]
         if not base:
-            fields.insert(-1, Field("template", "Template (optional)", kind="choice", choices=templates))
+            fields.insert(-2, Field("template", "Template (optional)", kind="choice", choices=templates))
+
+        def build(values: dict[str, Any]) -> Any:
+            options = dict(values)
+            return svc.new_training(
+                self.studio,
+                options.pop("activations"),
+                name=options.pop("name"),
+                template=options.pop("template", None),
+                tags=options.pop("tags") or "",
+                template_config=template_config,
+                **{**options, "device": options["device"] or "auto"},
+            )
+
+        form = FormModal("Train an SAE from a template" if base else "Train an SAE", fields, "Train", build=build)
 
         def done(values: dict[str, Any] | None) -> None:
-            if values:
-                job_id = start_spec(
-                    self,
-                    lambda: svc.new_training(
-                        self.studio,
-                        values["activations"],
-                        name=values["name"],
-                        template=values.get("template"),
-                        template_config=template_config,
-                        architecture=values["architecture"],
-                        k=values["k"],
-                        l1_coefficient=values["l1_coefficient"],
-                        expansion=values["expansion"],
-                        transcode=values["transcode"],
-                        skip=values["skip"],
-                        total_tokens=values["total_tokens"],
-                        batch_size=values["batch_size"],
-                        lr=values["lr"],
-                        device=values["device"] or "auto",
-                    ),
-                )
-                if job_id is not None:
-                    self._select_new = Job.get_by_id(job_id).resource_id
+            if values is not None and form.built is not None:
+                job_id = submit_spec(self, form.built)
+                self._select_new = Job.get_by_id(job_id).resource_id
 
-        title = "Train an SAE from a template" if base else "Train an SAE"
-        self.app.push_screen(FormModal(title, fields, "Train"), done)
+        self.app.push_screen(form, done)
 
     def action_pause(self) -> None:
         pause_training(self, self.training)
@@ -511,20 +554,45 @@ class TrainingsScreen(MetricKeys, StudioScreen):
             Field("top_k", "Top examples per feature", kind="int", default=20),
         ]
 
-        def done(values: dict[str, Any] | None) -> None:
-            if values:
-                start_spec(
-                    self,
-                    lambda: feature_svc.extract_features(
-                        self.studio, training.id, n_tokens=values["n_tokens"], top_k=values["top_k"]
-                    ),
-                )
+        def build(values: dict[str, Any]) -> Any:
+            return feature_svc.extract_features(
+                self.studio, training.id, n_tokens=values["n_tokens"], top_k=values["top_k"]
+            )
 
-        self.app.push_screen(FormModal(f"Extract features of {training.name}", fields, "Extract"), done)
+        open_job_form(self, FormModal(f"Extract features of {training.name}", fields, "Extract", build=build))
 
     def action_delete(self) -> None:
         if self.training is not None:
             confirm_delete(self, self.training)
+
+
+def advanced_fields(sae: dict[str, Any], train: dict[str, Any]) -> list[Field]:
+    """Seed, AuxK coefficient, dead-feature window and warmup, with the trainer's defaults filled in."""
+
+    def value(section: dict[str, Any], key: str) -> Any:
+        return section.get(key, svc.config_default(key))
+
+    return [
+        Field("seed", "Seed", kind="int", default=value(train, "seed")),
+        Field(
+            "aux_k_coefficient",
+            "AuxK coefficient (TopK / BatchTopK; 0: off)",
+            kind="float",
+            default=f"{value(sae, 'aux_k_coefficient'):g}",
+        ),
+        Field(
+            "dead_tokens_threshold",
+            "Dead-feature window (tokens without firing)",
+            kind="int",
+            default=fmt.count(value(sae, "dead_tokens_threshold")).replace(".0", ""),
+        ),
+        Field(
+            "lr_warmup_steps",
+            "Learning-rate warmup (steps; blank: 0 for sign descent, 1000 for Adam)",
+            kind="int",
+            default=value(train, "lr_warmup_steps"),
+        ),
+    ]
 
 
 def pause_training(screen: StudioScreen, training: Training | None) -> bool:

@@ -44,7 +44,8 @@ COLUMNS = [
     Column("top", "Top tokens", 18, "index"),
     Column("score", "Score", 5, "label_score"),
 ]
-NARROW_KEYS = ("index", "labels", "density")
+# a narrow pane keeps the top tokens, what tells unlabelled features apart (density shows in the detail)
+NARROW_KEYS = ("index", "labels", "top")
 
 
 @dataclass(frozen=True)

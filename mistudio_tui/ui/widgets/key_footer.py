@@ -5,7 +5,10 @@ from __future__ import annotations
 from itertools import groupby
 from typing import Any, NamedTuple
 
+from textual._resolve import resolve_box_models
 from textual.app import ComposeResult
+from textual.geometry import NULL_OFFSET, Region, Size
+from textual.layout import ArrangeResult, Layout, WidgetPlacement
 from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer
@@ -34,6 +37,66 @@ class FooterKeys(NamedTuple):
     palette: ShownKey | None
 
 
+class WrapLayout(Layout):
+    """Children left to right, wrapping to the next line where the next one would not fit, on at most `max_lines`.
+
+    When they need more lines, the least needed go first: the command palette key (ctrl+p and ? still list it),
+    then the label of the mode keys' group, then the group itself (1…6 and j still switch screens).
+    """
+
+    name = "wrap"
+
+    def __init__(self, max_lines: int = 3) -> None:
+        super().__init__()
+        self.max_lines = max_lines
+
+    def arrange(self, parent: Widget, children: list[Widget], size: Size, greedy: bool = True) -> ArrangeResult:
+        parent.pre_layout(self)
+        boxes = resolve_box_models(
+            [child.styles.width for child in children],
+            children,
+            size,
+            parent.app.viewport_size,
+            Size(0, 0),
+            resolve_dimension="width",
+            greedy=False,
+        )
+        widths = {child: int(box.width) for child, box in zip(children, boxes, strict=True)}
+        shown = list(children)
+        droppable = [c for c in children if c.has_class("-command-palette")]
+        droppable += [c for c in children if isinstance(c, FooterLabel)]
+        droppable += [c for c in children if isinstance(c, KeyGroup)]
+        lines = self._lines(shown, widths, size.width)
+        while size.width and len(lines) > self.max_lines and droppable:
+            shown.remove(droppable.pop(0))
+            lines = self._lines(shown, widths, size.width)
+        placements: list[WidgetPlacement] = []
+        for y, line in enumerate(lines[: self.max_lines]):
+            x = 0
+            for child in line:
+                margin = child.styles.margin
+                region = Region(x + margin.left, y, widths[child], 1)
+                placements.append(WidgetPlacement(region, NULL_OFFSET, margin, child))
+                x += margin.left + widths[child] + margin.right
+        return placements
+
+    @staticmethod
+    def _lines(children: list[Widget], widths: dict[Widget, int], width: int) -> list[list[Widget]]:
+        """`children` split into lines no wider than `width` (a key group stays on the line of its label)."""
+        lines: list[list[Widget]] = [[]]
+        x = 0
+        for i, child in enumerate(children):
+            need = child.styles.margin.width + widths[child]
+            if isinstance(child, KeyGroup) and i + 1 < len(children) and isinstance(children[i + 1], FooterLabel):
+                need += children[i + 1].styles.margin.width + widths[children[i + 1]]
+            if x and width and x + need > width:
+                lines.append([])
+                x = 0
+            lines[-1].append(child)
+            x += child.styles.margin.width + widths[child]
+        return lines
+
+
 class KeyFooter(Footer):
     """Textual's Footer, minus the rebuild on every focus move and screen switch that leaves its keys as they were,
     with keys that mount without restyling themselves twice, and hiding keys instead of rebuilding when fewer show.
@@ -49,6 +112,12 @@ class KeyFooter(Footer):
         super().__init__(*children, **kwargs)
         self._composed_keys: FooterKeys | None = None
         self._shown_keys: FooterKeys | None = None
+        self._wrap = WrapLayout()
+
+    @property
+    def layout(self) -> Layout:
+        """Keys that do not fit one line wrap onto more, so every key the screen's hints mention shows."""
+        return self._wrap
 
     def shown_keys(self, screen: Screen) -> FooterKeys:
         """The footer's options and each binding it may show, with its state."""

@@ -246,11 +246,12 @@ class MonitorPanel(SampledView):
             yield Static("Host", classes="section-title")
             yield Static("", id="host")
             yield Static("", id="host-history")
+            # the jobs before the GPU cards: what runs is what a glance is for (and a short pane ends with the cards)
+            yield Static("Jobs", classes="section-title")
+            yield Static("", id="job-usage")
             yield Static("GPUs", classes="section-title")
             yield Vertical(id="gpus", classes="gpu-cards")
             yield Static("", id="gpu-none", classes="hint")
-            yield Static("Jobs", classes="section-title")
-            yield Static("", id="job-usage")
 
     def draw(self, snap: MonitorSnapshot) -> None:
         width = self.content_size.width or 80

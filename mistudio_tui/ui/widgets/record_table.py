@@ -23,6 +23,7 @@ class RecordTable(DataTable):
         kwargs.setdefault("cursor_type", "row")
         kwargs.setdefault("zebra_stripes", True)
         super().__init__(**kwargs)
+        self.kept_id: int | None = None  # the row to select again once rows dropped with the columns come back
         self._column_keys = [key for key, _, _ in columns]
         self.flex = flex
         for key, label, width in columns:
@@ -55,7 +56,8 @@ class RecordTable(DataTable):
                 for column, value in zip(self._column_keys, cells, strict=True):
                     self.update_cell(str(rid), column, value)
             return
-        selected = self.selected_id
+        selected = self.selected_id if self.row_count else self.kept_id
+        self.kept_id = None
         self.clear()
         for rid, cells in records:
             self.add_row(*cells, key=str(rid))
