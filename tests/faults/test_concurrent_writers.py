@@ -43,6 +43,6 @@ def test_four_parallel_training_starts_all_get_a_row_and_a_job(mistudio_home: Pa
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0, 0], errors
     runs = Training.select().where(Training.name != "sae")
-    assert sorted(t.name for t in runs) == ["topk-h-64", "topk-h-64-2", "topk-h-64-3", "topk-h-64-4"]
+    assert len({t.name for t in runs}) == 4 and all(t.name.startswith("topk-acts-64-") for t in runs)
     # each starter exits after queueing, so a later starter's start-up may rightly mark an earlier job interrupted
     assert Job.select().where(Job.kind == "train").count() == 4

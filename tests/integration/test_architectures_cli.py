@@ -50,7 +50,7 @@ def test_train_transcoders_from_the_cli(capsys, studio, activation_set: int) -> 
               "--arch", "topk", *SMALL)  # fmt: skip
     assert run["status"] == "completed", run
     training = Training.get_by_id(run["id"])
-    assert training.name == "topk-transcoder-blocks.0.hook_resid_mid-64", training.name
+    assert training.name.startswith("topk-transcoder-L0-64-"), training.name
     assert training.hook_name == HOOKS[0] and training.config["hook_name_out"] == HOOKS[1]
     saved = json.loads((Path(run["path"]) / "cfg.json").read_text())
     assert saved["architecture"] == "topk_transcoder" and saved["d_out"] == 32

@@ -13,6 +13,7 @@ from mistudio_tui.db.models import ActivationSet, Job, Training, TrainingMetric
 from mistudio_tui.jobs.checkpoint_files import CHECKPOINT_DIR, checkpoint_path
 from mistudio_tui.jobs.runner import JobEvent
 from mistudio_tui.ui import actions
+from mistudio_tui.ui.screens import trainings as trainings_screen
 from mistudio_tui.ui.modals.confirm import ConfirmModal
 from mistudio_tui.ui.modals.form import FormModal
 from mistudio_tui.ui.screens.training_compare import TrainingCompareScreen
@@ -306,6 +307,7 @@ async def test_new_run_templates_and_sweeps_keys_open_their_screens(studio, monk
     ActivationSet.create(name="mlp", hooks=["in", "out"], d_in=32, status="ready", path="/x")  # the form's default
     submitted: list = []
     monkeypatch.setattr(actions, "submit_spec", lambda _screen, spec: submitted.append(spec))
+    monkeypatch.setattr(trainings_screen, "submit_spec", lambda _screen, spec: submitted.append(spec))
     app = MiStudioApp(studio, offer_sample=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await open_trainings(pilot)

@@ -75,6 +75,9 @@ def configs(arch: str = "topk", **train: object) -> tuple[SAEConfig, TrainConfig
         "checkpoint_every": 4,
         "device": "cpu",
         "seed": 1,
+        # Adam: a sign step turns a rounding-level difference between the 2-rank and 1-process gradient of a
+        # near-zero entry into a whole lr, so sign descent cannot match one process to a tolerance
+        "optimizer": "adam",
     }
     base.update(train)
     return sae, TrainConfig(**base)  # type: ignore[arg-type]

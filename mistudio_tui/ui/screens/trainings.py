@@ -532,7 +532,8 @@ class TrainingsScreen(MetricKeys, StudioScreen):
         def done(values: dict[str, Any] | None) -> None:
             if values is not None and form.built is not None:
                 job_id = submit_spec(self, form.built)
-                self._select_new = Job.get_by_id(job_id).resource_id
+                if job_id is not None:
+                    self._select_new = Job.get_by_id(job_id).resource_id
 
         self.app.push_screen(form, done)
 
