@@ -13,9 +13,9 @@ from mistudio_tui.db.models import ActivationSet, Job, Training, TrainingMetric
 from mistudio_tui.jobs.checkpoint_files import CHECKPOINT_DIR, checkpoint_path
 from mistudio_tui.jobs.runner import JobEvent
 from mistudio_tui.ui import actions
-from mistudio_tui.ui.screens import trainings as trainings_screen
 from mistudio_tui.ui.modals.confirm import ConfirmModal
 from mistudio_tui.ui.modals.form import FormModal
+from mistudio_tui.ui.screens import trainings as trainings_screen
 from mistudio_tui.ui.screens.training_compare import TrainingCompareScreen
 from mistudio_tui.ui.screens.training_detail import TrainingDetailScreen
 from tests.ui.populate import populate_runs

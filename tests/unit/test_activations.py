@@ -432,8 +432,7 @@ def test_import_rejects_bad_inputs(tmp_path: Path) -> None:
 
 def test_two_hooks_read_with_one_seed_line_up_token_by_token(full_set: Path) -> None:
     """A transcoder trains on [input hook | output hook] rows of the same tokens."""
-    from mistudio_tui.ml.activations.store import HELD_OUT_FRACTION
-    from mistudio_tui.ml.activations.store import store_source
+    from mistudio_tui.ml.activations.store import HELD_OUT_FRACTION, store_source
 
     store = ActivationStore(full_set)
     (lo, hi), _ = held_out_split(store, fraction=HELD_OUT_FRACTION)
