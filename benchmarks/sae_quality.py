@@ -127,7 +127,7 @@ WORLDS = {
             correlation=0.1,
             magnitudes=(0.5, 2.0),
             bias=1.0,
-            note="the issue's world: 10.7x superposition, L0 ~ 10-18",
+            note="like the issue's world: 10.7x superposition, L0 ~ 10",
         ),
         World("sparse16x", 4096, 256, 0.02, 0.0008, zipf=0.7, correlation=0.05, note="16x superposition, low L0"),
         World(

@@ -170,7 +170,9 @@ def process_alive(pid: int | None, started_at: dt.datetime | None) -> bool:
 def recover_interrupted() -> list[int]:
     """Mark jobs whose worker (for queued jobs: runner) is gone as `interrupted`; return their ids."""
     lost: list[int] = []
-    for job in Job.select().where(Job.status.in_(JobState.ACTIVE)):
+    # read the rows first: writing while a SELECT is still open upgrades a read snapshot, which fails at once
+    # ("database is locked", no busy wait) when another process wrote since it began
+    for job in list(Job.select().where(Job.status.in_(JobState.ACTIVE))):
         if job.status == "running":
             alive = process_alive(job.pid, job.started_at)
         else:
