@@ -120,6 +120,24 @@ def _matryoshka(d_in: int, d_sae: int, k: int, gen: torch.Generator, x: torch.Te
     return out, _saelens_reference(sl.SAE.load_from_disk(out), x)
 
 
+def _transcoder(kind: str, d_in: int, d_sae: int, k: int, gen: torch.Generator, x: torch.Tensor, out: Path):
+    """A SAELens transcoder's save (input hook -> output hook of another width), `kind` one of its classes."""
+    import sae_lens.saes.transcoder as tc
+    from sae_lens.saes.sae import SAEMetadata
+
+    cls, cfg_cls = getattr(tc, kind), getattr(tc, f"{kind}Config")
+    metadata = SAEMetadata(hook_name="blocks.0.ln2.hook_normalized", hook_name_out="blocks.0.hook_mlp_out")
+    sae = cls(cfg_cls(d_in=d_in, d_sae=d_sae, d_out=d_in // 2, apply_b_dec_to_input=False, metadata=metadata))
+    _perturb(sae, gen)
+    with torch.no_grad():
+        if hasattr(sae, "threshold"):
+            sae.threshold.copy_(torch.rand(d_sae, generator=gen) * 0.5)
+        if hasattr(sae, "W_skip"):
+            sae.W_skip.copy_(torch.randn(sae.W_skip.shape, generator=gen) * 0.3)
+    sae.save_model(out)
+    return out, _saelens_reference(sae, x)
+
+
 def _sparsify(d_in: int, d_sae: int, k: int, gen: torch.Generator, x: torch.Tensor, out: Path):
     from sparsify import SparseCoder, SparseCoderConfig
 
@@ -129,11 +147,26 @@ def _sparsify(d_in: int, d_sae: int, k: int, gen: torch.Generator, x: torch.Tens
     return out, _sparsify_reference(coder, x)
 
 
+def _sparsify_transcoder(d_in: int, d_sae: int, k: int, gen: torch.Generator, x: torch.Tensor, out: Path):
+    """sparsify's skip-transcoder (`transcode`, `skip_connection`): no b_dec subtracted, a linear skip added."""
+    from sparsify import SparseCoder, SparseCoderConfig
+
+    coder = SparseCoder(d_in, SparseCoderConfig(k=k, num_latents=d_sae, transcode=True, skip_connection=True))
+    _perturb(coder, gen)
+    with torch.no_grad():
+        coder.W_skip.copy_(torch.randn(coder.W_skip.shape, generator=gen) * 0.3)
+    coder.save_to_disk(out)
+    return out, _sparsify_reference(coder, x)
+
+
 def _sparsify_reference(coder: Any, x: torch.Tensor) -> Reference:
     with torch.no_grad():
         acts, index, _ = coder.encode(x)
         latents = torch.zeros(x.shape[0], coder.num_latents).scatter(-1, index, acts)
-        return latents, coder.decode(acts, index)
+        recon = coder.decode(acts, index)
+        if coder.W_skip is not None:
+            recon = recon + x @ coder.W_skip.mT
+        return latents, recon
 
 
 def _jumprelu_arrays(d_in: int, d_sae: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
@@ -296,7 +329,11 @@ def layouts() -> dict[str, Callable[..., tuple[Path, Reference]]]:
         "saelens_train_topk_scaled": bind(_training, "topk", normalize_activations="expected_average_only_in"),
         "saelens_train_jumprelu": bind(_training, "jumprelu"),
         "saelens_train_batchtopk": bind(_training, "batchtopk"),
+        "saelens_transcoder": bind(_transcoder, "Transcoder"),
+        "saelens_skip_transcoder": bind(_transcoder, "SkipTranscoder"),
+        "saelens_jumprelu_transcoder": bind(_transcoder, "JumpReLUTranscoder"),
         "sparsify": _sparsify,
+        "sparsify_skip_transcoder": _sparsify_transcoder,
         "gemma_scope": _gemma_scope,
         "gemma_scope_2": _gemma_scope_2,
         "llama_scope": _llama_scope,
@@ -346,11 +383,13 @@ def _reproduce(layout: str, exported: Path, x: torch.Tensor, coder_like: Any) ->
 
     from mistudio_tui.ml.sae.formats import load_any
 
-    library = SAE.load_from_disk(exported)
     ours = load_any(exported).sae.eval()
     with torch.no_grad():
-        outputs = [_saelens_reference(library, x), (ours.encode(x), ours(x))]
-    if layout == "sparsify":  # sparsify itself, holding the exported tensors
+        outputs = [(ours.encode(x), ours(x))]
+    # SAELens has no TopK transcoder class: the exported sparsify transcoder is reproduced by sparsify alone
+    if layout != "sparsify_skip_transcoder":
+        outputs.append(_saelens_reference(SAE.load_from_disk(exported), x))
+    if layout.startswith("sparsify"):  # sparsify itself, holding the exported tensors
         from safetensors.torch import load_file
 
         tensors = load_file(str(exported / "sae_weights.safetensors"))
@@ -360,6 +399,8 @@ def _reproduce(layout: str, exported: Path, x: torch.Tensor, coder_like: Any) ->
             coder.encoder.bias.copy_(tensors["b_enc"])
             coder.W_dec.copy_(tensors["W_dec"])
             coder.b_dec.copy_(tensors["b_dec"])
+            if coder.W_skip is not None:
+                coder.W_skip.copy_(tensors["W_skip"])
         outputs.append(_sparsify_reference(coder, x))
     return outputs
 
@@ -376,7 +417,7 @@ def run(quick: bool) -> int:
             x = torch.randn(rows, d_in, generator=gen) * 2
             source, (latents, recon) = build(d_in, d_sae, k, gen, x, root / "src" / layout)
             coder = None
-            if layout == "sparsify":
+            if layout.startswith("sparsify"):
                 from sparsify import SparseCoder
 
                 coder = SparseCoder.load_from_disk(source)

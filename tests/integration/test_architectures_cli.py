@@ -35,6 +35,14 @@ def test_train_matryoshka_from_the_cli(capsys, activation_set: int) -> None:
     loaded = load_any(Path(run["path"]))
     assert loaded.sae.saved_architecture == "jumprelu" and float(loaded.sae.threshold.detach().min()) > 0
     assert json.loads((Path(run["path"]) / "cfg.json").read_text())["architecture"] == "jumprelu"
+    # its features are extracted, browsed and steered like any SAE's
+    fset = cli(capsys, "features", "extract", str(run["id"]), "--tokens", "2000")
+    assert fset["status"] == "ready" and fset["d_sae"] == 64
+    top = cli(capsys, "features", "list", str(fset["id"]), "--sort", "density", "--limit", "1")[0]
+    steered = cli(capsys, "steer", "--training", str(run["id"]), "--feature", str(top["index"]), "--strength", "0",
+                  "--strength", "40", "--prompt", "once upon a time", "--max-tokens", "4", "--temperature", "0",
+                  "--device", "cpu")  # fmt: skip
+    assert steered["texts"]["steered:0"] == steered["texts"]["normal"] != steered["texts"]["steered:40"]
 
     error = cli(capsys, "train", "--activations", str(activation_set), "--arch", "topk",
                 "--matryoshka-widths", "8", *SMALL, ok=False)  # fmt: skip
