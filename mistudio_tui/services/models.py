@@ -208,10 +208,10 @@ def synth_activations(studio: Studio, options: dict[str, Any], name: str | None 
     """A synthetic activation set with known true features (needs the optional sae-lens package)."""
     from mistudio_tui.ml.activations.synthetic import SAE_LENS_HINT, SynthOptions, sae_lens_available
 
+    synth = SynthOptions(**options)
+    synth.check()  # a bad option is named whether or not the extra is installed
     if not sae_lens_available():
         raise ModuleNotFoundError(SAE_LENS_HINT)
-    synth = SynthOptions(**options)
-    synth.check()
     default = f"synth-{_short(synth.features)}f-{synth.d_in}d-{_short(synth.tokens)}"
     with database.atomic():
         aset = create_pending(

@@ -113,7 +113,9 @@ def test_ground_truth_line_is_shown_only_when_scores_are_stored() -> None:
 # --- mistudio synth -------------------------------------------------------------------------------------
 def test_synth_without_sae_lens_prints_a_one_line_hint(capsys, studio, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "sae_lens", None)  # `import sae_lens` now fails, as when it is not installed
-    error = _cli(capsys, "synth", "--features", "64", "--d-in", "16", "--tokens", "1000", ok=False)["error"]
+    error = _cli(capsys, "synth", "--features", "64", "--d-in", "16", "--tokens", "1000", "--l0", "3", ok=False)[
+        "error"
+    ]
     assert "pip install -e '.[bench]'" in error and "pip install sae-lens" in error
     from mistudio_tui.db.models import ActivationSet
 
