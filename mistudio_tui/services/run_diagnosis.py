@@ -61,11 +61,13 @@ RULES = (
 
 DEAD_FEATURES = Diagnosis(
     "many features are dead (never fire)",
-    "clone with AuxK (aux_k) enabled and/or a lower learning rate; for TopK a larger k also helps",
+    "clone with AuxK (aux_k) enabled, or a smaller width; for TopK a larger k also helps",
 )
 DEAD_FEATURES_WITH_AUXK = Diagnosis(
     "many features are dead (never fire) despite AuxK",
-    "clone with a lower learning rate, a larger AuxK coefficient, a larger k or a smaller width",
+    # measured (RESULTS.md, issue 16): lr x0.5 / x2 and AuxK x4 left the dead fraction as it was; a narrower SAE
+    # halved it on the sample, whose activations hold fewer directions than its latents
+    "clone with a smaller width (the activations may hold fewer directions than latents) or a larger k",
 )
 
 

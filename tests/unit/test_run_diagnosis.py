@@ -28,7 +28,7 @@ def test_many_dead_features_suggest_auxk_even_without_an_error():
     assert diagnose(None, [], dead_fraction=0.8) == [DEAD_FEATURES]
     # a TopK run already trains with AuxK: suggesting to enable it would be wrong
     assert diagnose(None, [], dead_fraction=0.8, uses_auxk=True) == [DEAD_FEATURES_WITH_AUXK]
-    assert "AuxK" in DEAD_FEATURES.fix and "lower learning rate" in DEAD_FEATURES.fix
+    assert "AuxK" in DEAD_FEATURES.fix and "smaller width" in DEAD_FEATURES.fix
     assert diagnose(None, [], dead_fraction=0.05) == []
 
 

@@ -589,7 +589,7 @@ def advanced_fields(sae: dict[str, Any], train: dict[str, Any]) -> list[Field]:
         ),
         Field(
             "lr_warmup_steps",
-            "Learning-rate warmup (steps; blank: 0 for sign descent, 1000 for Adam)",
+            "LR warmup steps (blank: 0 for signum, 1000 for Adam)",
             kind="int",
             default=value(train, "lr_warmup_steps"),
         ),
