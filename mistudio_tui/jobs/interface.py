@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from mistudio_tui.db.models import Job
+from mistudio_tui.jobs.params import JobParams
 
 
 @dataclass(slots=True)
@@ -25,7 +26,7 @@ Listener = Callable[[JobEvent], None]
 class Runner(Protocol):
     """Submits, cancels and waits on jobs; tells listeners what happens to them (`jobs.runner.JobRunner`)."""
 
-    def submit(self, kind: str, params: dict[str, Any], title: str = "", resource: Any = None) -> Job: ...
+    def submit(self, kind: str, params: JobParams | dict[str, Any], title: str = "", resource: Any = None) -> Job: ...
 
     def cancel(self, job_id: int) -> None: ...
 

@@ -23,13 +23,9 @@ class ParamsError(ValueError):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class JobParams:
-    """Base of every kind's parameters. `device` is what the worker reports it runs on ("" when not a torch job)."""
+    """Base of every kind's parameters (`kind`: the job kind's name, used in error messages)."""
 
     kind: ClassVar[str] = ""
-
-    @property
-    def device(self) -> str:
-        return ""
 
     def to_json(self) -> dict[str, Any]:
         """The row's JSON: only fields that differ from None are written, nested values in their JSON form."""

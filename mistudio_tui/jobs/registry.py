@@ -12,6 +12,7 @@ from typing import Any
 
 from mistudio_tui.db.models import Job
 from mistudio_tui.jobs import protocol as p
+from mistudio_tui.jobs.params import JobParams
 
 FinishHook = Callable[[Job, str, dict[str, Any]], None]
 MetricsHook = Callable[[Job, list[dict[str, Any]]], None]
@@ -35,6 +36,19 @@ class JobKind:
     metrics: MetricsHook = _noop
     artifact: ArtifactHook = _noop
     start: StartHook = _noop
+    # The kind's typed parameters: submit() refuses others, and the worker's entry receives an instance. None: a
+    # plain dict (kinds not yet converted).
+    params: type[JobParams] | None = None
+
+    def row_params(self, params: JobParams | dict[str, Any]) -> dict[str, Any]:
+        """The JSON the job row stores for `params`, checked against this kind's class (a dict is validated by it)."""
+        if isinstance(params, JobParams):
+            if self.params is not None and not isinstance(params, self.params):
+                raise TypeError(f"job kind {self.name!r} takes {self.params.__name__}, not {type(params).__name__}")
+            return params.to_json()
+        if self.params is not None:
+            self.params.from_json(params)  # refuse now, in the caller, what the worker would refuse later
+        return dict(params)
 
     def on_finish(self, job: Job, status: str, result: dict[str, Any]) -> None:
         self.finish(job, status, result)

@@ -26,6 +26,7 @@ from mistudio_tui.db.models import Job, database
 from mistudio_tui.db.states import JobState
 from mistudio_tui.jobs import protocol as p
 from mistudio_tui.jobs.interface import JobEvent, Listener
+from mistudio_tui.jobs.params import JobParams
 from mistudio_tui.jobs.registry import JobKind, get_kind
 from mistudio_tui.process_io import real_stdio
 
@@ -84,7 +85,7 @@ class JobRunner:
     def submit(
         self,
         kind: str,
-        params: dict[str, Any],
+        params: JobParams | dict[str, Any],
         title: str = "",
         resource: Any = None,
     ) -> Job:
@@ -93,7 +94,7 @@ class JobRunner:
         job = job_queries.create_job(
             kind=spec.name,
             title=title or spec.title,
-            params=params,
+            params=spec.row_params(params),
             resource=resource,
             runner_pid=os.getpid(),
             log_dir=self.paths.dir("logs"),
@@ -218,7 +219,7 @@ class JobRunner:
         env = {"MISTUDIO_HOME": str(self.paths.home)}
         process = self._ctx.Process(
             target=_worker_entry,
-            args=(job_id, kind.entry, job.params, job.log_path, send_conn, cancel_event, os.getpid(), env),
+            args=(job_id, kind.entry, kind.params, job.params, job.log_path, send_conn, cancel_event, os.getpid(), env),
             name=f"mistudio-job-{job_id}",
         )
         try:

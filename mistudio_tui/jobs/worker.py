@@ -17,6 +17,7 @@ from typing import Any
 
 from mistudio_tui.jobs import protocol as p
 from mistudio_tui.jobs.context import JobCancelled, JobContext
+from mistudio_tui.jobs.params import JobParams
 from mistudio_tui.process_io import redirect_output
 
 
@@ -91,6 +92,7 @@ def resolve_entry(entry: str) -> Any:
 def worker_main(
     job_id: int,
     entry: str,
+    params_type: type[JobParams] | None,
     params: dict[str, Any],
     log_path: str,
     conn: Connection,
@@ -111,8 +113,10 @@ def worker_main(
     ctx._send(p.Started(pid=os.getpid(), device=str(params.get("device") or "cpu")))
     code = 0
     try:
+        # A kind with typed parameters gets an instance; a row that no longer fits fails here, naming the field.
+        value: JobParams | dict[str, Any] = params_type.from_json(params) if params_type else params
         func = resolve_entry(entry)
-        result = func(params, ctx) or {}
+        result = func(value, ctx) or {}
         ctx.flush()
         ctx._send(p.Result(result))
     except JobCancelled as exc:

@@ -10,6 +10,7 @@ from peewee import Model
 
 from mistudio_tui.db.models import Job
 from mistudio_tui.db.ownership import create_owned_folder
+from mistudio_tui.jobs.params import JobParams
 
 if TYPE_CHECKING:
     from mistudio_tui.jobs.interface import Runner
@@ -23,7 +24,7 @@ class JobSpec:
     """What to run (`kind` with `params`) and the row it fills (`resource`)."""
 
     kind: str
-    params: dict[str, Any]
+    params: JobParams | dict[str, Any]  # dict: a kind without a params class yet
     title: str
     resource: Model | None = None
     extra: dict[str, Any] = field(default_factory=dict)

@@ -77,3 +77,21 @@ def test_a_missing_required_field_is_refused():
     del row["out_dir"]
     with pytest.raises(ParamsError, match="out_dir"):
         ExampleParams.from_json(row)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class OtherParams(JobParams):
+    kind = "other"
+    n: int = 1
+
+
+def test_a_kind_stores_its_own_class_and_validates_dicts():
+    from mistudio_tui.jobs.registry import JobKind
+
+    kind = JobKind("example", "x:y", params=ExampleParams)
+    assert kind.row_params(example()) == example().to_json()
+    with pytest.raises(TypeError, match="takes ExampleParams, not OtherParams"):
+        kind.row_params(OtherParams())
+    with pytest.raises(ParamsError, match="bogus"):
+        kind.row_params(example().to_json() | {"bogus": 1})
+    assert JobKind("plain", "x:y").row_params({"a": 1}) == {"a": 1}
