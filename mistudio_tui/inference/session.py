@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import atexit
 import itertools
-import multiprocessing as mp
 import queue
 import threading
 import time
@@ -46,6 +45,8 @@ from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
+
+from mistudio_tui.supervisor import CHILD_END, Child, describe_exit
 
 LOG_NAME = "inference.log"
 
@@ -113,7 +114,7 @@ class InferenceSession:
         self._ids = itertools.count(1)
         self._pending: dict[int, queue.Queue[Any]] = {}
         self._owner: dict[int, Connection] = {}  # request id -> the connection of the worker serving it
-        self._proc: Any = None
+        self._child: Child | None = None
         self._conn: Connection | None = None
         self._reader: threading.Thread | None = None
         self._closed = False
@@ -123,42 +124,33 @@ class InferenceSession:
     @property
     def pid(self) -> int | None:
         """The worker's process id while it runs."""
-        proc = self._proc
-        return proc.pid if proc is not None and proc.is_alive() else None
+        child = self._child
+        return child.pid if child is not None and child.is_alive() else None
 
     def _ensure_started(self) -> Connection:
-        from mistudio_tui.process_io import real_stdio
-
         with self._lock:
             if self._closed:
                 raise InferenceError("the inference session is closed")
-            if self._proc is not None and self._proc.is_alive() and self._conn is not None:
+            if self._child is not None and self._child.is_alive() and self._conn is not None:
                 return self._conn
             self._stop_process()
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            ctx = mp.get_context("spawn")
-            parent, child = ctx.Pipe(duplex=True)
-            with real_stdio():
-                proc = ctx.Process(
-                    target=_worker_entry,
-                    args=(child, str(self.home), str(self.log_path)),
-                    name="mistudio-inference",
-                    daemon=True,
-                )
-                proc.start()
-            child.close()
-            self._proc, self._conn = proc, parent
-            self._reader = threading.Thread(target=self._read, args=(parent, proc), name="inference-replies")
+            child = Child.spawn(
+                _worker_entry,
+                (CHILD_END, str(self.home), str(self.log_path)),
+                name="mistudio-inference",
+                duplex=True,  # requests go down the same pipe
+                daemon=True,
+            )
+            self._child, self._conn = child, child.conn
+            self._reader = threading.Thread(target=self._read, args=(child,), name="inference-replies")
             self._reader.daemon = True
             self._reader.start()
-            return parent
+            return child.conn
 
-    def _read(self, conn: Connection, proc: Any) -> None:
-        while True:
-            try:
-                message = conn.recv()
-            except (EOFError, OSError):
-                break
+    def _read(self, child: Child) -> None:
+        conn = child.conn
+        for message in child.messages(block=True):
             replies = self._pending.get(int(message.get("id", -1)))
             if replies is None:
                 continue
@@ -168,22 +160,21 @@ class InferenceSession:
                 replies.put(("result", message["result"]))
             else:
                 replies.put(("error", str(message.get("error") or "inference failed")))
-        proc.join(timeout=2)
-        code = proc.exitcode
+        child.join(timeout=2)
         with self._lock:
             if self._conn is conn:
                 self._conn = None
             stale = [rid for rid, owner in self._owner.items() if owner is conn]
-        reason = "was closed" if self._closed else f"exited with code {code}" if code is not None else "stopped"
+        reason = "inference worker was closed" if self._closed else describe_exit(child.exitcode, "inference worker")
         for rid in stale:
             self._owner.pop(rid, None)
             replies = self._pending.pop(rid, None)
             if replies is not None:
-                replies.put(("error", f"inference worker {reason}; see {self.log_path}"))
+                replies.put(("error", f"{reason}; see {self.log_path}"))
 
     def _stop_process(self) -> None:
-        conn, proc = self._conn, self._proc
-        self._conn = self._proc = None
+        conn, child = self._conn, self._child
+        self._conn = self._child = None
         if conn is not None:
             try:
                 with self._send_lock:
@@ -191,14 +182,8 @@ class InferenceSession:
             except (OSError, ValueError):
                 pass
             conn.close()
-        if proc is not None:
-            proc.join(timeout=3)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(timeout=3)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(timeout=3)
+        if child is not None:
+            child.stop(grace=3, kill_after=3)  # time to shut down on its own, then terminate, then kill
 
     # --- requests --------------------------------------------------------------------------------
     def _submit(self, op: str, params: dict[str, Any]) -> tuple[int, queue.Queue[Any]]:

@@ -7,7 +7,6 @@ writes (it is the only writer of job progress) and into `JobEvent`s for listener
 from __future__ import annotations
 
 import contextlib
-import multiprocessing as mp
 import os
 import queue
 import signal
@@ -15,7 +14,6 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +26,7 @@ from mistudio_tui.jobs import protocol as p
 from mistudio_tui.jobs.interface import JobEvent, Listener
 from mistudio_tui.jobs.params import JobParams
 from mistudio_tui.jobs.registry import JobKind, get_kind
-from mistudio_tui.process_io import real_stdio
+from mistudio_tui.supervisor import CHILD_END, Child, describe_exit, new_event, wait_any
 
 TERMINAL_STATES = JobState.TERMINAL  # kept for callers written before JobState
 PROGRESS_DB_INTERVAL = 0.3
@@ -39,17 +37,13 @@ FINAL_WRITE_RETRY_S = 1.0  # how often a final state the database refused (disk 
 class _Running:
     job_id: int
     kind: JobKind
-    process: Any
-    conn: Connection
+    child: Child
     cancel_event: Any
     started: float = field(default_factory=time.monotonic)
     outcome: p.Message | None = None
     cancel_requested: bool = False
-    terminate_at: float | None = None
-    kill_at: float | None = None
     last_db_progress: float = 0.0
     pending_progress: p.Progress | None = None
-    eof: bool = False
 
 
 class JobRunner:
@@ -59,7 +53,6 @@ class JobRunner:
         self.paths = paths
         self.max_parallel = max_parallel or int(os.environ.get("MISTUDIO_MAX_JOBS", "2"))
         self.grace_s = grace_s
-        self._ctx = mp.get_context("spawn")
         self._running: dict[int, _Running] = {}
         self._queue: list[int] = []
         # Final states the database could not take yet (a full disk): job id -> (error, exit code). `wait` reports
@@ -197,8 +190,7 @@ class JobRunner:
         if not run.cancel_requested:
             run.cancel_requested = True
             run.cancel_event.set()
-            grace = self.grace_s if self.grace_s is not None else run.kind.cancel_grace_s
-            run.terminate_at = time.monotonic() + grace
+            run.child.stop_after(self.grace_s if self.grace_s is not None else run.kind.cancel_grace_s)
             job_queries.set_progress_text(job_id, "cancelling…")
             self._emit(JobEvent(job_id, "state", "cancelling"))
 
@@ -213,29 +205,19 @@ class JobRunner:
     def _spawn(self, job_id: int) -> None:
         job = Job.get_by_id(job_id)
         kind = get_kind(job.kind)
-        recv_conn, send_conn = self._ctx.Pipe(duplex=False)
-        with real_stdio():  # the Event's semaphore may start multiprocessing's resource tracker
-            cancel_event = self._ctx.Event()
+        cancel_event = new_event()
         env = {"MISTUDIO_HOME": str(self.paths.home)}
-        process = self._ctx.Process(
-            target=_worker_entry,
-            args=(job_id, kind.entry, kind.params, job.params, job.log_path, send_conn, cancel_event, os.getpid(), env),
-            name=f"mistudio-job-{job_id}",
-        )
+        args = (job_id, kind.entry, kind.params, job.params, job.log_path, CHILD_END, cancel_event, os.getpid(), env)
         try:
             kind.before_start(job)
-            with real_stdio():
-                process.start()
+            child = Child.spawn(_worker_entry, args, name=f"mistudio-job-{job_id}")
         except Exception as exc:
-            recv_conn.close()
-            send_conn.close()
             self._finish(job_id, kind, "failed", error=f"could not start the worker: {exc}")
             return
-        send_conn.close()  # the parent keeps only the receiving end, so EOF means the worker is gone
         with self._lock:  # tracked before any write, so a failing one (a full disk) cannot orphan the worker
-            self._running[job_id] = _Running(job_id, kind, process, recv_conn, cancel_event)
-        job_queries.mark_running(job_id, process.pid)
-        self._emit(JobEvent(job_id, "state", "running", {"pid": process.pid}))
+            self._running[job_id] = _Running(job_id, kind, child, cancel_event)
+        job_queries.mark_running(job_id, child.pid)
+        self._emit(JobEvent(job_id, "state", "running", {"pid": child.pid}))
 
     def _wait_once(self, timeout: float) -> None:
         with self._lock:
@@ -243,19 +225,11 @@ class JobRunner:
         if not runs:
             time.sleep(timeout)
             return
-        handles: dict[Any, _Running] = {}
-        for run in runs:
-            if not run.eof:
-                handles[run.conn] = run
-            handles[run.process.sentinel] = run
-        ready = wait(list(handles), timeout=timeout)
-        ended: list[_Running] = []
-        for handle in ready:
-            run = handles[handle]
-            if handle is run.conn:
-                self._drain(run)
-            elif run not in ended:
-                ended.append(run)
+        by_child = {run.child: run for run in runs}
+        readable, exited = wait_any(by_child, timeout)
+        for child in readable:
+            self._drain(by_child[child])
+        ended = [by_child[child] for child in exited]
         for run in runs:
             self._flush_progress(run, force=False)
         for run in ended:
@@ -263,23 +237,20 @@ class JobRunner:
                 self._drain(run)
             except Exception as exc:  # e.g. metric rows on a full disk: still record how the job ended
                 print(f"mistudio job runner: job {run.job_id}: {type(exc).__name__}: {exc}", file=sys.stderr)
-            run.process.join(timeout=1)
+            run.child.join(timeout=1)
             self._complete(run)
 
     def _drain(self, run: _Running) -> None:
         """Read every message already in the pipe."""
         metric_rows: list[dict[str, Any]] = []
         try:
-            while not run.eof and run.conn.poll():
-                message = run.conn.recv()
+            for message in run.child.messages():
                 if isinstance(message, p.MetricRows):
                     metric_rows.extend(message.rows)
                 else:
                     self._handle_message(run, message)
-        except (EOFError, OSError):
-            run.eof = True
         except Exception as exc:  # an unpicklable or garbled message: record it, keep the job
-            run.eof = True
+            run.child.eof = True
             run.outcome = run.outcome or p.Error(f"garbled message from the worker: {exc}")
         if metric_rows:
             run.kind.on_metrics(Job.get_by_id(run.job_id), metric_rows)
@@ -317,19 +288,13 @@ class JobRunner:
         with self._lock:
             runs = list(self._running.values())
         for run in runs:
-            if run.terminate_at is not None and now >= run.terminate_at and run.process.is_alive():
-                run.process.terminate()
-                run.terminate_at = None
-                run.kill_at = now + 5.0
-            elif run.kill_at is not None and now >= run.kill_at and run.process.is_alive():
-                run.process.kill()
-                run.kill_at = None
+            run.child.enforce_stop(now)
 
     def _complete(self, run: _Running) -> None:
         """The worker process ended: decide the final state from its last message and exit code."""
         with contextlib.suppress(Exception):  # a progress write that fails must not keep the job running
             self._flush_progress(run, force=True)
-        code = run.process.exitcode
+        code = run.child.exitcode
         outcome = run.outcome
         error = traceback = None
         result: dict[str, Any] | None = None
@@ -342,11 +307,10 @@ class JobRunner:
         elif run.cancel_requested:
             status, error = "cancelled", "cancelled (the worker was stopped)"
         else:
-            status, error = "failed", describe_exit(code, Job.get_by_id(run.job_id).log_path)
+            status, error = "failed", _exit_error(code, Job.get_by_id(run.job_id).log_path)
         with self._lock:
             self._running.pop(run.job_id, None)
-        with contextlib.suppress(OSError):
-            run.conn.close()
+        run.child.close()
         self._finish(run.job_id, run.kind, status, result=result, error=error, traceback=traceback, code=code)
 
     def _finish(
@@ -430,21 +394,9 @@ def _signal_foreign_job(job: Job) -> None:
             os.kill(job.pid, signal.SIGTERM)
 
 
-def describe_exit(code: int | None, log_path: str | None) -> str:
-    """A one-line reason for a worker that ended without reporting a result."""
-    if code is None:
-        reason = "the worker vanished"
-    elif code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        hint = " (out of memory?)" if name == "SIGKILL" else ""
-        reason = f"the worker was killed by {name}{hint}"
-    elif code == 0:
-        reason = "the worker exited without reporting a result"
-    else:
-        reason = f"the worker exited with code {code}"
+def _exit_error(code: int | None, log_path: str | None) -> str:
+    """The error of a worker that ended without reporting a result: how it exited, then its last log line."""
+    reason = describe_exit(code)
     tail = last_log_line(log_path)
     return f"{reason}; last log line: {tail}" if tail else reason
 

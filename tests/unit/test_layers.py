@@ -2,7 +2,7 @@
 
 Layers, top to bottom (docs/ARCHITECTURE.md):
     cli/ ui/ app.py -> services/ studio.py -> jobs/ -> labeling/ monitor/ inference/ -> ml/ -> db/
-    -> config.py units.py reporting.py process_io.py display.py
+    -> config.py units.py reporting.py process_io.py supervisor.py display.py
 A layer may import itself and anything below it, except the few extra edges and exceptions listed below.
 """
 
@@ -35,6 +35,7 @@ LAYER_OF = {
     "units": "base",
     "reporting": "base",  # JobContext: how compute code reports progress, metrics, logs and checks for cancel
     "process_io": "base",  # standard streams of spawned processes (runner and inference session)
+    "supervisor": "base",  # spawn, wait on, stop and describe child processes (runner, ranks, inference worker)
     "display": "base",  # text made safe to print (control characters of stored labels stripped)
     "": "base",  # mistudio_tui/__init__.py: the version
 }

@@ -19,13 +19,12 @@ import datetime as dt
 import json
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from multiprocessing.connection import Connection, wait
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +39,7 @@ from mistudio_tui.ml.sae.checkpoint_files import checkpoint_path, latest_checkpo
 from mistudio_tui.ml.sae.config import SAEConfig, TrainConfig
 from mistudio_tui.ml.sae.trainer import SAETrainer
 from mistudio_tui.reporting import JobCancelled, JobContext
+from mistudio_tui.supervisor import CHILD_END, Child, describe_exit, new_event, stop_all, wait_any
 
 SourceFactory = Callable[[], BatchSource]
 COLLECTIVE_TIMEOUT = dt.timedelta(minutes=10)
@@ -271,15 +271,6 @@ def _rank_entry(
         os._exit(code)
 
 
-def describe_exit(rank: int, code: int) -> str:
-    """'rank 1 exited with signal 9 (SIGKILL)' / 'rank 1 exited with code 1'."""
-    if code < 0:
-        with contextlib.suppress(ValueError):
-            return f"rank {rank} exited with signal {-code} ({signal.Signals(-code).name})"
-        return f"rank {rank} exited with signal {-code}"
-    return f"rank {rank} exited with code {code}"
-
-
 def _relay(message: p.Message, ctx: JobContext) -> None:
     """Re-issue a message of rank 0 through the job's context."""
     if isinstance(message, p.Progress):
@@ -306,74 +297,51 @@ def train_distributed(run: DistributedRun, ctx: JobContext, nproc: int) -> dict[
         raise ValueError(
             f"--nproc {nproc} asks for one GPU per process, but this machine has {torch.cuda.device_count()}"
         )
-    mp = torch.multiprocessing.get_context("spawn")
     rendezvous = Path(tempfile.mkdtemp(prefix="mistudio-ddp-"))
     init_method = f"file://{rendezvous / 'store'}"
-    cancel_event = mp.Event()
-    procs, conns = [], []
+    cancel_event = new_event()
+    ranks: list[Child] = []
     try:
         for rank in range(nproc):
-            recv, send = mp.Pipe(duplex=False)
-            proc = mp.Process(
-                target=_rank_entry,
-                args=(rank, nproc, init_method, run, send, cancel_event, os.getpid()),
-                name=f"sae-rank-{rank}",
-            )
-            proc.start()
-            send.close()
-            procs.append(proc)
-            conns.append(recv)
-        return _supervise(procs, conns, cancel_event, ctx, Path(run.out_dir))
+            args = (rank, nproc, init_method, run, CHILD_END, cancel_event, os.getpid())
+            ranks.append(Child.spawn(_rank_entry, args, name=f"sae-rank-{rank}"))
+        return _supervise(ranks, cancel_event, ctx, Path(run.out_dir))
     finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.kill()
-            proc.join(timeout=5)
+        for child in ranks:
+            child.kill(join_timeout=5)
+            child.close()
         shutil.rmtree(rendezvous, ignore_errors=True)
 
 
-def _supervise(
-    procs: list[Any], conns: list[Connection], cancel_event: Any, ctx: JobContext, out_dir: Path
-) -> dict[str, Any]:
+def _supervise(ranks: list[Child], cancel_event: Any, ctx: JobContext, out_dir: Path) -> dict[str, Any]:
     """Relay messages until every rank has exited; stop the group on cancel or on the first failure."""
-    open_conns = dict(enumerate(conns))
     errors: list[tuple[int, str]] = []
     outcome: p.Result | p.Cancelled | None = None
     failed_at: float | None = None
     while True:
         if ctx.cancelled():
             cancel_event.set()
-        ready = wait([*open_conns.values(), *(proc.sentinel for proc in procs)], timeout=0.2)
-        for rank, conn in list(open_conns.items()):
-            if conn not in ready:
+        # a rank that exited and whose pipe is drained has nothing left to wake us for
+        readable, _ = wait_any([c for c in ranks if c.exitcode is None or not c.eof], timeout=0.2)
+        for rank, child in enumerate(ranks):
+            if child not in readable:
                 continue
-            try:
-                message = conn.recv()
-            except (EOFError, OSError):
-                del open_conns[rank]
-                continue
-            if isinstance(message, p.Error):
-                errors.append((rank, message.message))
-            elif isinstance(message, (p.Result, p.Cancelled)):
-                outcome = message
-            else:
-                _relay(message, ctx)
-        codes = [proc.exitcode for proc in procs]
+            for message in child.messages():
+                if isinstance(message, p.Error):
+                    errors.append((rank, message.message))
+                elif isinstance(message, (p.Result, p.Cancelled)):
+                    outcome = message
+                else:
+                    _relay(message, ctx)
+        codes = [child.exitcode for child in ranks]
         if failed_at is None and any(c not in (None, 0) for c in codes):
             failed_at = time.monotonic()
-        if all(c is not None for c in codes) and not open_conns:
+        if all(c is not None for c in codes) and all(child.eof for child in ranks):
             break
         if failed_at is not None and time.monotonic() - failed_at > SETTLE_S:
-            for proc in procs:
-                if proc.is_alive():
-                    proc.terminate()
-            for proc in procs:
-                proc.join(timeout=SETTLE_S)
-                if proc.is_alive():
-                    proc.kill()
-                    proc.join()
+            stop_all(ranks, grace=0, kill_after=SETTLE_S)
             break
-    codes = [proc.exitcode for proc in procs]
+    codes = [child.exitcode for child in ranks]
     if failed_at is not None or errors:
         raise RankFailed(_failure_message(codes, errors, out_dir))
     if isinstance(outcome, p.Cancelled):
@@ -387,12 +355,12 @@ def _failure_message(codes: list[int | None], errors: list[tuple[int, str]], out
     """The root cause first: a rank killed by a signal, else the first error reported, else a non-zero exit."""
     killed = [(rank, code) for rank, code in enumerate(codes) if code is not None and code < 0]
     if killed:
-        cause = describe_exit(*killed[0])
+        cause = describe_exit(killed[0][1], f"rank {killed[0][0]}")
     elif errors:
         cause = f"rank {errors[0][0]} failed: {errors[0][1]}"
     else:
         rank, code = next((r, c) for r, c in enumerate(codes) if c not in (None, 0))
-        cause = describe_exit(rank, code)
+        cause = describe_exit(code, f"rank {rank}")
     step = latest_checkpoint_step(out_dir)
     if step is None:
         return f"{cause}; no checkpoint was written yet"
