@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from multiprocessing.connection import Connection
+from pathlib import Path
 
 import pytest
 
+import mistudio_tui
 from mistudio_tui.supervisor import CHILD_END, Child, describe_exit, new_event, stop_all, wait_any
 
 
@@ -178,3 +181,16 @@ def test_describe_exit_covers_a_vanished_child_and_unknown_signals():
     assert describe_exit(None) == "the worker vanished"
     assert describe_exit(-99, "inference worker") == "inference worker was killed by signal 99"
     assert describe_exit(-signal.SIGTERM) == "the worker was killed by SIGTERM"
+
+
+def test_no_other_module_starts_its_own_processes():
+    starts = re.compile(r"\b(get_context|Pipe|(?<!psutil\.)Process)\(")
+    package = Path(mistudio_tui.__file__).parent
+    found = [
+        f"{path.relative_to(package)}:{n}: {line.strip()}"
+        for path in sorted(package.rglob("*.py"))
+        if path.name != "supervisor.py"
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if starts.search(line)
+    ]
+    assert found == [], "spawn through mistudio_tui.supervisor.Child instead"
