@@ -1,0 +1,185 @@
+"""Each job kind's typed parameters: built by its service, stored in the job row in the layout rows have always had,
+read back equal, a wrong value refused once with one clear line, and rows written before the classes still load."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mistudio_tui.db.jobs import create_job
+from mistudio_tui.db.models import Dataset, Job, Tokenization
+from mistudio_tui.jobs.kinds.datasets import IngestParams, TokenizeParams
+from mistudio_tui.jobs.kinds.diagnostics import CountParams, FloodParams, HangParams
+from mistudio_tui.jobs.kinds.sample import SampleParams
+from mistudio_tui.jobs.params import JobParams, ParamsError
+from mistudio_tui.jobs.registry import get_kind
+from mistudio_tui.services.datasets import CLEANING_DEFAULTS
+from mistudio_tui.services.spec import JobSpec
+from mistudio_tui.studio import Studio
+from tests.ui.populate import populate
+
+# Rows as the code before the params classes wrote them (dict literals), and what each kind's class reads.
+OLD_ROWS: dict[str, tuple[type[JobParams], dict[str, Any]]] = {
+    "diag.count": (CountParams, {"steps": 12, "delay": 0, "tag": 7, "fail_at": 3}),
+    "diag.hang": (HangParams, {"seconds": 120, "ignore_term": True}),
+    "diag.flood": (FloodParams, {"messages": 100}),
+    "sample": (
+        SampleParams,
+        {"datasets_dir": "/h/datasets", "models_dir": "/h/models", "time_budget_s": None, "max_steps": 600},
+    ),
+    "ingest": (
+        IngestParams,
+        {
+            "source": "/data/corpus.jsonl",
+            "source_type": "local",
+            "out_dir": "/h/datasets/1-corpus",
+            "text_field": None,
+            "txt_mode": "lines",
+            "hub_config": None,
+            "hub_split": "train",
+            "limit": None,
+            "cleaning": CLEANING_DEFAULTS,
+            "skip_bad_rows": False,
+            "streaming": True,
+            "resume": False,
+        },
+    ),
+    "tokenize": (
+        TokenizeParams,
+        {
+            "dataset_dir": "/h/datasets/1-corpus",
+            "tokenizer": "gpt2",
+            "out_dir": "/h/tokenizations/1-corpus-gpt2-ctx16",
+            "context_size": 16,
+            "prepend_bos": True,
+            "packing": True,
+            "separator": "eos",
+            "max_tokens": None,
+        },
+    ),
+}
+# Keys a row written now has beyond an old row's (their defaults), by kind.
+NEW_DEFAULTS: dict[str, dict[str, Any]] = {
+    "diag.count": {"device": "cpu"},
+    "tokenize": {"resume": False},
+}
+
+
+def stored(studio: Studio, spec: JobSpec) -> Job:
+    """The job row exactly as the runner's submit writes it (without starting a worker)."""
+    params = get_kind(spec.kind).row_params(spec.params)
+    job = create_job(spec.kind, spec.title, params, spec.resource, os.getpid(), studio.paths.dir("logs"))
+    return Job.get_by_id(job.id)
+
+
+def check_row(studio: Studio, spec: JobSpec) -> Job:
+    """The spec's params are its kind's class; the row holds their JSON and reads back equal."""
+    kind = get_kind(spec.kind)
+    assert kind.params is not None and isinstance(spec.params, kind.params)
+    job = stored(studio, spec)
+    assert job.params == spec.params.to_json()
+    assert kind.params.from_json(job.params) == spec.params
+    return job
+
+
+@pytest.mark.parametrize("kind", sorted(OLD_ROWS))
+def test_rows_written_before_the_params_classes_still_load_and_keep_their_layout(kind: str) -> None:
+    params_type, row = OLD_ROWS[kind]
+    assert get_kind(kind).params is params_type
+    params = params_type.from_json(row)
+    expected = {k: v for k, v in row.items() if v is not None} | NEW_DEFAULTS.get(kind, {})
+    assert params.to_json() == expected
+    assert params_type.from_json(params.to_json()) == params
+
+
+def test_the_runner_refuses_a_wrong_value_before_any_row_exists(studio: Studio) -> None:
+    with pytest.raises(ParamsError, match=r"^diag\.count\.steps: expected int, got str 'ten'$"):
+        studio.runner.submit("diag.count", {"steps": "ten"})
+    with pytest.raises(ParamsError, match=r"diag\.count: unknown field"):
+        studio.runner.submit("diag.count", {"stpes": 3})
+    with pytest.raises(TypeError, match="takes CountParams, not HangParams"):
+        studio.runner.submit("diag.count", HangParams(seconds=1))
+    assert not Job.select().exists()
+
+
+def test_the_sample_spec_is_stored_as_its_params(studio: Studio) -> None:
+    from mistudio_tui.services.sample import sample_spec
+
+    job = check_row(studio, sample_spec(studio, time_budget_s=30))
+    assert job.params == {
+        "datasets_dir": str(studio.paths.dir("datasets")),
+        "models_dir": str(studio.paths.dir("models")),
+        "time_budget_s": 30,
+    }
+    with pytest.raises(ValueError, match=r"^--max-steps must be at least 1, got 0$"):
+        sample_spec(studio, max_steps=0)
+
+
+def test_ingest_and_tokenize_specs_are_stored_as_their_params(studio: Studio, tmp_path: Path) -> None:
+    from mistudio_tui.services import datasets as svc
+
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"text": "a b c"}\n')
+    ingest = svc.add_dataset(studio, str(corpus), name="corpus", cleaning={"unicode_form": "nfkc"}, limit=5)
+    job = check_row(studio, ingest)
+    assert job.params["out_dir"] == Dataset.get().path and job.params["cleaning"]["unicode_form"] == "NFKC"
+    assert set(job.params) == set(OLD_ROWS["ingest"][1]) - {"text_field", "hub_config"}  # None is left out
+
+    populate(studio.paths.home)
+    tokenize = svc.tokenize_dataset(studio, "tiny-stories", tokenizer="gpt2", context_size=16, max_tokens=100)
+    job = check_row(studio, tokenize)
+    assert job.params["out_dir"] == Tokenization.get(Tokenization.name == tokenize.resource.name).path
+    assert set(job.params) == set(OLD_ROWS["tokenize"][1]) | {"resume"}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"cleaning": {"lowercase": True}}, "unknown cleaning option 'lowercase'"),
+        ({"cleaning": {"min_chars": -1}}, "cleaning option 'min_chars' must be a non-negative integer, got -1"),
+        ({"txt_mode": "pages"}, "txt mode must be 'lines' or 'file', not 'pages'"),
+        ({"limit": 0}, "limit must be a positive number of rows"),
+    ],
+)
+def test_a_bad_ingest_value_is_refused_before_the_dataset_row(
+    studio: Studio, tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
+    from mistudio_tui.services import datasets as svc
+
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text('{"text": "a b c"}\n')
+    with pytest.raises(ValueError, match=message):
+        svc.add_dataset(studio, str(corpus), **change)
+    assert not Dataset.select().exists() and not any(studio.paths.dir("datasets").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [({"context_size": 1}, r"context size 1 is out of range \(2 to 1,000,000\)"), ({"max_tokens": 0}, "max tokens")],
+)
+def test_a_bad_tokenize_value_is_refused_before_the_row(studio: Studio, change: dict[str, Any], message: str) -> None:
+    from mistudio_tui.services import datasets as svc
+
+    populate(studio.paths.home)
+    before = Tokenization.select().count()
+    with pytest.raises(ValueError, match=message):
+        svc.tokenize_dataset(studio, "tiny-stories", tokenizer="gpt2", **change)
+    assert Tokenization.select().count() == before
+
+
+def test_a_resumed_tokenization_reads_the_old_row_and_sets_resume(studio: Studio) -> None:
+    from mistudio_tui.services import datasets as svc
+
+    populate(studio.paths.home)
+    tok = Tokenization.get()
+    old = dict(OLD_ROWS["tokenize"][1])
+    tok.job = Job.create(kind="tokenize", params=old, status="cancelled")
+    tok.status = "cancelled"
+    tok.save()
+    spec = svc.resume_tokenization(studio, tok.id)
+    assert spec.params.resume is True and spec.params.out_dir == Path(tok.path)
+    assert spec.params.context_size == 16 and spec.params.tokenizer == tok.model.path
+    check_row(studio, spec)
