@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 
 from mistudio_tui.db.jobs import create_job
-from mistudio_tui.db.models import Dataset, Job, Tokenization
+from mistudio_tui.db.models import ActivationSet, Dataset, Job, LanguageModel, Tokenization
+from mistudio_tui.jobs.kinds.activations import ExtractParams, ImportParams, SynthParams
 from mistudio_tui.jobs.kinds.datasets import IngestParams, TokenizeParams
 from mistudio_tui.jobs.kinds.diagnostics import CountParams, FloodParams, HangParams
+from mistudio_tui.jobs.kinds.models import ModelAddParams
 from mistudio_tui.jobs.kinds.sample import SampleParams
 from mistudio_tui.jobs.params import JobParams, ParamsError
 from mistudio_tui.jobs.registry import get_kind
@@ -58,6 +60,58 @@ OLD_ROWS: dict[str, tuple[type[JobParams], dict[str, Any]]] = {
             "packing": True,
             "separator": "eos",
             "max_tokens": None,
+        },
+    ),
+    "model.add": (
+        ModelAddParams,
+        {
+            "source": "/models/tiny",
+            "source_type": "local",
+            "revision": None,
+            "path": "/models/tiny",
+            "dtype": "float32",
+            "quantization": None,
+            "trust_remote_code": False,
+        },
+    ),
+    "activations.extract": (
+        ExtractParams,
+        {
+            "hooks": ["blocks.0.hook_resid_post"],
+            "n_tokens": 256,
+            "batch_size": 4,
+            "shard_tokens": 128,
+            "store_dtype": "float32",
+            "exclude_bos": True,
+            "exclude_special": True,
+            "device": "cpu",
+            "model_path": "/models/tiny",
+            "model_dtype": "float32",
+            "quantization": None,
+            "trust_remote_code": False,
+            "tokenization_dir": "/h/tokenizations/1-t",
+            "out_dir": "/h/activations/1-a",
+        },
+    ),
+    "activations.import": (
+        ImportParams,
+        {"path": "/data/acts.safetensors", "key": None, "out_dir": "/h/activations/2-imported-acts"},
+    ),
+    "activations.synth": (
+        SynthParams,
+        {
+            "options": {
+                "features": 64,
+                "d_in": 8,
+                "tokens": 1000,
+                "target_l0": 4.0,
+                "seed": 0,
+                "hierarchy_roots": 0,
+                "correlation": 0.0,
+                "bias": 1.0,
+                "shard_tokens": 65536,
+            },
+            "out_dir": "/h/activations/3-synth",
         },
     ),
 }
@@ -182,4 +236,77 @@ def test_a_resumed_tokenization_reads_the_old_row_and_sets_resume(studio: Studio
     spec = svc.resume_tokenization(studio, tok.id)
     assert spec.params.resume is True and spec.params.out_dir == Path(tok.path)
     assert spec.params.context_size == 16 and spec.params.tokenizer == tok.model.path
+    check_row(studio, spec)
+
+
+def test_model_and_activation_specs_are_stored_as_their_params(studio: Studio, tmp_path: Path) -> None:
+    from mistudio_tui.services import models as svc
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    job = check_row(studio, svc.add_model(studio, str(folder), name="local"))
+    assert job.params["path"] == job.params["source"] == str(folder.resolve())
+    assert set(job.params) == set(OLD_ROWS["model.add"][1]) - {"revision", "quantization"}
+
+    populate(studio.paths.home)
+    extract = svc.extract_activations(studio, "tiny-gpt2", "tiny-stories-ctx64", hooks=["blocks.1.hook_mlp_out"])
+    job = check_row(studio, extract)
+    assert job.params["hooks"] == ["blocks.1.hook_mlp_out"] and job.params["out_dir"] == extract.resource.path
+    assert set(job.params) == set(OLD_ROWS["activations.extract"][1]) - {"quantization"}
+
+    acts = tmp_path / "acts.safetensors"
+    acts.write_bytes(b"")
+    job = check_row(studio, svc.import_activations(studio, str(acts), key="x"))
+    assert job.params == {
+        "path": str(acts.resolve()),
+        "key": "x",
+        "out_dir": ActivationSet.get_by_id(job.resource_id).path,
+    }
+
+    synth = svc.synth_activations(studio, {"features": 64, "d_in": 8, "tokens": 1000, "target_l0": 4.0})
+    job = check_row(studio, synth)
+    assert job.params["options"] == OLD_ROWS["activations.synth"][1]["options"]
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda s, svc: svc.add_model(s, "org/remote", dtype="float8"), "dtype 'float8' is not one of float32"),
+        (lambda s, svc: svc.add_model(s, "org/remote", quantization="2bit"), "quantization '2bit' must be 8bit"),
+        (
+            lambda s, svc: svc.extract_activations(s, "tiny-gpt2", "tiny-stories-ctx64", hooks=[]),
+            "give at least one hook point",
+        ),
+        (
+            lambda s, svc: svc.extract_activations(
+                s, "tiny-gpt2", "tiny-stories-ctx64", hooks=["blocks.0.hook_resid_post"], store_dtype="float8"
+            ),
+            "extraction settings: store_dtype must be one of float32, float16, bfloat16, not 'float8'",
+        ),
+        (lambda s, svc: svc.synth_activations(s, {"features": 1}), "--features must be at least 2, got 1"),
+    ],
+)
+def test_a_bad_model_or_activation_value_is_refused_before_any_row(studio: Studio, call: Any, message: str) -> None:
+    from mistudio_tui.services import models as svc
+
+    populate(studio.paths.home)
+    models, sets = LanguageModel.select().count(), ActivationSet.select().count()
+    with pytest.raises(ValueError, match=message):
+        call(studio, svc)
+    assert (LanguageModel.select().count(), ActivationSet.select().count()) == (models, sets)
+    assert not any(studio.paths.dir("activations").iterdir()) and not any(studio.paths.dir("models").iterdir())
+
+
+def test_a_resumed_extraction_reads_the_old_row_with_the_rows_folders(studio: Studio) -> None:
+    from mistudio_tui.services import models as svc
+
+    populate(studio.paths.home)
+    aset = ActivationSet.get()
+    aset.job = Job.create(kind="activations.extract", params=OLD_ROWS["activations.extract"][1], status="cancelled")
+    aset.status = "cancelled"
+    aset.save()
+    spec = svc.resume_extraction(studio, aset.id)
+    assert spec.params.out_dir == Path(aset.path) and spec.params.tokenization_dir == Path(aset.tokenization.path)
+    assert spec.params.hooks == ("blocks.0.hook_resid_post",) and spec.params.shard_tokens == 128
     check_row(studio, spec)

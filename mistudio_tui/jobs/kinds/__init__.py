@@ -3,36 +3,17 @@
 from __future__ import annotations
 
 from mistudio_tui.jobs import finishers as f
-from mistudio_tui.jobs.kinds import datasets, diagnostics, sample  # noqa: F401 - each module registers its kinds
+from mistudio_tui.jobs.kinds import (  # noqa: F401 - each module registers its kinds
+    activations,
+    datasets,
+    diagnostics,
+    models,
+    sample,
+)
 from mistudio_tui.jobs.registry import JobKind, register
 
 TASKS = "mistudio_tui.jobs.tasks"
 
-register(JobKind("model.add", f"{TASKS}.models:add", title="Add model", finish=f.apply_resource_fields))
-register(
-    JobKind(
-        "activations.extract",
-        f"{TASKS}.activations:extract",
-        title="Extract activations",
-        finish=f.apply_resource_fields,
-    )
-)
-register(
-    JobKind(
-        "activations.import",
-        f"{TASKS}.activations:import_set",
-        title="Import activations",
-        finish=f.apply_resource_fields,
-    )
-)
-register(
-    JobKind(
-        "activations.synth",
-        f"{TASKS}.activations:synth",
-        title="Synthesize activations",
-        finish=f.apply_resource_fields,
-    )
-)
 register(
     JobKind(
         "train",
