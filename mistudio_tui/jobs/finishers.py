@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from mistudio_tui.db import features as feature_queries
 from mistudio_tui.db import metrics as metric_queries
 from mistudio_tui.db.jobs import resource_of
-from mistudio_tui.db.models import FeatureSet, Job, Sweep, Training, utcnow
+from mistudio_tui.db.models import Job, Sweep, Training, utcnow
 from mistudio_tui.db.states import JobState
 from mistudio_tui.jobs import protocol as p
 
@@ -136,33 +135,3 @@ def finish_sae_eval(job: Job, status: str, result: dict[str, Any]) -> None:
         return
     values = {Training._meta.fields[k]: v for k, v in fields.items() if k in Training._meta.fields and k != "id"}
     Training.update(values).where(Training.id == training.id).execute()
-
-
-def finish_features(job: Job, status: str, result: dict[str, Any]) -> None:
-    """Insert one row per feature (carrying over the SAE's labels) from the table the worker wrote."""
-    apply_resource_fields(job, status, result)
-    if status != "completed":
-        return
-    fset = FeatureSet.get_by_id(job.resource_id)
-    from mistudio_tui.ml.features.table import read_feature_table
-
-    rows = read_feature_table(fset.path)
-    from mistudio_tui.db.models import Feature
-
-    Feature.delete().where(Feature.feature_set == fset.id).execute()
-    feature_queries.bulk_insert_features(fset, rows)
-
-
-def finish_labeling(job: Job, status: str, result: dict[str, Any]) -> None:
-    from mistudio_tui.jobs.labeling_store import finish_labeling as finish
-
-    finish(job, status, result)
-
-
-def label_artifact(job: Job, artifact: p.Artifact) -> None:
-    """A labeling job reports each finished label as an artifact: store it at once (resumable)."""
-    if artifact.kind != "label":
-        return
-    from mistudio_tui.jobs.labeling_store import store_label
-
-    store_label(job, artifact.meta)

@@ -10,14 +10,17 @@ from typing import Any
 import pytest
 
 from mistudio_tui.db.jobs import create_job
-from mistudio_tui.db.models import ActivationSet, Dataset, Job, LanguageModel, Tokenization
+from mistudio_tui.db.models import ActivationSet, Dataset, FeatureSet, Job, LabelingJob, LanguageModel, Tokenization
 from mistudio_tui.jobs.kinds.activations import ExtractParams, ImportParams, SynthParams
 from mistudio_tui.jobs.kinds.datasets import IngestParams, TokenizeParams
 from mistudio_tui.jobs.kinds.diagnostics import CountParams, FloodParams, HangParams
+from mistudio_tui.jobs.kinds.features import FeaturesParams
+from mistudio_tui.jobs.kinds.label import LabelParams
 from mistudio_tui.jobs.kinds.models import ModelAddParams
 from mistudio_tui.jobs.kinds.sample import SampleParams
 from mistudio_tui.jobs.params import JobParams, ParamsError
 from mistudio_tui.jobs.registry import get_kind
+from mistudio_tui.labeling.types import LabelingSettings
 from mistudio_tui.services.datasets import CLEANING_DEFAULTS
 from mistudio_tui.services.spec import JobSpec
 from mistudio_tui.studio import Studio
@@ -112,6 +115,38 @@ OLD_ROWS: dict[str, tuple[type[JobParams], dict[str, Any]]] = {
                 "shard_tokens": 65536,
             },
             "out_dir": "/h/activations/3-synth",
+        },
+    ),
+    "features.extract": (
+        FeaturesParams,
+        {
+            "n_tokens": 64,
+            "top_k": 20,
+            "n_quantiles": 5,
+            "per_quantile": 4,
+            "context_before": 12,
+            "context_after": 4,
+            "exclude_bos": True,
+            "exclude_special": True,
+            "dead_density": 1e-6,
+            "batch_size": 8,
+            "device": "cpu",
+            "sae_dir": "/h/saes/1-trained",
+            "hook": "blocks.1.hook_resid_post",
+            "model_path": "/h/models/mine",
+            "model_dtype": "float32",
+            "is_causal_lm": True,
+            "tokenization_dir": "/h/tokenizations/1-t",
+            "out_dir": "/h/features/1-trained-features",
+        },
+    ),
+    "label": (
+        LabelParams,
+        {
+            "settings": LabelingSettings(base_url="http://localhost:8000/v1", model="m").to_dict(),
+            "indices": [0, 2, 5],
+            "skip": [2],
+            "feature_dir": "/h/features/1-trained-features",
         },
     ),
 }
@@ -309,4 +344,67 @@ def test_a_resumed_extraction_reads_the_old_row_with_the_rows_folders(studio: St
     spec = svc.resume_extraction(studio, aset.id)
     assert spec.params.out_dir == Path(aset.path) and spec.params.tokenization_dir == Path(aset.tokenization.path)
     assert spec.params.hooks == ("blocks.0.hook_resid_post",) and spec.params.shard_tokens == 128
+    check_row(studio, spec)
+
+
+def test_feature_and_label_specs_are_stored_as_their_params(studio: Studio) -> None:
+    from mistudio_tui.services.features import extract_features
+    from mistudio_tui.services.labeling import start_labeling
+
+    populate(studio.paths.home)
+    spec = extract_features(studio, "topk-run", n_tokens=500, top_k=3, device="cpu")
+    job = check_row(studio, spec)
+    assert (job.params["n_tokens"], job.params["top_k"], job.params["hook"]) == (500, 3, "blocks.0.hook_resid_post")
+    assert job.params["out_dir"] == FeatureSet.get_by_id(spec.resource.id).path
+    assert set(job.params) == set(OLD_ROWS["features.extract"][1])
+
+    spec = start_labeling(studio, "topk-run-features", "http://localhost:9/v1", "m", features=[1, 3], concurrency=2)
+    job = check_row(studio, spec)
+    assert job.params["indices"] == [1, 3] and job.params["skip"] == [] and job.params["settings"]["concurrency"] == 2
+    assert set(job.params) == set(OLD_ROWS["label"][1])
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"n_tokens": 0}, "the number of tokens must be positive"),
+        ({"top_k": 0}, "extraction option top_k must be at least 1, got 0"),
+        ({"context_after": -1}, "extraction option context_after must be zero or more tokens, got -1"),
+        ({"dead_density": 1.0}, r"extraction option dead_density must be in \[0, 1\), got 1.0"),
+    ],
+)
+def test_a_bad_feature_option_is_refused_before_the_row(studio: Studio, options: dict[str, Any], message: str) -> None:
+    from mistudio_tui.services.features import extract_features
+
+    populate(studio.paths.home)
+    before = FeatureSet.select().count(), sorted(studio.paths.dir("features").iterdir())
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        extract_features(studio, "topk-run", **options)
+    assert (FeatureSet.select().count(), sorted(studio.paths.dir("features").iterdir())) == before
+
+
+def test_a_bad_label_setting_is_refused_before_the_run_row(studio: Studio) -> None:
+    from mistudio_tui.services.labeling import start_labeling
+
+    populate(studio.paths.home)
+    with pytest.raises(ValueError, match="concurrency"):
+        start_labeling(studio, "topk-run-features", "http://localhost:9/v1", "m", concurrency=0)
+    with pytest.raises(ParamsError, match=r"^label\.indices\[1\]: expected int, got str 'two'$"):
+        LabelParams.from_json(OLD_ROWS["label"][1] | {"indices": [1, "two"]})
+    assert not LabelingJob.select().exists()
+
+
+def test_a_resumed_labeling_run_reads_the_old_row_and_skips_what_was_labeled(studio: Studio) -> None:
+    from mistudio_tui.db.features import add_label
+    from mistudio_tui.services.labeling import resume_labeling
+
+    populate(studio.paths.home)
+    fset = FeatureSet.get()
+    run = LabelingJob.create(feature_set=fset, status="cancelled")
+    run.job = Job.create(kind="label", params=OLD_ROWS["label"][1], status="cancelled")
+    run.save()
+    add_label(fset.training_id, 5, semantic="five", method="llm", labeling_job=run.id)
+    spec = resume_labeling(run.id)
+    assert spec.params.skip == (5,) and spec.params.indices == (0, 2, 5)
+    assert spec.params.feature_dir == Path(fset.path) and spec.params.settings.model == "m"
     check_row(studio, spec)

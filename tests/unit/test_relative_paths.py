@@ -139,7 +139,9 @@ def test_resuming_after_a_move_works_on_the_new_folders(moved: dict) -> None:
             model.update(status="ready").execute()
     fset = FeatureSet.get()
     run = LabelingJob.create(feature_set=fset, status="cancelled")
-    stale = {"settings": {}, "indices": [0], "skip": [], "feature_dir": str(old / "features" / Path(fset.path).name)}
+    settings = {"base_url": "http://localhost:8000/v1", "model": "m"}
+    feature_dir = str(old / "features" / Path(fset.path).name)
+    stale = {"settings": settings, "indices": [0], "skip": [], "feature_dir": feature_dir}
     run.job = Job.create(kind="label", params=stale, status="cancelled")
     run.save()
     specs.append(resume_labeling(run.id))

@@ -7,6 +7,8 @@ from mistudio_tui.jobs.kinds import (  # noqa: F401 - each module registers its 
     activations,
     datasets,
     diagnostics,
+    features,
+    label,
     models,
     sample,
 )
@@ -40,24 +42,6 @@ register(
 )
 register(JobKind("sae.eval", f"{TASKS}.sae:evaluate", title="Evaluate SAE", finish=f.finish_sae_eval))
 register(JobKind("sae.import", f"{TASKS}.sae:import_sae", title="Import SAE", finish=f.apply_resource_fields))
-register(
-    JobKind(
-        "features.extract",
-        f"{TASKS}.features:extract",
-        title="Extract features",
-        finish=f.finish_features,
-    )
-)
-register(
-    JobKind(
-        "label",
-        f"{TASKS}.label:run",
-        title="Auto-label features",
-        cancel_grace_s=10.0,
-        artifact=f.label_artifact,
-        finish=f.finish_labeling,
-    )
-)
 register(
     JobKind(
         "sweep",
