@@ -391,6 +391,8 @@ def test_a_bad_label_setting_is_refused_before_the_run_row(studio: Studio) -> No
         start_labeling(studio, "topk-run-features", "http://localhost:9/v1", "m", concurrency=0)
     with pytest.raises(ParamsError, match=r"^label\.indices\[1\]: expected int, got str 'two'$"):
         LabelParams.from_json(OLD_ROWS["label"][1] | {"indices": [1, "two"]})
+    with pytest.raises(ValueError, match=r"^label: feature index -1 is negative$"):
+        LabelParams.from_json(OLD_ROWS["label"][1] | {"indices": [-1, 2]})
     assert not LabelingJob.select().exists()
 
 
@@ -408,3 +410,11 @@ def test_a_resumed_labeling_run_reads_the_old_row_and_skips_what_was_labeled(stu
     assert spec.params.skip == (5,) and spec.params.indices == (0, 2, 5)
     assert spec.params.feature_dir == Path(fset.path) and spec.params.settings.model == "m"
     check_row(studio, spec)
+
+
+def test_typed_diag_params_run_in_a_worker_and_are_the_rows_json(studio: Studio) -> None:
+    params = CountParams(steps=2, delay=0.0, tag=3.0)
+    job = studio.runner.submit("diag.count", params)
+    assert Job.get_by_id(job.id).params == params.to_json() == {"steps": 2, "delay": 0.0, "tag": 3.0, "device": "cpu"}
+    done = studio.runner.wait(job.id, timeout=60)
+    assert done.status == "completed" and done.result == {"steps": 2, "tag": 3.0}

@@ -23,6 +23,12 @@ class LabelParams(JobParams):
     feature_dir: Path
     skip: tuple[int, ...] = ()
 
+    def __post_init__(self) -> None:
+        if not self.indices:
+            raise ValueError("label: no features to label")
+        if min(self.indices) < 0:
+            raise ValueError(f"label: feature index {min(self.indices)} is negative")
+
 
 def label_artifact(job: Job, artifact: p.Artifact) -> None:
     """A labeling job reports each finished label as an artifact: store it at once (resumable)."""
