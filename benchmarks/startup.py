@@ -111,6 +111,7 @@ def raw_pipe(n: int) -> float:
 
 
 def runner_pipe(home: Path, n: int) -> tuple[float, int]:
+    from mistudio_tui.jobs.kinds.diagnostics import FloodParams
     from mistudio_tui.studio import Studio
 
     studio = Studio(home)
@@ -121,7 +122,7 @@ def runner_pipe(home: Path, n: int) -> tuple[float, int]:
             seen.append(time.perf_counter())
 
     studio.runner.add_listener(listener)
-    job = studio.runner.submit("diag.flood", {"messages": n})
+    job = studio.runner.submit("diag.flood", FloodParams(messages=n))
     done = studio.runner.wait(job.id, timeout=300)
     studio.close()
     assert done.status == "completed", done.error

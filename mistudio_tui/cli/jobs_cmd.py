@@ -10,6 +10,7 @@ from mistudio_tui.cli.output import CliError, emit, format_table, row_dict
 from mistudio_tui.db.jobs import progress_label, recent_jobs, shown_status
 from mistudio_tui.db.models import Job
 from mistudio_tui.db.states import JobState
+from mistudio_tui.jobs.kinds.diagnostics import CountParams
 from mistudio_tui.jobs.runner import tail_file
 from mistudio_tui.studio import Studio
 
@@ -86,7 +87,7 @@ def cmd_cancel(args: argparse.Namespace, studio: Studio) -> None:
 
 
 def cmd_selftest(args: argparse.Namespace, studio: Studio) -> None:
-    job = run_job(studio, "diag.count", {"steps": args.steps, "delay": 0.05}, title="selftest")
+    job = run_job(studio, "diag.count", CountParams(steps=args.steps, delay=0.05), title="selftest")
     emit(
         args.json,
         {"id": job.id, "status": job.status, "result": job.result},

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mistudio_tui.db.lookup import new_name, resolve
 from mistudio_tui.db.models import Dataset, LanguageModel, Tokenization, database
 from mistudio_tui.db.states import RunState
+from mistudio_tui.jobs.kinds.datasets import IngestParams, TokenizeParams
+from mistudio_tui.ml.data.cleaning import CleaningOptions
 from mistudio_tui.services.spec import JobSpec, create_pending, slug
 from mistudio_tui.studio import Studio
 
 LOCAL_SUFFIXES = (".txt", ".jsonl", ".json", ".csv", ".parquet")
-CLEANING_DEFAULTS: dict[str, Any] = {
-    "unicode_form": "NFC",
-    "normalize_whitespace": False,
-    "strip_html": False,
-    "strip_control": True,
-    "drop_empty": True,
-    "min_chars": 0,
-    "dedupe": False,
-}
+CLEANING_DEFAULTS: dict[str, Any] = CleaningOptions().to_dict()
 
 
 def add_dataset(
@@ -56,15 +51,19 @@ def add_dataset(
                 f"{path.name}: unsupported file type {path.suffix or '(none)'} (use txt, jsonl, csv, parquet)"
             )
         source = str(path.resolve())
-    if txt_mode not in ("lines", "file"):
-        raise ValueError(f"txt mode must be 'lines' or 'file', not {txt_mode!r}")
-    if limit is not None and limit <= 0:
-        raise ValueError("limit must be a positive number of rows")
-    unknown = sorted(set(cleaning or {}) - set(CLEANING_DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown cleaning option {unknown[0]!r}; known: {', '.join(CLEANING_DEFAULTS)}")
-    options = dict(CLEANING_DEFAULTS)
-    options.update(cleaning or {})
+    params = IngestParams(  # checked before the row and its folder exist; the folder is filled in below
+        source=source,
+        source_type="hub" if is_hub else "local",
+        out_dir=Path(),
+        text_field=text_field,
+        txt_mode=txt_mode,
+        hub_config=hub_config,
+        hub_split=hub_split,
+        limit=limit,
+        cleaning=CleaningOptions.from_dict(cleaning or {}),
+        skip_bad_rows=skip_bad_rows,
+        streaming=streaming,
+    )
     base = name or (source.rstrip("/").split("/")[-1] if is_hub else path.stem)
     with database.atomic():
         dataset = create_pending(
@@ -72,58 +71,46 @@ def add_dataset(
             Dataset,
             "datasets",
             name=new_name(Dataset, name, slug(base, "dataset")),
-            source_type="hub" if is_hub else "local",
+            source_type=params.source_type,
             source=source,
             hub_config=hub_config,
             hub_split=hub_split if is_hub else None,
             text_field=text_field,
-            cleaning=options,
+            cleaning=params.cleaning.to_dict(),
         )
-    params = {
-        "source": source,
-        "source_type": dataset.source_type,
-        "out_dir": dataset.path,
-        "text_field": text_field,
-        "txt_mode": txt_mode,
-        "hub_config": hub_config,
-        "hub_split": hub_split,
-        "limit": limit,
-        "cleaning": options,
-        "skip_bad_rows": skip_bad_rows,
-        "streaming": streaming,
-        "resume": False,
-    }
-    return JobSpec("ingest", params, f"Ingest {dataset.name}", dataset)
+    return JobSpec("ingest", replace(params, out_dir=Path(dataset.path)), f"Ingest {dataset.name}", dataset)
 
 
-def _resume_params(row: Dataset | Tokenization, what: str, job: str) -> dict[str, Any]:
+ResumedT = TypeVar("ResumedT", IngestParams, TokenizeParams)
+
+
+def _resume_params(row: Dataset | Tokenization, what: str, params_type: type[ResumedT]) -> ResumedT:
     """The params of the job that made `row`, set to resume; clear errors when there is nothing to resume."""
     if row.status == "ready":
         raise ValueError(f"{what} '{row.name}' is already complete")
     if row.status in RunState.ACTIVE:
         raise ValueError(f"{what} '{row.name}' is {row.status}; its job is still going")
-    params = dict(row.job.params) if row.job else None
-    if not params:
-        raise ValueError(f"{what} '{row.name}' has no {job} job to resume")
-    params["resume"] = True
-    return params
+    if row.job is None or not row.job.params:
+        raise ValueError(f"{what} '{row.name}' has no {params_type.kind} job to resume")
+    return replace(params_type.from_json(row.job.params), resume=True)
 
 
 def resume_ingest(studio: Studio, ref: str | int) -> JobSpec:
     """Continue an interrupted or cancelled ingest where it stopped."""
     dataset = resolve(Dataset, ref)
-    params = _resume_params(dataset, "dataset", "ingest")
-    params["out_dir"] = dataset.path  # the home may have moved since the job started
+    params = _resume_params(dataset, "dataset", IngestParams)
+    params = replace(params, out_dir=Path(dataset.path))  # the home may have moved since the job started
     return JobSpec("ingest", params, f"Resume ingest {dataset.name}", dataset)
 
 
 def resume_tokenization(studio: Studio, ref: str | int) -> JobSpec:
     """Continue an interrupted or cancelled tokenization from its last checkpoint."""
     tok = resolve(Tokenization, ref)
-    params = _resume_params(tok, "tokenization", "tokenize")
-    params.update(dataset_dir=tok.dataset.path, out_dir=tok.path)  # the home may have moved since the job started
+    params = _resume_params(tok, "tokenization", TokenizeParams)
+    # the home may have moved since the job started
+    params = replace(params, dataset_dir=Path(tok.dataset.path), out_dir=Path(tok.path))
     if tok.model is not None:
-        params["tokenizer"] = tok.model.path
+        params = replace(params, tokenizer=tok.model.path)
     return JobSpec("tokenize", params, f"Resume tokenizing {tok.name}", tok)
 
 
@@ -153,10 +140,16 @@ def tokenize_dataset(
         tokenizer_ref = tokenizer
     else:
         raise ValueError("tokenize: give --model (a registered model) or --tokenizer (a folder or hub name)")
-    if not 2 <= context_size <= 1_000_000:
-        raise ValueError(f"context size {context_size} is out of range (2 to 1,000,000)")
-    if max_tokens is not None and max_tokens <= 0:
-        raise ValueError("max tokens must be positive")
+    params = TokenizeParams(  # checked before the row and its folder exist; the folder is filled in below
+        dataset_dir=Path(dataset.path),
+        tokenizer=tokenizer_ref,
+        out_dir=Path(),
+        context_size=context_size,
+        prepend_bos=prepend_bos,
+        packing=packing,
+        separator=separator,
+        max_tokens=max_tokens,
+    )
     label = model.name if model else Path(tokenizer_ref).name
     default_name = f"{dataset.name}-{label}-ctx{context_size}"
     with database.atomic():
@@ -174,14 +167,4 @@ def tokenize_dataset(
             separator=separator,
             max_tokens=max_tokens,
         )
-    params = {
-        "dataset_dir": dataset.path,
-        "tokenizer": tokenizer_ref,
-        "out_dir": tok.path,
-        "context_size": context_size,
-        "prepend_bos": prepend_bos,
-        "packing": packing,
-        "separator": separator,
-        "max_tokens": max_tokens,
-    }
-    return JobSpec("tokenize", params, f"Tokenize {dataset.name}", tok)
+    return JobSpec("tokenize", replace(params, out_dir=Path(tok.path)), f"Tokenize {dataset.name}", tok)

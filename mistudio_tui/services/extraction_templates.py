@@ -6,63 +6,16 @@ from pathlib import Path
 from typing import Any
 
 from mistudio_tui.db.models import ExtractionTemplate
+from mistudio_tui.jobs.kinds.activations import EXTRACTION_DEFAULTS, STORE_DTYPES, check_settings  # noqa: F401 - the forms' defaults and choices
 from mistudio_tui.services.template_store import TemplateStore
 
 FORMAT_NAME = "mistudio.extraction-template"
 FORMAT_VERSION = 1
-STORE_DTYPES = ("float32", "float16", "bfloat16")
-EXTRACTION_DEFAULTS: dict[str, Any] = {
-    "hooks": [],
-    "n_tokens": 200_000,
-    "batch_size": 8,
-    "shard_tokens": 65_536,
-    "store_dtype": "float32",
-    "exclude_bos": True,
-    "exclude_special": True,
-    "device": "auto",
-}
-_POSITIVE_INTS = ("n_tokens", "batch_size", "shard_tokens")
-_BOOLS = ("exclude_bos", "exclude_special")
-
-
-def check_config(config: dict[str, Any], where: str = "template") -> dict[str, Any]:
-    """The template settings with their types checked; ValueError naming `where` and the field otherwise."""
-    if not isinstance(config, dict):
-        raise ValueError(f"{where}: the settings must be a JSON object, not {type(config).__name__}")
-    unknown = sorted(set(config) - set(EXTRACTION_DEFAULTS))
-    if unknown:
-        raise ValueError(f"{where}: unknown setting {unknown[0]!r}; known: {', '.join(EXTRACTION_DEFAULTS)}")
-    out: dict[str, Any] = {}
-    for key, value in config.items():
-        if value is None:
-            continue
-        if key == "hooks":
-            hooks = [value] if isinstance(value, str) else value
-            if not isinstance(hooks, list) or not all(isinstance(h, str) and h.strip() for h in hooks):
-                raise ValueError(f"{where}: hooks must be a list of hook point names, not {value!r}")
-            out[key] = [h.strip() for h in hooks]
-        elif key in _POSITIVE_INTS:
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{where}: {key} must be a positive whole number, not {value!r}")
-            out[key] = value
-        elif key in _BOOLS:
-            if not isinstance(value, bool):
-                raise ValueError(f"{where}: {key} must be true or false, not {value!r}")
-            out[key] = value
-        elif key == "store_dtype":
-            if value not in STORE_DTYPES:
-                raise ValueError(f"{where}: store_dtype must be one of {', '.join(STORE_DTYPES)}, not {value!r}")
-            out[key] = value
-        elif key == "device":
-            if not isinstance(value, str) or not value.strip():
-                raise ValueError(f"{where}: device must be a name like auto, cpu or cuda:0, not {value!r}")
-            out[key] = value.strip()
-    return out
 
 
 def _check_template(config: Any, where: str) -> dict[str, Any]:
-    """`check_config`, also refusing a template without settings."""
-    settings = check_config(config, where)
+    """`check_settings`, also refusing a template without settings."""
+    settings = check_settings(config, where)
     if not settings:
         raise ValueError(f"{where}: give at least one setting (e.g. --hook, --tokens)")
     return settings

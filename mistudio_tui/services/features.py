@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 from mistudio_tui.db.lookup import new_name, resolve
 from mistudio_tui.db.models import FeatureSet, Tokenization, Training, database
 from mistudio_tui.db.states import RunState
+from mistudio_tui.jobs.kinds.features import EXTRACTION_DEFAULTS, FeaturesParams
 from mistudio_tui.services.spec import JobSpec, create_pending
 from mistudio_tui.studio import Studio
-
-EXTRACTION_DEFAULTS: dict[str, Any] = {
-    "n_tokens": 100_000,
-    "top_k": 20,
-    "n_quantiles": 5,
-    "per_quantile": 4,
-    "context_before": 12,
-    "context_after": 4,
-    "exclude_bos": True,
-    "exclude_special": True,
-    "dead_density": 1e-6,
-    "batch_size": 8,
-    "device": "auto",
-}
 
 
 def extract_features(
@@ -52,9 +41,16 @@ def extract_features(
     config.update({k: v for k, v in options.items() if v is not None})
     if n_tokens is not None:
         config["n_tokens"] = int(n_tokens)
-    if int(config["n_tokens"]) <= 0:
-        raise ValueError("the number of tokens must be positive")
-    check_extraction_config(config)
+    params = FeaturesParams(  # checked before the row and its folder exist; the folder is filled in below
+        **config,
+        sae_dir=Path(training.path),
+        hook=training.hook_name,
+        model_path=model.path,
+        model_dtype=model.dtype,
+        is_causal_lm=bool(model.is_causal_lm),
+        tokenization_dir=Path(tokenization.path),
+        out_dir=Path(),
+    )
     default = f"{training.name}-features"
     with database.atomic():
         fset = create_pending(
@@ -67,29 +63,7 @@ def extract_features(
             d_sae=training.d_sae or 0,
             config=config,
         )
-    params = dict(config)
-    params.update(
-        sae_dir=training.path,
-        hook=training.hook_name,
-        model_path=model.path,
-        model_dtype=model.dtype,
-        is_causal_lm=bool(model.is_causal_lm),
-        tokenization_dir=tokenization.path,
-        out_dir=fset.path,
-    )
-    return JobSpec("features.extract", params, f"Features of {training.name}", fset)
-
-
-def check_extraction_config(config: dict[str, Any]) -> None:
-    """Raise ValueError naming the first extraction option that is out of range."""
-    for key in ("top_k", "n_quantiles", "per_quantile", "batch_size"):
-        if int(config[key]) < 1:
-            raise ValueError(f"extraction option {key} must be at least 1, got {config[key]}")
-    for key in ("context_before", "context_after"):
-        if int(config[key]) < 0:
-            raise ValueError(f"extraction option {key} must be zero or more tokens, got {config[key]}")
-    if not 0.0 <= float(config["dead_density"]) < 1.0:
-        raise ValueError(f"extraction option dead_density must be in [0, 1), got {config['dead_density']}")
+    return JobSpec("features.extract", replace(params, out_dir=Path(fset.path)), f"Features of {training.name}", fset)
 
 
 def not_firing(n_tokens: int) -> str:

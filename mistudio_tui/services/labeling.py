@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from mistudio_tui.db import features as fq
 from mistudio_tui.db.lookup import resolve
 from mistudio_tui.db.models import Feature, FeatureLabel, FeatureSet, LabelingJob, database
+from mistudio_tui.jobs.kinds.label import LabelParams
 from mistudio_tui.services.spec import FieldError, JobSpec
 from mistudio_tui.studio import Studio
 
@@ -101,7 +104,7 @@ def start_labeling(
             features_total=len(indices),
             status="pending",
         )
-    params = {"settings": config.to_dict(), "indices": indices, "skip": [], "feature_dir": fset.path}
+    params = LabelParams(settings=config, indices=tuple(indices), feature_dir=Path(fset.path))
     return JobSpec("label", params, f"Label {len(indices)} features of {fset.name}", run)
 
 
@@ -112,8 +115,10 @@ def resume_labeling(ref: int) -> JobSpec:
         raise ValueError(f"no labeling run with id {ref}")
     if run.job is None:
         raise ValueError(f"labeling run {ref} never started")
-    params = dict(run.job.params)
-    params["feature_dir"] = run.feature_set.path  # the home may have moved since the job started
     done = FeatureLabel.select(FeatureLabel.feature_index).where(FeatureLabel.labeling_job == run.id)
-    params["skip"] = sorted({row.feature_index for row in done})
+    params = replace(
+        LabelParams.from_json(run.job.params),
+        feature_dir=Path(run.feature_set.path),  # the home may have moved since the job started
+        skip=tuple(sorted({row.feature_index for row in done})),
+    )
     return JobSpec("label", params, f"Resume labeling run {run.id}", run)

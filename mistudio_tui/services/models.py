@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +10,11 @@ from mistudio_tui.db.lookup import new_name, resolve
 from mistudio_tui.db.models import ActivationSet, LanguageModel, Tokenization, database
 from mistudio_tui.db.ownership import create_owned_folder
 from mistudio_tui.db.states import RunState
-from mistudio_tui.services.extraction_templates import EXTRACTION_DEFAULTS, check_config, template_config
+from mistudio_tui.jobs.kinds.activations import ExtractParams, ImportParams, SynthParams, check_settings
+from mistudio_tui.jobs.kinds.models import DTYPES, ModelAddParams  # noqa: F401 - DTYPES: the form's and CLI's choices
+from mistudio_tui.services.extraction_templates import EXTRACTION_DEFAULTS, template_config
 from mistudio_tui.services.spec import JobSpec, create_pending, slug
 from mistudio_tui.studio import Studio
-
-DTYPES = ("float32", "float16", "bfloat16")
-QUANTIZATIONS = (None, "8bit", "4bit")
 
 
 def add_model(
@@ -32,12 +31,17 @@ def add_model(
     source = source.strip()
     if not source:
         raise ValueError("model source: give a local folder or a hub id like 'gpt2' or 'EleutherAI/pythia-70m'")
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype {dtype!r} is not one of {', '.join(DTYPES)}")
-    if quantization not in QUANTIZATIONS:
-        raise ValueError(f"quantization {quantization!r} must be 8bit, 4bit or none")
     path = Path(source).expanduser()
     is_hub = hub if hub is not None else not path.exists()
+    params = ModelAddParams(  # checked first; the resolved folder is filled in below
+        source=source,
+        source_type="hub" if is_hub else "local",
+        path=path,
+        revision=revision,
+        dtype=dtype,
+        quantization=quantization,
+        trust_remote_code=trust_remote_code,
+    )
     if not is_hub:
         if not path.is_dir():
             raise FileNotFoundError(f"model folder not found: {path}")
@@ -63,15 +67,7 @@ def add_model(
         else:
             model.path = source
         model.save()
-    params = {
-        "source": source,
-        "source_type": model.source_type,
-        "revision": revision,
-        "path": model.path,
-        "dtype": dtype,
-        "quantization": quantization,
-        "trust_remote_code": trust_remote_code,
-    }
+    params = replace(params, source=source, path=Path(model.path))
     title = f"Download {model.name}" if is_hub else f"Inspect {model.name}"
     return JobSpec("model.add", params, title, model)
 
@@ -93,11 +89,16 @@ def extract_activations(
         if row.status != "ready":
             raise ValueError(f"{what} '{row.name}' is {row.status}; it must be ready")
     config = extraction_settings(template, hooks=hooks, n_tokens=n_tokens, **overrides)
-    if not config["hooks"]:
-        raise ValueError("give at least one hook point, e.g. blocks.0.hook_resid_post (see `mistudio models hooks`)")
-    _check_hooks(model, config["hooks"])
-    if int(config["n_tokens"]) <= 0:
-        raise ValueError("the number of tokens must be positive")
+    params = ExtractParams(  # checked before the row and its folder exist; the folder is filled in below
+        **config,
+        model_path=model.path,
+        model_dtype=model.dtype,
+        quantization=model.quantization,
+        trust_remote_code=model.trust_remote_code,
+        tokenization_dir=Path(tokenization.path),
+        out_dir=Path(),
+    )
+    _check_hooks(model, params.hooks)
     hook_label = config["hooks"][0].replace("blocks.", "L").replace(".hook_", "-")
     default = f"{model.name}-{hook_label}-{_short(int(config['n_tokens']))}"
     with database.atomic():
@@ -113,16 +114,7 @@ def extract_activations(
             dtype=config["store_dtype"],
             context_size=tokenization.context_size,
         )
-    params = dict(config)
-    params.update(
-        model_path=model.path,
-        model_dtype=model.dtype,
-        quantization=model.quantization,
-        trust_remote_code=model.trust_remote_code,
-        tokenization_dir=tokenization.path,
-        out_dir=aset.path,
-    )
-    return JobSpec("activations.extract", params, f"Extract {aset.name}", aset)
+    return JobSpec("activations.extract", replace(params, out_dir=Path(aset.path)), f"Extract {aset.name}", aset)
 
 
 def extraction_settings(
@@ -136,7 +128,7 @@ def extraction_settings(
         given["hooks"] = list(hooks)
     if n_tokens is not None:
         given["n_tokens"] = n_tokens
-    config.update(check_config(given, "extraction settings"))
+    config.update(check_settings(given, "extraction settings"))
     return config
 
 
@@ -149,8 +141,8 @@ def resume_extraction(studio: Studio, ref: str | int) -> JobSpec:
         raise ValueError(f"activation set '{aset.name}' is already complete")
     if aset.status in RunState.ACTIVE:
         raise ValueError(f"activation set '{aset.name}' is {aset.status}; its job is still going")
-    params = dict(aset.job.params) if aset.job else None
-    if not params or "tokenization_dir" not in params:
+    stored = aset.job.params if aset.job else None
+    if not stored or "tokenization_dir" not in stored:
         raise ValueError(f"activation set '{aset.name}' has no extraction job to resume; extract it again")
     for row, what in ((aset.model, "model"), (aset.tokenization, "tokenization")):
         if row is None:
@@ -158,11 +150,16 @@ def resume_extraction(studio: Studio, ref: str | int) -> JobSpec:
         if row.status != "ready":
             raise ValueError(f"activation set '{aset.name}' cannot resume: {what} '{row.name}' is {row.status}")
     # the home may have moved since the job started
-    params.update(model_path=aset.model.path, tokenization_dir=aset.tokenization.path, out_dir=aset.path)
+    params = replace(
+        ExtractParams.from_json(stored),
+        model_path=aset.model.path,
+        tokenization_dir=Path(aset.tokenization.path),
+        out_dir=Path(aset.path),
+    )
     return JobSpec("activations.extract", params, f"Resume {aset.name}", aset)
 
 
-def _check_hooks(model: LanguageModel, hooks: list[str]) -> None:
+def _check_hooks(model: LanguageModel, hooks: tuple[str, ...]) -> None:
     """Refuse TransformerLens-style names the model lacks (module paths are checked by the worker)."""
     points = (model.architecture or {}).get("hook_points", [])
     known = {h["name"] for h in points}
@@ -200,7 +197,7 @@ def import_activations(studio: Studio, path: str, key: str | None = None, name: 
             origin="imported",
             hooks=[key] if key else [],
         )
-    params = {"path": str(src.resolve()), "key": key, "out_dir": aset.path}
+    params = ImportParams(path=src.resolve(), key=key, out_dir=Path(aset.path))
     return JobSpec("activations.import", params, f"Import {aset.name}", aset)
 
 
@@ -208,8 +205,9 @@ def synth_activations(studio: Studio, options: dict[str, Any], name: str | None 
     """A synthetic activation set with known true features (needs the optional sae-lens package)."""
     from mistudio_tui.ml.activations.synthetic import SAE_LENS_HINT, SynthOptions, sae_lens_available
 
-    synth = SynthOptions(**options)
-    synth.check()  # a bad option is named whether or not the extra is installed
+    # a bad option is named whether or not the extra is installed; the folder is filled in below
+    params = SynthParams(options=SynthOptions(**options), out_dir=Path())
+    synth = params.options
     if not sae_lens_available():
         raise ModuleNotFoundError(SAE_LENS_HINT)
     default = f"synth-{_short(synth.features)}f-{synth.d_in}d-{_short(synth.tokens)}"
@@ -217,5 +215,4 @@ def synth_activations(studio: Studio, options: dict[str, Any], name: str | None 
         aset = create_pending(
             studio, ActivationSet, "activations", name=new_name(ActivationSet, name, default), origin="synthetic"
         )
-    params = {"options": asdict(synth), "out_dir": aset.path}
-    return JobSpec("activations.synth", params, f"Synthesize {aset.name}", aset)
+    return JobSpec("activations.synth", replace(params, out_dir=Path(aset.path)), f"Synthesize {aset.name}", aset)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mistudio_tui.db.models import Dataset, Job, LanguageModel
 from mistudio_tui.db.states import JobState
+from mistudio_tui.jobs.kinds.sample import SampleParams
 from mistudio_tui.services.spec import JobSpec
 from mistudio_tui.studio import Studio
 
@@ -23,21 +24,17 @@ def sample_spec(studio: Studio, time_budget_s: float | None = None, max_steps: i
 
     The LM trains for `max_steps` (default SAMPLE_LM_STEPS), or for `time_budget_s` seconds when only that is given.
     """
-    if time_budget_s is not None and not time_budget_s > 0:
-        raise ValueError(f"--time-budget must be positive, got {time_budget_s}")
-    if max_steps is not None and max_steps < 1:
-        raise ValueError(f"--max-steps must be at least 1, got {max_steps}")
     if max_steps is None and time_budget_s is None:
         max_steps = SAMPLE_LM_STEPS
+    params = SampleParams(
+        datasets_dir=studio.paths.dir("datasets"),
+        models_dir=studio.paths.dir("models"),
+        time_budget_s=time_budget_s,
+        max_steps=max_steps,
+    )
     active = Job.select().where((Job.kind == "sample") & Job.status.in_(JobState.ACTIVE)).first()
     if active is not None:
         raise ValueError(f"the sample is already being built (job {active.id}); see the Jobs panel")
-    params = {
-        "datasets_dir": str(studio.paths.dir("datasets")),
-        "models_dir": str(studio.paths.dir("models")),
-        "time_budget_s": time_budget_s,
-        "max_steps": max_steps,
-    }
     return JobSpec("sample", params, "Build offline sample")
 
 

@@ -14,6 +14,7 @@ from mistudio_tui.cli.main import main
 from mistudio_tui.db.jobs import create_job, finish_job
 from mistudio_tui.db.models import ActivationSet, Dataset, Job, LanguageModel, Tokenization
 from mistudio_tui.jobs.context import JobCancelled, LocalContext
+from mistudio_tui.jobs.registry import get_kind
 from mistudio_tui.jobs.tasks import activations as activation_tasks
 from mistudio_tui.jobs.tasks import datasets as dataset_tasks
 from mistudio_tui.ml.activations.store import ActivationStore
@@ -34,7 +35,8 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str, ok: bool = True) -> tupl
 
 def _interrupt(studio, spec, task, cancel_after: int) -> None:
     """Run a job's task in-process until it is cancelled, recording the job as the runner would."""
-    job = create_job(spec.kind, spec.title, spec.params, spec.resource, os.getpid(), studio.paths.dir("logs"))
+    params = get_kind(spec.kind).row_params(spec.params)  # what the runner's submit stores
+    job = create_job(spec.kind, spec.title, params, spec.resource, os.getpid(), studio.paths.dir("logs"))
     with pytest.raises(JobCancelled):
         task(spec.params, LocalContext(cancel_after=cancel_after))
     finish_job(job.id, "cancelled", error="cancelled")

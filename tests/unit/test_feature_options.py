@@ -41,11 +41,11 @@ def test_cli_options_reach_the_job_params(studio) -> None:
     )
     spec = extract_features(studio, training.id, n_tokens=args.n_tokens, **extraction_options(args))
     params = spec.params
-    assert params["n_tokens"] == 2000
-    assert (params["context_before"], params["context_after"]) == (5, 2)
-    assert params["exclude_bos"] is False and params["exclude_special"] is True
-    assert params["dead_density"] == 0.01 and params["top_k"] == 7
-    assert (params["n_quantiles"], params["per_quantile"]) == (3, 2)
+    assert params.n_tokens == 2000
+    assert (params.context_before, params.context_after) == (5, 2)
+    assert params.exclude_bos is False and params.exclude_special is True
+    assert params.dead_density == 0.01 and params.top_k == 7
+    assert (params.n_quantiles, params.per_quantile) == (3, 2)
     assert FeatureSet.get_by_id(spec.resource.id).config["context_before"] == 5
 
 
@@ -53,7 +53,7 @@ def test_defaults_apply_when_options_are_left_out(studio) -> None:
     populate(studio.paths.home)
     spec = extract_features(studio, Training.get().id, **extraction_options(parse()))
     for key, value in EXTRACTION_DEFAULTS.items():
-        assert spec.params[key] == value
+        assert getattr(spec.params, key) == value
 
 
 @pytest.mark.parametrize(
@@ -86,10 +86,10 @@ def test_single_context_number_means_both_sides() -> None:
 
 def test_bos_and_special_exclusion_choose_the_ignored_ids() -> None:
     tokens = SimpleNamespace(meta={"bos_token_id": 0, "special_token_ids": [0, 5, 9]})
-    assert special_ids(tokens, {}) == [0, 5, 9]
-    assert special_ids(tokens, {"exclude_bos": True, "exclude_special": False}) == [0]
-    assert special_ids(tokens, {"exclude_bos": False, "exclude_special": False}) == []
-    assert special_ids(tokens, {"exclude_bos": False, "exclude_special": True}) == [5, 9]
+    assert special_ids(tokens) == [0, 5, 9]
+    assert special_ids(tokens, exclude_bos=True, exclude_special=False) == [0]
+    assert special_ids(tokens, exclude_bos=False, exclude_special=False) == []
+    assert special_ids(tokens, exclude_bos=False, exclude_special=True) == [5, 9]
 
 
 def test_export_service_imports_no_torch() -> None:

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from mistudio_tui.jobs.context import LocalContext
+from mistudio_tui.jobs.kinds.features import FeaturesParams
 from mistudio_tui.jobs.tasks.features import extract
 from mistudio_tui.ml.data.token_store import TokenStoreWriter
 from mistudio_tui.ml.features.store import FeatureSetReader
@@ -98,7 +99,7 @@ def run_job(planted: dict, out: str, **options) -> tuple[Path, dict]:
         "batch_size": 4,
         **options,
     }
-    result = extract(params, LocalContext())
+    result = extract(FeaturesParams.from_json(params), LocalContext())  # the row's JSON, as the worker reads it
     assert result["resource"]["d_sae"] == D_SAE
     return root / out, result["resource"]
 

@@ -22,6 +22,7 @@ from mistudio_tui.db.models import (
     Tokenization,
     Training,
 )
+from mistudio_tui.jobs.params import JobParams
 from mistudio_tui.studio import Studio
 from tests.home_chain import HOOK, build_chain, run_here
 from tests.old_schema import database_at, insert_job, insert_training
@@ -138,12 +139,15 @@ def test_resuming_after_a_move_works_on_the_new_folders(moved: dict) -> None:
             model.update(status="ready").execute()
     fset = FeatureSet.get()
     run = LabelingJob.create(feature_set=fset, status="cancelled")
-    stale = {"settings": {}, "indices": [0], "skip": [], "feature_dir": str(old / "features" / Path(fset.path).name)}
+    settings = {"base_url": "http://localhost:8000/v1", "model": "m"}
+    feature_dir = str(old / "features" / Path(fset.path).name)
+    stale = {"settings": settings, "indices": [0], "skip": [], "feature_dir": feature_dir}
     run.job = Job.create(kind="label", params=stale, status="cancelled")
     run.save()
     specs.append(resume_labeling(run.id))
     for spec in specs:
-        folders = {k: v for k, v in spec.params.items() if k.endswith(("_dir", "_path")) or k == "tokenizer"}
+        params = spec.params.to_json() if isinstance(spec.params, JobParams) else spec.params
+        folders = {k: v for k, v in params.items() if k.endswith(("_dir", "_path")) or k == "tokenizer"}
         assert folders and all(Path(v).is_relative_to(new) for v in folders.values()), (spec.kind, folders)
         assert str(old) not in json.dumps(folders)
 

@@ -280,9 +280,9 @@ def test_the_sample_trains_a_fixed_number_of_steps_unless_given_a_time_budget(st
     from mistudio_tui.services.sample import SAMPLE_LM_STEPS, sample_spec
 
     spec = sample_spec(studio)  # the same model on a loaded machine as on an idle one
-    assert (spec.params["max_steps"], spec.params["time_budget_s"]) == (SAMPLE_LM_STEPS, None)
+    assert (spec.params.max_steps, spec.params.time_budget_s) == (SAMPLE_LM_STEPS, None)
     timed = sample_spec(studio, time_budget_s=30)
-    assert (timed.params["max_steps"], timed.params["time_budget_s"]) == (None, 30)
+    assert (timed.params.max_steps, timed.params.time_budget_s) == (None, 30)
     with pytest.raises(ValueError, match="--max-steps must be at least 1"):
         sample_spec(studio, max_steps=0)
     with pytest.raises(ValueError, match="--time-budget must be positive"):

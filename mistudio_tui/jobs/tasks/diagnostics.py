@@ -11,25 +11,24 @@ from typing import Any
 
 from mistudio_tui.jobs import protocol as p
 from mistudio_tui.jobs.context import JobContext
+from mistudio_tui.jobs.kinds.diagnostics import CountParams, FloodParams, HangParams
 
 
-def count(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+def count(params: CountParams, ctx: JobContext) -> dict[str, Any]:
     """Count to `steps`, sleeping `delay` s per step, sending a metric row per step."""
-    steps = int(params.get("steps", 10))
-    delay = float(params.get("delay", 0.01))
-    tag = float(params.get("tag", 0))
-    ctx.started(str(params.get("device", "cpu")))
+    steps, delay, tag = params.steps, params.delay, params.tag
+    ctx.started(params.device)
     for step in range(steps):
         ctx.check_cancelled()
         ctx.metric(step, loss=tag + step, tokens=step)
         ctx.progress(step + 1, steps, text=f"step {step + 1}/{steps}", unit="steps")
         time.sleep(delay)
-        if params.get("fail_at") == step:
+        if params.fail_at == step:
             raise ValueError(f"diagnostic failure at step {step}")
-        if params.get("disk_full_at") == step:  # the disk fills: the log and the job's next file cannot be written
+        if params.disk_full_at == step:  # the disk fills: the log and the job's next file cannot be written
             sys.stdout = sys.stderr = _FullDisk()
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(params.get("path") or "checkpoint.pt"))
-        if params.get("crash_at") == step:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), params.path or "checkpoint.pt")
+        if params.crash_at == step:
             ctx.flush()
             os.kill(os.getpid(), signal.SIGKILL)
     print("counted", steps, flush=True)
@@ -46,19 +45,19 @@ class _FullDisk:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
-def hang(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+def hang(params: HangParams, ctx: JobContext) -> dict[str, Any]:
     """Ignore cancellation (to test terminate/kill after the grace period)."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN) if params.get("ignore_term") else None
+    signal.signal(signal.SIGTERM, signal.SIG_IGN) if params.ignore_term else None
     ctx.progress(0, None, text="hanging")
-    deadline = time.monotonic() + float(params.get("seconds", 60))
+    deadline = time.monotonic() + params.seconds
     while time.monotonic() < deadline:
         time.sleep(0.05)
     return {}
 
 
-def flood(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+def flood(params: FloodParams, ctx: JobContext) -> dict[str, Any]:
     """Send `messages` raw progress messages as fast as possible (pipe throughput benchmark)."""
-    n = int(params.get("messages", 10_000))
+    n = params.messages
     send = ctx._send  # bypass throttling: measure the protocol itself
     start = time.perf_counter()
     for i in range(n):

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 from mistudio_tui.jobs.context import JobContext
+from mistudio_tui.jobs.kinds.features import FeaturesParams
 from mistudio_tui.ml.token_display import token_text
 
 POOL_SEQUENCES = 256
 POOL_ACTIVE_PER_TOKEN = 64
 
 
-def extract(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+def extract(params: FeaturesParams, ctx: JobContext) -> dict[str, Any]:
     """Scan `n_tokens` of the tokenization; write the feature store and the torch-free side files."""
     from mistudio_tui.ml.data.token_store import TokenStore
     from mistudio_tui.ml.features.extract import ExtractionOptions, extract_feature_stats
@@ -31,30 +32,28 @@ def extract(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     from mistudio_tui.ml.models.loading import load_model
     from mistudio_tui.ml.sae.formats import load_any
 
-    out_dir = Path(params["out_dir"])
+    out_dir = params.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
-    loaded = load_model(
-        params["model_path"], dtype=params.get("model_dtype") or "float32", device=params.get("device") or "auto"
-    )
+    loaded = load_model(params.model_path, dtype=params.model_dtype, device=params.device)
     ctx.started(str(loaded.device))
-    sae = load_any(Path(params["sae_dir"]), device=loaded.device).sae.eval()
-    hook = params.get("hook")
+    sae = load_any(params.sae_dir, device=loaded.device).sae.eval()
+    hook = params.hook
     if not hook:
-        raise ValueError(f"the SAE in {params['sae_dir']} does not say which hook point it reads")
-    tokens = TokenStore(Path(params["tokenization_dir"]))
+        raise ValueError(f"the SAE in {params.sae_dir} does not say which hook point it reads")
+    tokens = TokenStore(params.tokenization_dir)
     tokenizer = load_tokenizer_for(tokens, loaded)
-    special = special_ids(tokens, params)
+    special = special_ids(tokens, exclude_bos=params.exclude_bos, exclude_special=params.exclude_special)
     options = ExtractionOptions(
-        n_tokens=int(params["n_tokens"]),
-        context=(int(params.get("context_before", 12)), int(params.get("context_after", 4))),
-        top_k=int(params.get("top_k", 20)),
-        n_quantiles=int(params.get("n_quantiles", 5)),
-        per_quantile=int(params.get("per_quantile", 4)),
-        dead_density=float(params.get("dead_density", 1e-6)),
+        n_tokens=params.n_tokens,
+        context=(params.context_before, params.context_after),
+        top_k=params.top_k,
+        n_quantiles=params.n_quantiles,
+        per_quantile=params.per_quantile,
+        dead_density=params.dead_density,
         special_ids=tuple(special),
         pad_id=int(tokens.meta.get("pad_token_id") or 0),
     )
-    batches = sequence_batches(loaded, tokens, hook, int(params.get("batch_size", 8)), special)
+    batches = sequence_batches(loaded, tokens, hook, params.batch_size, special)
     try:
         stats = extract_feature_stats(batches, sae.encode, int(sae.W_dec.shape[0]), options, ctx)
     finally:
@@ -62,16 +61,16 @@ def extract(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     ctx.progress(0, None, text="logit lens and similar features")
     W_dec = sae.W_dec.detach().float()
     lens = None
-    if params.get("is_causal_lm", True):
+    if params.is_causal_lm:
         head = loaded.model.get_output_embeddings() if hasattr(loaded.model, "get_output_embeddings") else None
         if head is not None:
             lens = logit_lens(W_dec, head.weight.detach().float(), top=10, norm_weight=final_norm_weight(loaded.model))
     similar = similar_by_decoder(W_dec, top=10)
     extra = {
         "hook": hook,
-        "model": params["model_path"],
-        "sae": params["sae_dir"],
-        "tokenization": params["tokenization_dir"],
+        "model": params.model_path,
+        "sae": str(params.sae_dir),
+        "tokenization": str(params.tokenization_dir),
         "n_tokens": int(stats.tokens_seen),
     }
     FeatureSetWriter(out_dir).write(stats, extra, logit_lens=lens, similar=similar)
@@ -95,18 +94,18 @@ def load_tokenizer_for(tokens: Any, loaded: Any) -> Any:
     return loaded.tokenizer
 
 
-def special_ids(tokens: Any, params: dict[str, Any]) -> list[int]:
+def special_ids(tokens: Any, exclude_bos: bool = True, exclude_special: bool = True) -> list[int]:
     """Token ids never counted: BOS and every other special token, each unless asked to keep them.
 
     Keeping BOS wins over excluding special tokens (BOS is usually one of them, e.g. GPT-2's <|endoftext|>).
     """
     meta = tokens.meta
     ids: set[int] = set()
-    if params.get("exclude_special", True):
+    if exclude_special:
         ids.update(int(i) for i in meta.get("special_token_ids") or [])
     bos = meta.get("bos_token_id")
     if bos is not None:
-        if params.get("exclude_bos", True):
+        if exclude_bos:
             ids.add(int(bos))
         else:
             ids.discard(int(bos))

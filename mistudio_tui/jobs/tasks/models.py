@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from mistudio_tui.jobs.context import JobContext
+from mistudio_tui.jobs.kinds.models import ModelAddParams
 
 
 def describe_folder(
@@ -84,19 +85,17 @@ def estimate(
     }
 
 
-def add(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+def add(params: ModelAddParams, ctx: JobContext) -> dict[str, Any]:
     """Download a hub model into its folder (resumable), then inspect it on the meta device."""
-    check_quantization(params.get("quantization"), params.get("dtype") or "float32")
-    path = Path(params["path"])
-    if params["source_type"] == "hub":
+    check_quantization(params.quantization, params.dtype)
+    path = params.path
+    if params.source_type == "hub":
         from mistudio_tui.ml.hub import download_repo
 
-        ctx.log(f"downloading {params['source']} into {path}")
-        download_repo(params["source"], path, repo_type="model", revision=params.get("revision"), ctx=ctx)
+        ctx.log(f"downloading {params.source} into {path}")
+        download_repo(params.source, path, repo_type="model", revision=params.revision, ctx=ctx)
     ctx.progress(0, None, text="inspecting the architecture")
-    resource = describe_folder(
-        path, params.get("dtype") or "float32", params.get("quantization"), bool(params.get("trust_remote_code"))
-    )
+    resource = describe_folder(path, params.dtype, params.quantization, params.trust_remote_code)
     ctx.log(
         f"{resource['model_type']}: d_model {resource['d_model']}, {resource['n_layers']} layers, "
         f"{resource['n_params']:,} parameters"

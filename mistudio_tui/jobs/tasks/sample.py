@@ -6,20 +6,17 @@ from pathlib import Path
 from typing import Any
 
 from mistudio_tui.jobs.context import JobContext
+from mistudio_tui.jobs.kinds.sample import SampleParams
 
 
-def run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+def run(params: SampleParams, ctx: JobContext) -> dict[str, Any]:
     from mistudio_tui.jobs.tasks.models import describe_folder
     from mistudio_tui.ml.data.ingest import ingest_dataset
     from mistudio_tui.ml.data.stats import dataset_stats
     from mistudio_tui.ml.sample.build import build_sample
 
     built = build_sample(
-        Path(params["datasets_dir"]),
-        Path(params["models_dir"]),
-        ctx,
-        time_budget_s=params.get("time_budget_s"),
-        max_steps=params.get("max_steps"),
+        params.datasets_dir, params.models_dir, ctx, time_budget_s=params.time_budget_s, max_steps=params.max_steps
     )
     corpus = Path(built["corpus_path"])
     dataset_dir = corpus.parent
