@@ -61,7 +61,10 @@ def _load_dataclass(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, Mapping):
         raise ParamsError(f"{where}: expected an object, got {type(data).__name__}")
     if hasattr(cls, "from_dict") and not issubclass(cls, JobParams):
-        return cls.from_dict(dict(data))
+        try:
+            return cls.from_dict(dict(data))
+        except (TypeError, KeyError) as exc:  # a required field missing from a stored row
+            raise ParamsError(f"{where}: {exc}") from None
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))

@@ -95,3 +95,10 @@ def test_a_kind_stores_its_own_class_and_validates_dicts():
     with pytest.raises(ParamsError, match="bogus"):
         kind.row_params(example().to_json() | {"bogus": 1})
     assert JobKind("plain", "x:y").row_params({"a": 1}) == {"a": 1}
+
+
+def test_a_nested_config_missing_a_required_field_is_named():
+    row = example().to_json()
+    del row["sae"]["d_in"]
+    with pytest.raises(ParamsError, match=r"example\.sae"):
+        ExampleParams.from_json(row)
