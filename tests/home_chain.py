@@ -23,7 +23,8 @@ TRAIN = {"k": 4, "expansion": 2, "total_tokens": 512, "batch_size": 64, "device"
 
 def queue(studio: Studio, spec: JobSpec) -> Job:
     """Create the queued job row exactly as the runner's submit does, without starting it."""
-    return create_job(spec.kind, spec.title, spec.params, spec.resource, os.getpid(), studio.paths.dir("logs"))
+    params = get_kind(spec.kind).row_params(spec.params)
+    return create_job(spec.kind, spec.title, params, spec.resource, os.getpid(), studio.paths.dir("logs"))
 
 
 def run_here(studio: Studio, spec: JobSpec) -> dict[str, Any]:
@@ -31,7 +32,9 @@ def run_here(studio: Studio, spec: JobSpec) -> dict[str, Any]:
     job = queue(studio, spec)
     kind = get_kind(spec.kind)
     module, name = kind.entry.split(":")
-    result = getattr(importlib.import_module(module), name)(Job.get_by_id(job.id).params, LocalContext())
+    params = Job.get_by_id(job.id).params
+    typed = kind.params.from_json(params) if kind.params else params  # as the worker hands them to the entry
+    result = getattr(importlib.import_module(module), name)(typed, LocalContext())
     finish_job(job.id, "completed", result=result)
     kind.on_finish(Job.get_by_id(job.id), "completed", result)
     return result
