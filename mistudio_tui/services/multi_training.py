@@ -190,7 +190,7 @@ def multi_train_spec(trainings: list[Training], resume: bool) -> JobSpec:
     )
     source: ActivationsSource | StreamSource
     if aset is not None:
-        source = ActivationsSource(dir=Path(aset.path))
+        source = ActivationsSource(dir=Path(aset.path) if aset.path else None)
     else:
         source = _stream_source(model, tok, first.config.get("stream") or {})
     params = MultiTrainParams(

@@ -263,8 +263,6 @@ def train_spec(training: Training, resume: bool, config: dict[str, Any] | None =
     model = training.model
     tok = training.tokenization
     metadata = {**run_metadata(model, tok, aset.context_size if aset else None), "hook_name": training.hook_name}
-    if aset is None or not aset.path:
-        raise ValueError(f"'{training.name}' has no activation set to train on")
     hook_out = training.config.get("hook_name_out")
     if hook_out:  # a transcoder: rows are [input hook | output hook]
         metadata["hook_name_out"] = hook_out
@@ -272,7 +270,9 @@ def train_spec(training: Training, resume: bool, config: dict[str, Any] | None =
     params = TrainParams(
         sae=sae,
         train=train,
-        source=ActivationsSource(dir=Path(aset.path), hook=training.hook_name, hook_out=hook_out),
+        source=ActivationsSource(
+            dir=Path(aset.path) if aset and aset.path else None, hook=training.hook_name, hook_out=hook_out
+        ),
         out_dir=Path(training.path),
         resume=resume,
         metadata=metadata,

@@ -43,7 +43,7 @@ class ActivationsSource(JobParams):
     `hook_out` after it. A group job's members name their own hooks."""
 
     type: Literal["activations"] = "activations"
-    dir: Path
+    dir: Path | None  # None: the run's activation set is gone (the job fails, saying so)
     hook: str | None = None
     hook_out: str | None = None
 

@@ -18,6 +18,8 @@ def run(params: TrainParams, ctx: JobContext) -> dict[str, Any]:
     from mistudio_tui.ml.sae.trainer import train_sae
 
     out_dir, train_cfg, source_spec = params.out_dir, params.train_config(), params.source
+    if source_spec.dir is None:
+        raise ValueError(f"{out_dir.name}: the activation set this run trains on is gone")
     folder = str(source_spec.dir)
     hook = source_spec.hook or ActivationStore(source_spec.dir).hooks[0]
     hook_out = source_spec.hook_out  # a transcoder's target hook

@@ -20,6 +20,8 @@ def _members_from_store(params: MultiTrainParams, source: ActivationsSource, tra
     )
     from mistudio_tui.ml.sae.multi import Member
 
+    if source.dir is None:
+        raise ValueError("the activation set this group trains on is gone")
     store = ActivationStore(source.dir)
     train_rows, held_rows = held_out_split(store, fraction=HELD_OUT_FRACTION)
     members = []
