@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from mistudio_tui.cli.train_cmd import training_summary
 from mistudio_tui.db.jobs import create_job
 from mistudio_tui.db.models import Job, Training
 from mistudio_tui.jobs.kinds.sae import SAEEvalParams, SAEImportParams
@@ -83,8 +84,9 @@ def test_the_training_row_holds_internal_names_and_shows_the_typed_one(studio, t
     spec = specs(studio, tmp_path)["train"]
     training = Training.get_by_id(spec.resource.id)
     assert training.architecture == training.config["sae"]["architecture"] == "standard"
-    assert trainings.shown_architecture(training.architecture) == "relu"
     assert training.name.startswith("relu-L0-")  # run names use the name people type
+    assert training_summary(training)["architecture"] == "relu"  # so does the CLI
+    assert sweeps.shown_params({"architecture": "standard", "k": 4}) == {"architecture": "relu", "k": 4}
 
 
 @pytest.mark.parametrize(
