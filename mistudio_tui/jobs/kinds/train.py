@@ -164,7 +164,7 @@ def train_start(job: Job) -> None:
     if training is not None and params.train.total_tokens != (training.config or {}).get("train", {}).get(
         "total_tokens"
     ):
-        config = {**training.config, "train": job.params["train"]}  # the row's JSON form of params.train
+        config = {**training.config, "train": params.train.to_dict()}
         Training.update(config=config, total_tokens=params.train.total_tokens).where(
             Training.id == training.id
         ).execute()

@@ -111,14 +111,14 @@ class _Orchestrator:
     def _start_new(self, number: int) -> None:
         from mistudio_tui.db.lookup import unique_name
         from mistudio_tui.db.models import Training
-        from mistudio_tui.services.sweeps import trial_config
+        from mistudio_tui.services.sweeps import shown_params, trial_config
         from mistudio_tui.services.trainings import new_training
 
         params = self.planner.ask(number)
         config = trial_config(self.settings["config"], params)
         if self.devices:
             config["train"]["device"] = self.devices[number % len(self.devices)]
-        shown = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+        shown = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown_params(params).items())
         try:
             spec = new_training(
                 self.studio,
