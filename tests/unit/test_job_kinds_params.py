@@ -178,7 +178,7 @@ OLD_IMPORT_ROW: dict[str, Any] = {
 def test_rows_written_before_the_classes_still_load() -> None:
     train = TrainParams.from_json(OLD_TRAIN_ROW)
     assert train.sae.architecture == "standard" and train.sae.l1_coefficient == 0.004  # read through the one map
-    assert train.nproc == 2 and train.out_dir.name == "3-relu-L0-8k-a3f" and train.eval.usable
+    assert train.nproc == 2 and train.out_dir.name == "3-relu-L0-8k-a3f" and train.eval.is_causal_lm
     assert train.train_config().metadata == {"model_name": "gpt2", "context_size": 64, "prepend_bos": True,
                                              "hook_name": HOOK}  # fmt: skip
     group = MultiTrainParams.from_json(OLD_GROUP_ROW)
@@ -186,7 +186,7 @@ def test_rows_written_before_the_classes_still_load() -> None:
     assert isinstance(group.source, StreamSource) and group.source.buffer_tokens == 4096
     assert group.source.batch_size == 8  # the stream default the worker used to fill in
     evaluation = SAEEvalParams.from_json(OLD_EVAL_ROW)
-    assert evaluation.source.dir is None and not evaluation.source.held_out and not evaluation.eval.usable
+    assert evaluation.source.dir is None and not evaluation.source.held_out and evaluation.eval.model_path is None
     imported = SAEImportParams.from_json(OLD_IMPORT_ROW)
     assert imported.file == "layer_12/params.npz" and imported.norm_scaling_factor == 1.0
     assert SweepParams.from_json({"sweep_id": 4, "resume": True}) == SweepParams(sweep_id=4, resume=True)

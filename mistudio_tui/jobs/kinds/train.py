@@ -31,11 +31,6 @@ class EvalModel(JobParams):
     is_causal_lm: bool = False
     context_size: int | None = None  # sae.eval: turns a token budget into a number of sequences
 
-    @property
-    def usable(self) -> bool:
-        """Whether CE loss can be measured: a causal LM and a tokenization of it."""
-        return bool(self.is_causal_lm and self.model_path and self.tokenization_dir)
-
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class ActivationsSource(JobParams):

@@ -35,7 +35,8 @@ def ce_loss_metrics(
 
     An empty dict comes back when `info` lacks the model or tokenization, or the model is not a causal LM.
     """
-    if not info.usable:
+    model_path, tokenization_dir = info.model_path, info.tokenization_dir
+    if not (info.is_causal_lm and model_path and tokenization_dir):
         return {}
     import numpy as np
     import torch
@@ -47,7 +48,7 @@ def ce_loss_metrics(
     from mistudio_tui.ml.sae.formats import load_any
 
     ctx.progress(0, None, text="evaluating CE loss with the SAE spliced in")
-    loaded = load_model(info.model_path, dtype=info.model_dtype or "float32", device=device)
+    loaded = load_model(model_path, dtype=info.model_dtype or "float32", device=device)
     sae_file = load_any(sae_dir, device=loaded.device)
     sae = sae_file.sae.eval()
     if sae.cfg.is_transcoder:  # spliced in at the hook it writes, never at the one it reads
@@ -55,7 +56,7 @@ def ce_loss_metrics(
         if not hook_out:
             ctx.log(f"{sae_dir} is a transcoder that does not say which hook it writes: no CE-loss evaluation")
             return {}
-    tokens = TokenStore(info.tokenization_dir)
+    tokens = TokenStore(tokenization_dir)
     start = max(len(tokens) - max(1, sequences), 0)  # the end of the tokenization: least likely trained on
 
     def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

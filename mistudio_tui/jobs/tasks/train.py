@@ -23,15 +23,16 @@ def run(params: TrainParams, ctx: JobContext) -> dict[str, Any]:
     folder = str(source_spec.dir)
     hook = source_spec.hook or ActivationStore(source_spec.dir).hooks[0]
     hook_out = source_spec.hook_out  # a transcoder's target hook
+    nproc = params.nproc or 1
     try:
-        if (params.nproc or 1) > 1:
+        if nproc > 1:
             from mistudio_tui.ml.sae.distributed import DistributedRun, train_distributed
 
             sources = partial(store_source, folder, hook, train_cfg.seed)
             run = DistributedRun(
                 params.sae, train_cfg, out_dir, sources, partial(sources, held_out=True), resume=params.resume
             )
-            summary = train_distributed(run, ctx, params.nproc)
+            summary = train_distributed(run, ctx, nproc)
         else:
             source, eval_source = (
                 store_source(folder, hook, train_cfg.seed, hook_out=hook_out),

@@ -71,7 +71,11 @@ def _members_from_stream(
     loaded = load_model(spec.model_path, dtype=spec.model_dtype or "float32", device=train_cfg.device)
     tokens = TokenStore(spec.tokenization_dir)
     hooks = [m.hook for m in params.members]
-    options = {"batch_size": spec.batch_size, "exclude_bos": spec.exclude_bos, "exclude_special": spec.exclude_special}
+    options: dict[str, Any] = {
+        "batch_size": spec.batch_size,
+        "exclude_bos": spec.exclude_bos,
+        "exclude_special": spec.exclude_special,
+    }
     stream = ActivationStream(
         loaded,
         tokens,
