@@ -366,11 +366,12 @@ def _import_export(source: Path, name: str, dest: Path, via_cli: bool) -> None:
     import shutil
 
     from mistudio_tui.jobs.context import LocalContext
+    from mistudio_tui.jobs.kinds.sae import SAEImportParams
     from mistudio_tui.jobs.tasks.sae import import_sae
     from mistudio_tui.services.sae_io import EXPORT_FILES
 
     out = dest.parent / f"{name}-job"
-    import_sae({"source": str(source), "out_dir": str(out)}, LocalContext())
+    import_sae(SAEImportParams(source=str(source), out_dir=out), LocalContext())
     dest.mkdir(parents=True)
     for file in EXPORT_FILES:
         if (out / file).is_file():

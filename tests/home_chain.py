@@ -13,7 +13,6 @@ from typing import Any
 from mistudio_tui.db.jobs import create_job, finish_job
 from mistudio_tui.db.models import Job
 from mistudio_tui.jobs.context import LocalContext
-from mistudio_tui.jobs.params import JobParams
 from mistudio_tui.jobs.registry import get_kind
 from mistudio_tui.services.spec import JobSpec
 from mistudio_tui.studio import Studio
@@ -24,7 +23,7 @@ TRAIN = {"k": 4, "expansion": 2, "total_tokens": 512, "batch_size": 64, "device"
 
 def queue(studio: Studio, spec: JobSpec) -> Job:
     """Create the queued job row exactly as the runner's submit does, without starting it."""
-    params = spec.params.to_json() if isinstance(spec.params, JobParams) else spec.params
+    params = get_kind(spec.kind).row_params(spec.params)
     return create_job(spec.kind, spec.title, params, spec.resource, os.getpid(), studio.paths.dir("logs"))
 
 
@@ -34,9 +33,8 @@ def run_here(studio: Studio, spec: JobSpec) -> dict[str, Any]:
     kind = get_kind(spec.kind)
     module, name = kind.entry.split(":")
     params = Job.get_by_id(job.id).params
-    if kind.params is not None:  # what the worker hands the entry
-        params = kind.params.from_json(params)
-    result = getattr(importlib.import_module(module), name)(params, LocalContext())
+    typed = kind.params.from_json(params) if kind.params else params  # as the worker hands them to the entry
+    result = getattr(importlib.import_module(module), name)(typed, LocalContext())
     finish_job(job.id, "completed", result=result)
     kind.on_finish(Job.get_by_id(job.id), "completed", result)
     return result

@@ -167,7 +167,7 @@ def _human(data: dict[str, Any], trials: list[dict[str, Any]]) -> str:
         f"space: {data['space']}",
     ]
     for row in trials:
-        row["params_text"] = " ".join(f"{k}={format_cell(v)}" for k, v in row["params"].items())
+        row["params_text"] = " ".join(f"{k}={format_cell(v)}" for k, v in svc.shown_params(row["params"]).items())
         row["front"] = "EV" * row["pareto_ev"] + ("+CE" if row["pareto_ce"] else "")
     lines = [*head, "", format_table(trials, TRIAL_COLUMNS), ""]
     lines.append("Pareto front, L0 vs explained variance: " + (" → ".join(data["pareto_ev"]) or "(no finished trials)"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from typing import Any
 
 from mistudio_tui.cli.common import add_list_show_delete, basic, count_arg, run_spec
@@ -39,7 +40,7 @@ def widths_arg(text: str) -> list[int]:
 
 
 def training_summary(t: Training) -> dict[str, Any]:
-    return basic(
+    data = basic(
         t,
         [
             "id",
@@ -63,6 +64,8 @@ def training_summary(t: Training) -> dict[str, Any]:
             "error",
         ],
     )
+    data["architecture"] = svc.shown_architecture(t.architecture)  # the name --arch takes
+    return data
 
 
 def training_detail(t: Training) -> dict[str, Any]:
@@ -199,9 +202,9 @@ def cmd_train(args: argparse.Namespace, studio: Studio) -> None:
             **run_options(args),
         )
     if args.nproc is not None:
-        if args.nproc > 1 and spec.params["source"].get("hook_out"):  # checked before a new row is made too
+        if args.nproc > 1 and spec.params.source.hook_out:  # checked before a new row is made too
             raise CliError("transcoders train in one process; leave out --nproc", code=2)
-        spec.params["nproc"] = args.nproc
+        spec.params = dataclasses.replace(spec.params, nproc=args.nproc)
     run_spec(args, studio, spec, training_summary, _tracker(args, studio, spec))
 
 
@@ -295,7 +298,7 @@ def cmd_eval(args: argparse.Namespace, studio: Studio) -> None:
         ground_truth=args.ground_truth,
     )
     job = run_job(studio, spec.kind, spec.params, title=spec.title)
-    training = Training.get_by_id(spec.params["training_id"])
+    training = Training.get_by_id(spec.params.training_id)
     data = {"id": training.id, "name": training.name, "evaluation": training.evaluation, "job": job.id}
     emit(args.json, data, lambda: _evaluation_text(data))
 

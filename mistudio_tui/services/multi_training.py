@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from mistudio_tui.db.lookup import resolve, unique_name
@@ -15,6 +16,8 @@ from mistudio_tui.db.models import (
     refuse_id_like_name,
 )
 from mistudio_tui.db.states import JobState, RunState
+from mistudio_tui.jobs.kinds.train import ActivationsSource, GroupMember, MultiTrainParams, StreamSource
+from mistudio_tui.ml.sae.config import SAEConfig, TrainConfig
 from mistudio_tui.services.spec import JobSpec, slug
 from mistudio_tui.services.trainings import create_training, eval_params, run_metadata, training_config
 from mistudio_tui.studio import Studio
@@ -94,6 +97,9 @@ def new_multi_training(
     if not d_in:
         where = f"activation set '{aset.name}'" if aset is not None else f"model '{model.name}'"
         raise ValueError(f"{where} does not record its width (d_in)")
+    stream = {k: v for k, v in (stream or {}).items() if k in STREAM_KEYS and v is not None}
+    if model is not None:  # its settings checked before any row exists
+        _stream_source(model, tokenization, stream)
     planned = []
     for hook in hooks:
         for variant in variants:
@@ -111,7 +117,7 @@ def new_multi_training(
             suffix = "-".join(f"{k}{v}" for k, v in sorted(variant.items())) if len(variants) > 1 else ""
             default = f"{group_name}-{slug(hook)}" + (f"-{slug(suffix)}" if suffix else "")
             if stream:
-                config["stream"] = {k: v for k, v in stream.items() if k in STREAM_KEYS and v is not None}
+                config["stream"] = stream
             training = create_training(
                 studio,
                 config,
@@ -171,36 +177,36 @@ def multi_train_spec(trainings: list[Training], resume: bool) -> JobSpec:
     """The job that trains (or resumes) every run of a group in lockstep."""
     first = trainings[0]
     aset, model, tok = first.activation_set, first.model, first.tokenization
-    members = [
-        {
-            "training_id": t.id,
-            "label": t.hook_name if len({x.hook_name for x in trainings}) == len(trainings) else t.name,
-            "hook": t.hook_name,
-            "sae": t.config["sae"],
-            "out_dir": t.path,
-        }
+    distinct_hooks = len({x.hook_name for x in trainings}) == len(trainings)
+    members = tuple(
+        GroupMember(
+            training_id=t.id,
+            label=t.hook_name if distinct_hooks else t.name,
+            hook=t.hook_name,
+            sae=SAEConfig.from_dict(dict(t.config["sae"])),
+            out_dir=Path(t.path),
+        )
         for t in trainings
-    ]
+    )
+    source: ActivationsSource | StreamSource
     if aset is not None:
-        source: dict[str, Any] = {"type": "activations", "dir": aset.path}
+        source = ActivationsSource(dir=Path(aset.path) if aset.path else None)
     else:
-        source = {
-            "type": "stream",
-            "model_path": model.path,
-            "model_dtype": model.dtype,
-            "tokenization_dir": tok.path,
-            **(first.config.get("stream") or {}),
-        }
-    params = {
-        "members": members,
-        "train": first.config["train"],
-        "source": source,
-        "resume": resume,
-        "metadata": run_metadata(model, tok, aset.context_size if aset else (tok.context_size if tok else None)),
-        "eval": eval_params(model, tok),
-    }
+        source = _stream_source(model, tok, first.config.get("stream") or {})
+    params = MultiTrainParams(
+        members=members,
+        train=TrainConfig.from_dict(dict(first.config["train"])),
+        source=source,
+        resume=resume,
+        metadata=run_metadata(model, tok, aset.context_size if aset else (tok.context_size if tok else None)),
+        eval=eval_params(model, tok),
+    )
     verb = "Resume" if resume else "Train"
     return JobSpec("train.multi", params, f"{verb} {first.group_name} ({len(trainings)} SAEs)", first)
+
+
+def _stream_source(model: LanguageModel, tok: Tokenization, settings: dict[str, Any]) -> StreamSource:
+    return StreamSource(model_path=model.path, model_dtype=model.dtype, tokenization_dir=Path(tok.path), **settings)
 
 
 def resume_group(group_name: str) -> JobSpec:

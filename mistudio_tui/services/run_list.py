@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mistudio_tui.db.models import Dataset, LanguageModel, Tokenization, Training
-from mistudio_tui.ml.sae.config import K_ARCHITECTURES
+from mistudio_tui.ml.sae.config import K_ARCHITECTURES, architecture_id, shown_architecture
 
 FILTER_KEYS = ("state", "dataset", "model", "tag", "group", "arch")
 
@@ -62,7 +62,7 @@ class RunRow:
             return [tag.strip().lower() for tag in (t.tags or "").replace(";", ",").split(",") if tag.strip()]
         if key == "group":
             return [(t.group_name or "").lower()]
-        return [t.architecture.lower()]
+        return [shown_architecture(t.architecture).lower(), architecture_id(t.architecture)]
 
 
 def load_rows(runs: Sequence[Training] | None = None) -> list[RunRow]:
@@ -92,7 +92,7 @@ def _sparsity(t: Training) -> float | None:
 SORT_KEYS: dict[str, Callable[[Training], Any]] = {
     "name": lambda t: t.name.lower(),
     "state": lambda t: t.status,
-    "arch": lambda t: t.architecture,
+    "arch": lambda t: shown_architecture(t.architecture),
     "width": lambda t: t.d_sae,
     "k": _sparsity,
     "steps": lambda t: t.steps,

@@ -9,6 +9,7 @@ from pathlib import Path
 from mistudio_tui.db.lookup import new_name, resolve
 from mistudio_tui.db.models import LanguageModel, Training, database
 from mistudio_tui.db.states import RunState
+from mistudio_tui.jobs.kinds.sae import SAEImportParams
 from mistudio_tui.services import sae_releases
 from mistudio_tui.services.spec import JobSpec, create_pending, slug
 from mistudio_tui.services.staging import staged_folder
@@ -73,20 +74,20 @@ def import_sae(
             model=language_model,
             hook_name=hook,
         )
-    params = {
-        "source": source,
-        "hub": hub,
-        "subfolder": subfolder,
-        "revision": revision,
-        "hook": hook,
-        "model_name": language_model.reference if language_model is not None else None,
-        "model_d_model": language_model.d_model if language_model is not None else None,
-        "out_dir": training.path,
-    }
-    if release is not None:
-        params.update(release=release.release, sae_id=release.sae_id, norm_scaling_factor=release.norm_scaling_factor)
-        if single_file:  # the release names one file of the repo
-            params.update(subfolder=None, file=release.path)
+    params = SAEImportParams(
+        source=source,
+        hub=hub,
+        subfolder=None if single_file else subfolder,
+        file=subfolder if single_file else None,  # the release names one file of the repo
+        revision=revision,
+        hook=hook,
+        model_name=language_model.reference if language_model is not None else None,
+        model_d_model=language_model.d_model if language_model is not None else None,
+        out_dir=Path(training.path),
+        release=release.release if release is not None else None,
+        sae_id=release.sae_id if release is not None else None,
+        norm_scaling_factor=release.norm_scaling_factor if release is not None else None,
+    )
     return JobSpec("sae.import", params, f"Import SAE {training.name}", training)
 
 

@@ -12,9 +12,18 @@ from typing import Any
 from mistudio_tui.db.lookup import new_name, resolve
 from mistudio_tui.db.models import ActivationSet, Job, Sweep, Training, database
 from mistudio_tui.db.states import JobState, RunState
+from mistudio_tui.jobs.kinds.sweep import SweepParams
 from mistudio_tui.services.pareto import pareto_front
 from mistudio_tui.services.spec import JobSpec
-from mistudio_tui.services.templates import SAE_FIELDS, TRAIN_FIELDS, FieldRule, check_value, validate_config
+from mistudio_tui.services.templates import (
+    SAE_FIELDS,
+    TRAIN_FIELDS,
+    FieldRule,
+    check_field,
+    check_value,
+    validate_config,
+)
+from mistudio_tui.services.trainings import architecture_id, shown_architecture
 
 METHODS = ("grid", "random", "tpe")
 OBJECTIVES = {
@@ -90,11 +99,14 @@ class Dimension:
     def from_dict(cls, data: dict[str, Any]) -> Dimension:
         data = dict(data)
         data["choices"] = tuple(data.get("choices") or ())
+        if data["name"] == "architecture":  # an older sweep may list an architecture by its shown name
+            data["choices"] = tuple(architecture_id(c) for c in data["choices"])
         return cls(**data)
 
     def describe(self) -> str:
         if not self.is_range:
-            return f"{self.name}={','.join(str(v) for v in self.choices)}"
+            shown = [shown_params({self.name: choice})[self.name] for choice in self.choices]
+            return f"{self.name}={','.join(str(v) for v in shown)}"
         text = f"{self.name}={self.low:g}..{self.high:g}"
         return text + (":log" if self.log else "") + (f":{self.count}" if self.count else "")
 
@@ -126,7 +138,7 @@ def _scalar(text: str, name: str, rule: FieldRule) -> Any:
             value = int(value)
         return check_value(where, rule, value)
     if rule.kind in ("str", "choice"):
-        return check_value(where, rule, text)
+        return check_field(where, name, rule, text)
     raise ValueError(f"{where}: this field cannot be searched")
 
 
@@ -291,9 +303,16 @@ def trial_params(sweep: Sweep, training: Training) -> dict[str, Any]:
         section = config.get(dim["section"]) or {}
         if dim["name"] == "expansion" and training.d_in:
             out["expansion"] = training.d_sae / training.d_in
+        elif dim["name"] == "architecture":  # an older run may hold the shown name
+            out["architecture"] = architecture_id(section.get("architecture", "topk"))
         else:
             out[dim["name"]] = section.get(dim["name"])
     return out
+
+
+def shown_params(params: dict[str, Any]) -> dict[str, Any]:
+    """A trial's searched values as people read them (an architecture by its shown name)."""
+    return {k: shown_architecture(v) if k == "architecture" and isinstance(v, str) else v for k, v in params.items()}
 
 
 def trials_of(sweep: Sweep) -> list[Training]:
@@ -417,7 +436,7 @@ def new_sweep(request: SweepRequest) -> JobSpec:
 def sweep_spec(sweep: Sweep, resume: bool = False) -> JobSpec:
     """The orchestrating job of `sweep`."""
     verb = "Resume sweep" if resume else "Sweep"
-    return JobSpec("sweep", {"sweep_id": sweep.id, "resume": resume}, f"{verb} {sweep.name}", sweep)
+    return JobSpec("sweep", SweepParams(sweep_id=sweep.id, resume=resume), f"{verb} {sweep.name}", sweep)
 
 
 def resume_sweep(ref: str | int) -> JobSpec:

@@ -11,7 +11,7 @@ from mistudio_tui.db.lookup import resolve
 from mistudio_tui.db.models import Training, TrainingTemplate
 from mistudio_tui.ml.sae.config import B_DEC_INITS, LR_DECAYS, OPTIMIZERS, TRAIN_DTYPES, SAEConfig, TrainConfig
 from mistudio_tui.services.template_store import TemplateStore
-from mistudio_tui.services.trainings import ARCHITECTURES
+from mistudio_tui.services.trainings import ARCHITECTURES, architecture_id, shown_architecture
 
 FORMAT_NAME = "mistudio.training-template"
 FORMAT_VERSION = 1
@@ -124,6 +124,13 @@ def check_value(where: str, rule: FieldRule, value: Any) -> Any:
     return value
 
 
+def check_field(where: str, key: str, rule: FieldRule, value: Any) -> Any:
+    """`check_value`; an architecture is read by either of its names and kept by its internal one."""
+    if key == "architecture" and isinstance(value, str):
+        return architecture_id(check_value(where, rule, shown_architecture(value)))
+    return check_value(where, rule, value)
+
+
 def validate_config(config: Any, source: str = "template") -> dict[str, Any]:
     """A clean {'sae': ..., 'train': ...} config; ValueError naming `source` and the first bad field."""
     if not isinstance(config, dict):
@@ -142,7 +149,7 @@ def validate_config(config: Any, source: str = "template") -> dict[str, Any]:
             if rule is None:
                 hint = "; use expansion (a multiple of d_in)" if key == "d_sae" else ""
                 raise ValueError(f"{source}: unknown field {section}.{key}{hint}")
-            value = check_value(f"{source}: {section}.{key}", rule, value)
+            value = check_field(f"{source}: {section}.{key}", key, rule, value)
             if key == "expansion" and float(value).is_integer():
                 value = int(value)
             out[section][key] = value
@@ -255,7 +262,7 @@ def import_template(path: str | Path, name: str | None = None, overwrite: bool =
 def describe_config(config: dict[str, Any]) -> str:
     """A one-line summary such as 'topk ×8 k=32 lr=auto 2,000,000 tokens'."""
     sae, train = config.get("sae") or {}, config.get("train") or {}
-    parts = [str(sae.get("architecture", "topk"))]
+    parts = [shown_architecture(str(sae.get("architecture", "topk")))]
     if "expansion" in sae:
         parts.append(f"×{sae['expansion']:g}")
     for key, label in (("k", "k"), ("l1_coefficient", "l1"), ("l0_coefficient", "l0")):

@@ -18,11 +18,24 @@ from mistudio_tui.db.models import (
     refuse_id_like_name,
 )
 from mistudio_tui.db.states import RunState
-from mistudio_tui.ml.sae.config import K_ARCHITECTURES, resolve_matryoshka_widths, sae_config, train_config
+from mistudio_tui.jobs.kinds.sae import EvalSource, SAEEvalParams
+from mistudio_tui.jobs.kinds.train import ActivationsSource, EvalModel, TrainParams
+from mistudio_tui.ml.sae.config import (
+    ARCHITECTURE_NAMES,
+    K_ARCHITECTURES,
+    SHOWN_ARCHITECTURES,
+    SAEConfig,
+    TrainConfig,
+    architecture_id,
+    shown_architecture,
+)
 from mistudio_tui.services.spec import FieldError, JobSpec, create_pending
 from mistudio_tui.studio import Studio
 
-ARCHITECTURES = ("relu", "topk", "batchtopk", "jumprelu", "matryoshka")
+# The architectures as people type and read them (CLI --arch, form choices); rows hold the internal names
+# (ARCHITECTURE_IDS), which the services also accept.
+ARCHITECTURES = SHOWN_ARCHITECTURES
+ARCHITECTURE_IDS = tuple(ARCHITECTURE_NAMES)
 SAE_KEYS = (
     "architecture",
     "d_sae",
@@ -60,55 +73,48 @@ def training_config(
     matryoshka_widths: list[int] | None = None,
     **train: Any,
 ) -> dict[str, Any]:
-    """The {'sae': ..., 'train': ...} config of a run: template first, then explicit values."""
+    """The {'sae': ..., 'train': ...} config of a run: template first, then explicit values (checked by the trainer's
+    SAEConfig and TrainConfig, see `checked_configs`)."""
     base = template or {}
     sae: dict[str, Any] = dict(base.get("sae", {}))
     train_cfg: dict[str, Any] = dict(TRAIN_DEFAULTS)
     train_cfg.update(base.get("train", {}))
-    if architecture:
-        sae["architecture"] = architecture
-    sae.setdefault("architecture", "topk")
-    if sae["architecture"] not in ARCHITECTURES:
-        raise ValueError(f"architecture {sae['architecture']!r} is not one of {', '.join(ARCHITECTURES)}")
+    sae["architecture"] = architecture_id(architecture or sae.get("architecture") or "topk")
     if d_sae is not None and expansion is not None:
         raise ValueError("give either --expansion or --d-sae, not both")
+    factor = sae.pop("expansion", None)
     if d_sae is None:
-        factor = expansion if expansion is not None else sae.pop("expansion", None) or 8
-        d_sae = int(d_in * factor)
-    sae.pop("expansion", None)
-    sae["d_in"] = int(d_in)
-    sae["d_sae"] = int(d_sae)
+        d_sae = int(d_in * (expansion if expansion is not None else factor or 8))
     if d_sae <= 0:
         raise ValueError("the SAE width must be positive")
+    sae.update(d_in=int(d_in), d_sae=int(d_sae))
     if k is not None:
         sae["k"] = int(k)
     if l1_coefficient is not None:
         sae["l1_coefficient"] = float(l1_coefficient)
     if sae["architecture"] in K_ARCHITECTURES:
-        sae.setdefault("k", 32)
-        if not 0 < sae["k"] <= d_sae:
-            raise FieldError("k", f"k={sae['k']} must be between 1 and the SAE width {d_sae}")
+        sae.setdefault("k", config_default("k"))  # stored, so the run list can show it
     for key in [key for key in train if key in SAE_KEYS]:  # SAE fields given with the training options
         value = train.pop(key)
         if value is not None:
             sae[key] = value
-    _set_matryoshka_widths(sae, matryoshka_widths)
+    if matryoshka_widths is not None:
+        sae["matryoshka_widths"] = matryoshka_widths
+    elif sae["architecture"] != "matryoshka":
+        sae.pop("matryoshka_widths", None)  # a cloned matryoshka run's widths, when its clone is another kind
     train_cfg.update({key: value for key, value in train.items() if value is not None})
-    if int(train_cfg["total_tokens"]) <= 0:
-        raise FieldError("total_tokens", "the token budget must be positive")
-    if int(train_cfg["batch_size"]) <= 0:
-        raise FieldError("batch_size", "the batch size must be positive")
     config = {"sae": sae, "train": train_cfg}
-    check_config(config)
+    sae_cfg, _ = checked_configs(config)
+    if "matryoshka_widths" in sae:
+        sae["matryoshka_widths"] = sae_cfg.matryoshka_widths  # as trained (d_sae appended when not last)
     return config
 
 
-def check_config(config: dict[str, Any]) -> None:
-    """Build the trainer's (torch-free) SAEConfig and TrainConfig, so a value the worker would refuse is refused here,
-    before any row exists; FieldError names the config key (their messages start with it)."""
+def checked_configs(config: dict[str, Any]) -> tuple[SAEConfig, TrainConfig]:
+    """The trainer's (torch-free) SAEConfig and TrainConfig of a run config: the one check of its values, run before
+    any row exists; FieldError names the config key (their messages start with it)."""
     try:
-        sae_config(config)
-        train_config(config)
+        return SAEConfig.from_dict(dict(config["sae"])), TrainConfig.from_dict(dict(config["train"]))
     except (ValueError, TypeError, OverflowError) as exc:
         message = str(exc)
         key = message.split(" ", 1)[0]
@@ -118,7 +124,7 @@ def check_config(config: dict[str, Any]) -> None:
 def config_problem(config: dict[str, Any] | None) -> str | None:
     """What the trainer refuses in a stored run config (None when it accepts it): such a run re-fails on resume."""
     try:
-        check_config({"sae": dict((config or {}).get("sae") or {}), "train": dict((config or {}).get("train") or {})})
+        checked_configs({"sae": (config or {}).get("sae") or {}, "train": (config or {}).get("train") or {}})
     except ValueError as exc:
         return str(exc)
     return None
@@ -142,6 +148,7 @@ def config_default(key: str) -> Any:
 def default_name(architecture: str, hook: str | None, d_sae: int, kind: str | None = None) -> str:
     """A short name that tells runs apart: architecture, layer, width and a random suffix (`topk-L0-4k-a3f`);
     a transcoder's says so (`topk-transcoder-L0-4k-a3f`)."""
+    architecture = shown_architecture(architecture)
     layer = re.search(r"\d+", hook or "")
     width = f"{d_sae // 1024}k" if d_sae % 1024 == 0 else (f"{d_sae / 1000:g}k" if d_sae >= 1000 else str(d_sae))
     base = "-".join([architecture, *([kind] if kind else []), f"L{layer.group()}" if layer else "acts", width])
@@ -149,18 +156,6 @@ def default_name(architecture: str, hook: str | None, d_sae: int, kind: str | No
         name = f"{base}-{secrets.token_hex(2)[:3]}"
         if Training.get_or_none(Training.name == name) is None:
             return name
-
-
-def _set_matryoshka_widths(sae: dict[str, Any], widths: list[int] | None) -> None:
-    """Check the nested widths of a matryoshka run against its d_sae; other architectures have none."""
-    if sae["architecture"] != "matryoshka":
-        if widths is not None:
-            raise ValueError("matryoshka widths apply to the matryoshka architecture only")
-        sae.pop("matryoshka_widths", None)
-        return
-    widths = widths if widths is not None else sae.get("matryoshka_widths")
-    if widths is not None:
-        sae["matryoshka_widths"] = resolve_matryoshka_widths(sae["d_sae"], widths)
 
 
 def new_training(
@@ -268,19 +263,21 @@ def train_spec(training: Training, resume: bool, config: dict[str, Any] | None =
     model = training.model
     tok = training.tokenization
     metadata = {**run_metadata(model, tok, aset.context_size if aset else None), "hook_name": training.hook_name}
-    source = {"type": "activations", "dir": aset.path if aset else None, "hook": training.hook_name}
     hook_out = training.config.get("hook_name_out")
     if hook_out:  # a transcoder: rows are [input hook | output hook]
-        source["hook_out"] = metadata["hook_name_out"] = hook_out
-    params = {
-        "sae": config["sae"],
-        "train": config["train"],
-        "source": source,
-        "out_dir": training.path,
-        "resume": resume,
-        "metadata": metadata,
-        "eval": eval_params(model, tok),
-    }
+        metadata["hook_name_out"] = hook_out
+    sae, train = checked_configs(config)
+    params = TrainParams(
+        sae=sae,
+        train=train,
+        source=ActivationsSource(
+            dir=Path(aset.path) if aset and aset.path else None, hook=training.hook_name, hook_out=hook_out
+        ),
+        out_dir=Path(training.path),
+        resume=resume,
+        metadata=metadata,
+        eval=eval_params(model, tok),
+    )
     verb = "Resume" if resume else "Train"
     return JobSpec("train", params, f"{verb} {training.name}", training)
 
@@ -295,14 +292,15 @@ def run_metadata(model: LanguageModel | None, tok: Tokenization | None, context_
     }
 
 
-def eval_params(model: LanguageModel | None, tok: Tokenization | None) -> dict[str, Any]:
+def eval_params(model: LanguageModel | None, tok: Tokenization | None, **more: Any) -> EvalModel:
     """The model and tokenization an SAE evaluation runs through (none where the run has none)."""
-    return {
-        "model_path": model.path if model else None,
-        "model_dtype": model.dtype if model else None,
-        "tokenization_dir": tok.path if tok else None,
-        "is_causal_lm": bool(model.is_causal_lm) if model else False,
-    }
+    return EvalModel(
+        model_path=model.path if model else None,
+        model_dtype=model.dtype if model else None,
+        tokenization_dir=Path(tok.path) if tok and tok.path else None,
+        is_causal_lm=bool(model.is_causal_lm) if model else False,
+        **more,
+    )
 
 
 def resume_training(ref: str | int, total_tokens: int | None = None) -> JobSpec:
@@ -337,7 +335,7 @@ def extended_config(training: Training, total_tokens: int) -> dict[str, Any]:
 
     train = dict(training.config["train"])
     old = TrainConfig.from_dict(train)
-    arch = sae_config(training.config).architecture
+    arch = architecture_id(training.config["sae"].get("architecture", "topk"))
     if total_tokens <= 0:
         raise ValueError(f"--tokens must be positive, got {total_tokens}")
     step = latest_checkpoint_step(Path(training.path)) or 0
@@ -398,8 +396,6 @@ def evaluate_training(
     training = resolve(Training, ref)
     if training.status not in RunState.USABLE:
         raise ValueError(f"training '{training.name}' is {training.status}; only a finished SAE can be evaluated")
-    if tokens is not None and tokens <= 0:
-        raise ValueError(f"--tokens must be positive, got {tokens}")
     aset = training.activation_set
     truth = ground_truth_file(training, ground_truth)
     tok = resolve(Tokenization, tokenization) if tokenization is not None else training.tokenization
@@ -413,22 +409,22 @@ def evaluate_training(
         )
     if aset is None and not training.hook_name and truth is None:
         raise ValueError(f"'{training.name}' does not say which hook point it reads; import it again with --hook")
-    params = {
-        "training_id": training.id,
-        "sae_dir": training.path,
-        "hook": training.hook_name,
-        "tokens": tokens,
-        "device": device or (training.config.get("train") or {}).get("device") or "auto",
-        "source": {
-            "dir": aset.path if aset else None,
-            "hook": training.hook_name,
-            "hook_out": (training.config or {}).get("hook_name_out"),  # a transcoder's target hook
-            "held_out": training.origin == "trained",
-        },
-        "eval": {**eval_params(model, tok), "context_size": tok.context_size if tok else None},
-        "previous": training.evaluation or {},
-        "ground_truth": str(truth) if truth is not None else None,
-    }
+    params = SAEEvalParams(
+        training_id=training.id,
+        sae_dir=Path(training.path),
+        hook=training.hook_name,
+        tokens=tokens,
+        device=device or (training.config.get("train") or {}).get("device") or "auto",
+        source=EvalSource(
+            dir=Path(aset.path) if aset and aset.path else None,
+            hook=training.hook_name,
+            hook_out=(training.config or {}).get("hook_name_out"),  # a transcoder's target hook
+            held_out=training.origin == "trained",
+        ),
+        eval=eval_params(model, tok, context_size=tok.context_size if tok else None),
+        previous=training.evaluation or {},
+        ground_truth=truth,
+    )
     return JobSpec("sae.eval", params, f"Evaluate {training.name}", None)
 
 

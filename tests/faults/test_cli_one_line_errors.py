@@ -35,7 +35,7 @@ def run(argv: list[str]) -> int:
         (["--lr", "inf"], "lr must be a finite number, got inf", 1),
         (["--lr", "-1"], "lr must be positive", 1),
         (["--arch", "relu", "--l1", "nan"], "l1_coefficient must be a finite number, got nan", 1),
-        (["--k", "1000"], "k=1000 must be between 1", 1),
+        (["--k", "1000"], "k must be between 1 and d_sae=64, got 1000", 1),  # SAEConfig says it, once
         (["--tokens", "1e999"], "'1e999' is not a finite count", 2),
         (["--nproc", "0"], "--nproc must be at least 1", 2),
     ],

@@ -18,7 +18,7 @@ from mistudio_tui.studio import Studio
 
 studio = Studio(sys.argv[1])
 spec = new_training(studio, "acts", total_tokens=512, batch_size=64, device="cpu")
-create_job(spec.kind, spec.title, spec.params, spec.resource, os.getpid(), studio.paths.dir("logs"))
+create_job(spec.kind, spec.title, spec.params.to_json(), spec.resource, os.getpid(), studio.paths.dir("logs"))
 studio.close()
 """
 

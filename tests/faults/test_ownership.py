@@ -26,7 +26,7 @@ TRAIN = {"k": 4, "expansion": 2, "total_tokens": 1024, "batch_size": 64, "device
 def new_run(studio: Studio, aset: ActivationSet, name: str = "run") -> Training:
     """A training row and its folder holding a (fake) checkpoint and weights, as a finished run leaves them."""
     spec = training_svc.new_training(studio, aset.id, name=name, **TRAIN)
-    job = create_job(spec.kind, spec.title, spec.params, spec.resource, os.getpid(), studio.paths.dir("logs"))
+    job = create_job(spec.kind, spec.title, spec.params.to_json(), spec.resource, os.getpid(), studio.paths.dir("logs"))
     folder = Path(spec.resource.path)
     (folder / "checkpoints").mkdir()
     (folder / "checkpoints" / "step-000000016.pt").write_bytes(b"checkpoint")

@@ -23,7 +23,7 @@ def paused_run(studio) -> Training:
     """A training whose first job was cancelled: ready to be resumed."""
     aset = random_activations(studio, rows=512)
     spec = training_svc.new_training(studio, aset.id, name="run", **TRAIN)
-    job = create_job(spec.kind, spec.title, spec.params, spec.resource, os.getpid(), studio.paths.dir("logs"))
+    job = create_job(spec.kind, spec.title, spec.params.to_json(), spec.resource, os.getpid(), studio.paths.dir("logs"))
     finish_job(job.id, "cancelled", error="cancelled")
     return Training.get(Training.name == "run")
 
@@ -37,7 +37,9 @@ def test_concurrent_resumes_claim_the_run_once(studio, paused_run: Training) -> 
         spec = training_svc.resume_training("run")  # every caller sees the run as resumable
         start.wait()
         try:
-            job = create_job(spec.kind, spec.title, spec.params, spec.resource, os.getpid(), studio.paths.dir("logs"))
+            job = create_job(
+                spec.kind, spec.title, spec.params.to_json(), spec.resource, os.getpid(), studio.paths.dir("logs")
+            )
             won.append(job.id)
         except ResourceBusy as exc:
             refused.append(str(exc))
@@ -60,7 +62,9 @@ def test_second_resume_from_the_cli_names_the_running_job(
     studio, paused_run: Training, capsys: pytest.CaptureFixture[str]
 ) -> None:
     spec = training_svc.resume_training("run")
-    first = create_job(spec.kind, spec.title, spec.params, spec.resource, os.getpid(), studio.paths.dir("logs"))
+    first = create_job(
+        spec.kind, spec.title, spec.params.to_json(), spec.resource, os.getpid(), studio.paths.dir("logs")
+    )
     code = main(["train", "--resume", "run"])
     err = capsys.readouterr().err
     assert code == 1
@@ -68,12 +72,14 @@ def test_second_resume_from_the_cli_names_the_running_job(
     assert Job.select().where(Job.kind == "train").count() == 2  # the cancelled one and the queued resume
     # once the first resume ends, the run can be claimed again
     finish_job(first.id, "cancelled", error="cancelled")
-    again = create_job(spec.kind, spec.title, spec.params, spec.resource, os.getpid(), studio.paths.dir("logs"))
+    again = create_job(
+        spec.kind, spec.title, spec.params.to_json(), spec.resource, os.getpid(), studio.paths.dir("logs")
+    )
     assert Training.get_by_id(paused_run.id).job_id == again.id
 
 
 def test_a_new_row_is_claimed_by_its_first_job(studio, tmp_path: Path) -> None:
     aset = random_activations(studio, rows=512)
     spec = training_svc.new_training(studio, aset.id, name="fresh", **TRAIN)
-    job = create_job(spec.kind, spec.title, spec.params, spec.resource, os.getpid(), studio.paths.dir("logs"))
+    job = create_job(spec.kind, spec.title, spec.params.to_json(), spec.resource, os.getpid(), studio.paths.dir("logs"))
     assert Training.get(Training.name == "fresh").job_id == job.id

@@ -12,6 +12,7 @@ from mistudio_tui.db.jobs import create_job, finish_job
 from mistudio_tui.db.models import Job, Training
 from mistudio_tui.jobs.checkpoint_files import checkpoint_steps
 from mistudio_tui.jobs.context import JobCancelled, LocalContext
+from mistudio_tui.jobs.kinds.train import TrainParams
 from mistudio_tui.jobs.registry import get_kind
 from mistudio_tui.jobs.tasks import train as train_task
 from mistudio_tui.ml.sae.config import TrainConfig
@@ -29,9 +30,9 @@ def paused_run(studio) -> Training:
     """A 20-step run cancelled at step 8 (its cancel wrote the checkpoint of step 8)."""
     aset = random_activations(studio, rows=512)
     spec = training_svc.new_training(studio, aset.id, name="run", **TRAIN)
-    job = create_job(spec.kind, spec.title, spec.params, spec.resource, os.getpid(), studio.paths.dir("logs"))
+    job = create_job(spec.kind, spec.title, spec.params.to_json(), spec.resource, os.getpid(), studio.paths.dir("logs"))
     with pytest.raises(JobCancelled) as cancelled:
-        train_task.run(Job.get_by_id(job.id).params, LocalContext(cancel_after=8))
+        train_task.run(TrainParams.from_json(Job.get_by_id(job.id).params), LocalContext(cancel_after=8))
     finish_job(job.id, "cancelled", error="cancelled")
     get_kind("train").on_finish(Job.get_by_id(job.id), "cancelled", cancelled.value.args[0])
     training = Training.get(Training.name == "run")
@@ -57,18 +58,18 @@ def test_a_budget_below_what_was_trained_is_refused(paused_run: Training, capsys
 def test_resume_with_more_tokens_trains_to_the_new_budget(studio, paused_run: Training) -> None:
     old = TrainConfig.from_dict(paused_run.config["train"])
     spec = training_svc.resume_training("run", total_tokens=40 * BATCH)
-    new = TrainConfig.from_dict(spec.params["train"])
+    new = spec.params.train
     old_schedule, new_schedule = LRSchedule.from_config(old, 1.0), LRSchedule.from_config(new, 1.0)
     assert new_schedule.total_steps == 40 and new_schedule.decay_start_step == int(0.8 * 40)  # decay recomputed
     assert new_schedule.warmup_steps == old_schedule.warmup_steps == 2  # the warmups do not restart
     assert sparsity_warmup_steps(new) == sparsity_warmup_steps(old) == 1
 
     # the job as the runner runs it (its start hook, the task, its finisher), in this process to stay fast
-    job = create_job(spec.kind, spec.title, spec.params, spec.resource, os.getpid(), studio.paths.dir("logs"))
+    job = create_job(spec.kind, spec.title, spec.params.to_json(), spec.resource, os.getpid(), studio.paths.dir("logs"))
     kind = get_kind("train")
     kind.before_start(Job.get_by_id(job.id))
     assert Training.get_by_id(paused_run.id).total_tokens == 40 * BATCH  # the row takes the budget at the start
-    result = train_task.run(Job.get_by_id(job.id).params, LocalContext())
+    result = train_task.run(TrainParams.from_json(Job.get_by_id(job.id).params), LocalContext())
     finish_job(job.id, "completed", result=result)
     kind.on_finish(Job.get_by_id(job.id), "completed", result)
     training = Training.get_by_id(paused_run.id)

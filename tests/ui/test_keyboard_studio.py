@@ -10,6 +10,7 @@ from textual.widgets import Input, Static
 from mistudio_tui.app import MiStudioApp
 from mistudio_tui.db.jobs import create_job
 from mistudio_tui.db.models import LabelingJob, Training
+from mistudio_tui.jobs.registry import get_kind
 from mistudio_tui.ui.modals.form import FormModal
 from tests.ui.populate import populate
 from tests.ui.test_app import wait_for
@@ -54,9 +55,10 @@ async def test_new_run_form_shows_the_trainer_defaults_and_passes_name_tags_and_
     populate(studio.paths.home)
     submitted = []
 
-    def queue_only(kind: str, params: dict, title: str = "", resource: Any = None):  # no worker process
+    def queue_only(kind: str, params: Any, title: str = "", resource: Any = None):  # no worker process
         submitted.append(kind)
-        return create_job(kind, title, params, resource, os.getpid(), studio.paths.dir("logs"))
+        row = get_kind(kind).row_params(params)
+        return create_job(kind, title, row, resource, os.getpid(), studio.paths.dir("logs"))
 
     monkeypatch.setattr(studio.runner, "submit", queue_only)
     app = MiStudioApp(studio, offer_sample=False)

@@ -191,12 +191,12 @@ async def test_detail_shows_curves_density_checkpoints_and_switches_metric(studi
 
 
 async def test_density_histogram_artifact_is_stored_and_drawn(studio):
-    from mistudio_tui.jobs import finishers
     from mistudio_tui.jobs import protocol as p
+    from mistudio_tui.jobs.kinds import train as train_kind
 
     ids = populate_runs(studio.paths.home)
     job = Job.create(kind="train", status="running", resource_type="training", resource_id=ids["topk-k16"])
-    finishers.train_artifact(
+    train_kind.train_artifact(
         job, p.Artifact("density_histogram", meta={"step": 777, "edges": [-3, -2, -1], "counts": [5, 7]})
     )
     assert Training.get_by_id(ids["topk-k16"]).density_histogram["step"] == 777
@@ -320,7 +320,7 @@ async def test_new_run_templates_and_sweeps_keys_open_their_screens(studio, monk
         app.screen.query_one("#field-skip", Checkbox).value = True
         app.screen.action_submit()
         await pilot.pause()
-        assert [spec.params["source"]["hook_out"] for spec in submitted] == ["out"]
+        assert [spec.params.source.hook_out for spec in submitted] == ["out"]
         assert submitted[0].resource.config["sae"]["skip_connection"] is True
         await pilot.press("t")
         await pilot.pause()

@@ -8,6 +8,7 @@ from typing import Any
 from mistudio_tui.app import MiStudioApp
 from mistudio_tui.db.jobs import create_job
 from mistudio_tui.db.models import Training
+from mistudio_tui.jobs.registry import get_kind
 from mistudio_tui.ui.modals.form import FormModal
 from tests.ui.pilot import wait_for
 from tests.ui.populate import populate_runs
@@ -16,8 +17,9 @@ from tests.ui.populate import populate_runs
 async def test_a_new_run_is_selected_when_it_appears(studio, monkeypatch) -> None:
     populate_runs(studio.paths.home)
 
-    def queue_only(kind: str, params: dict, title: str = "", resource: Any = None):  # no worker process
-        return create_job(kind, title, params, resource, os.getpid(), studio.paths.dir("logs"))
+    def queue_only(kind: str, params: Any, title: str = "", resource: Any = None):  # no worker process
+        row = get_kind(kind).row_params(params)
+        return create_job(kind, title, row, resource, os.getpid(), studio.paths.dir("logs"))
 
     monkeypatch.setattr(studio.runner, "submit", queue_only)
     app = MiStudioApp(studio, offer_sample=False)

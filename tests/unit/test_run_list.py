@@ -45,6 +45,15 @@ def test_filter_terms_combine_with_and_values_with_or(runs):
     assert pick("") == ["alpha", "beta", "delta", "gamma"]
 
 
+def test_arch_filter_and_sort_use_the_shown_name_of_old_and_new_rows(runs):
+    Training.update(architecture="standard").where(Training.id == runs["a"].id).execute()  # a ReLU-L1 run today
+    Training.update(architecture="relu").where(Training.id == runs["c"].id).execute()  # one stored before
+    rows = run_list.load_rows()
+    pick = lambda text: sorted(names(r for r in rows if run_list.matches(r, run_list.parse_filter(text))))  # noqa: E731
+    assert pick("arch:relu") == pick("arch:standard") == ["alpha", "gamma"]
+    assert run_list.SORT_KEYS["arch"](Training.get_by_id(runs["a"].id)) == "relu"
+
+
 def test_unknown_filter_key_names_the_valid_ones():
     with pytest.raises(ValueError, match=r"unknown filter 'colour'.*state:"):
         run_list.parse_filter("colour:red")

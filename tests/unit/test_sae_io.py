@@ -12,7 +12,8 @@ from safetensors.torch import save_file
 
 from mistudio_tui.cli.main import main
 from mistudio_tui.jobs.context import LocalContext
-from mistudio_tui.jobs.tasks.sae import evaluate, import_sae
+from mistudio_tui.jobs.kinds.sae import SAEEvalParams, SAEImportParams
+from mistudio_tui.jobs.tasks import sae as sae_task
 from mistudio_tui.ml.activations.importing import import_activations
 from mistudio_tui.ml.activations.store import ActivationStore, held_out_split
 from mistudio_tui.ml.data.token_store import TokenStoreWriter
@@ -22,6 +23,17 @@ from mistudio_tui.ml.sae.formats import load_any, load_saelens, save_saelens
 from tests import hub_server
 
 loopback_hub = hub_server.loopback_hub
+
+
+def import_sae(row: dict, ctx: LocalContext) -> dict:
+    """The import task on a job row written as the services write it, read back as the worker reads it."""
+    return sae_task.import_sae(SAEImportParams.from_json(row), ctx)
+
+
+def evaluate(row: dict, ctx: LocalContext) -> dict:
+    """The evaluation task on a job row, read back as the worker reads it."""
+    return sae_task.evaluate(SAEEvalParams.from_json({"training_id": 1, **row}), ctx)
+
 
 D_IN, D_SAE, K = 32, 64, 4  # D_IN is the tiny GPT-2's d_model
 HOOK = "blocks.0.hook_resid_post"
@@ -92,7 +104,7 @@ def test_import_task_converts_sparsify_and_dictionary_learning_to_saelens(tmp_pa
     codes = torch.relu((x - state["bias"]) @ state["encoder.weight"].T + state["encoder.bias"])
     torch.testing.assert_close(sae(x), codes @ state["decoder.weight"].T + state["bias"])
     assert metadata["hook_name"] == HOOK and metadata["model_name"] == "tiny"
-    assert result["resource"]["architecture"] == "relu" and result["resource"]["hook_name"] == HOOK
+    assert result["resource"]["architecture"] == "standard" and result["resource"]["hook_name"] == HOOK
     with pytest.raises(ValueError, match="reads d_in=32 activations, but the model's width is 16"):
         import_sae({**params, "out_dir": str(tmp_path / "c"), "model_d_model": 16}, LocalContext())
 

@@ -16,10 +16,17 @@ import torch
 from safetensors.torch import save_file
 
 from mistudio_tui.jobs.context import LocalContext
-from mistudio_tui.jobs.tasks.sae import import_sae
+from mistudio_tui.jobs.kinds.sae import SAEImportParams
+from mistudio_tui.jobs.tasks import sae as sae_task
 from mistudio_tui.ml.hub import find_sae_folders
 from mistudio_tui.ml.sae.formats import SAEFormatError, detect_format, load_any, load_saelens
 from tests import hub_server
+
+
+def import_sae(row: dict, ctx: LocalContext) -> dict:
+    """The import task on a job row, read back as the worker reads it."""
+    return sae_task.import_sae(SAEImportParams.from_json(row), ctx)
+
 
 loopback_hub = hub_server.loopback_hub
 

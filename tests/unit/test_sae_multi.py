@@ -174,28 +174,32 @@ def test_bad_groups_are_refused(tmp_path: Path, loaded: LoadedModel, tokens: Tok
 
 def test_group_job_rows_and_states_go_to_each_training(studio) -> None:
     from mistudio_tui.db.models import Job, Training, TrainingMetric
-    from mistudio_tui.jobs import finishers
+    from mistudio_tui.jobs.kinds import train as train_kind
+    from mistudio_tui.jobs.kinds.train import ActivationsSource, GroupMember, MultiTrainParams
 
     runs = [Training.create(name=f"g-{i}", hook_name=h, group_name="g", path=f"/x/{i}") for i, h in enumerate(HOOKS)]
-    members = [{"training_id": t.id, "hook": t.hook_name, "out_dir": t.path} for t in runs]
+    members = [
+        GroupMember(training_id=t.id, hook=t.hook_name, sae=SAEConfig(d_in=8), out_dir=Path(t.path)) for t in runs
+    ]
+    params = MultiTrainParams(members=tuple(members), train=TrainConfig(), source=ActivationsSource(dir=Path("/x")))
     job = Job.create(
         kind="train.multi",
         status="running",
         resource_type="training",
         resource_id=runs[0].id,
-        params={"members": members},
+        params=params.to_json(),
     )
-    finishers.train_multi_start(job)
+    train_kind.train_multi_start(job)
     assert {t.status for t in Training.select()} == {"running"}
-    finishers.train_metrics(job, [{"step": 2, "loss": 1.0, "training_id": runs[1].id}, {"step": 2, "loss": 3.0}])
+    train_kind.train_metrics(job, [{"step": 2, "loss": 1.0, "training_id": runs[1].id}, {"step": 2, "loss": 3.0}])
     by_run = {m.training_id: m.loss for m in TrainingMetric.select()}
     assert by_run == {runs[1].id: 1.0, runs[0].id: 3.0}  # untagged rows belong to the job's own run
 
     result = {"checkpoints": {str(runs[0].id): 4, str(runs[1].id): None}}
-    finishers.finish_train_multi(job, "cancelled", result)
+    train_kind.finish_train_multi(job, "cancelled", result)
     assert [Training.get_by_id(t.id).status for t in runs] == ["paused", "cancelled"]
     done = {"trainings": {str(t.id): {"resource": {"loss": 0.5 + t.id, "steps": 9}} for t in runs}}
-    finishers.finish_train_multi(job, "completed", done)
+    train_kind.finish_train_multi(job, "completed", done)
     assert [(Training.get_by_id(t.id).status, Training.get_by_id(t.id).loss) for t in runs] == [
         ("completed", 0.5 + t.id) for t in runs
     ]
@@ -216,11 +220,11 @@ def test_service_creates_one_training_per_hook_and_variant(studio) -> None:
         total_tokens=1000,
         batch_size=100,
     )
-    assert spec.kind == "train.multi" and spec.params["source"]["type"] == "activations"
+    assert spec.kind == "train.multi" and spec.params.source.type == "activations"
     runs = list(Training.select().where(Training.group_name == spec.resource.group_name).order_by(Training.id))
     assert [(t.hook_name, t.config["sae"]["k"], t.d_sae) for t in runs] == [(hook, 4, 256), (hook, 8, 128)]
-    assert [m["training_id"] for m in spec.params["members"]] == [t.id for t in runs]
-    assert len({m["out_dir"] for m in spec.params["members"]}) == 2
+    assert [m.training_id for m in spec.params.members] == [t.id for t in runs]
+    assert len({m.out_dir for m in spec.params.members}) == 2
 
     streamed = new_multi_training(
         studio,
@@ -229,7 +233,7 @@ def test_service_creates_one_training_per_hook_and_variant(studio) -> None:
         tokenization_ref="tiny-stories-ctx64",
         total_tokens=1000,
     )
-    assert streamed.params["source"]["type"] == "stream" and len(streamed.params["members"]) == 2
+    assert streamed.params.source.type == "stream" and len(streamed.params.members) == 2
 
     with pytest.raises(ValueError, match=r"has no hook blocks\.9\.hook_resid_post"):
         new_multi_training(studio, ["blocks.9.hook_resid_post"], activations_ref="tiny-L0-resid_post")
@@ -245,4 +249,4 @@ def test_service_creates_one_training_per_hook_and_variant(studio) -> None:
         t.status = "paused"
         t.save()
     resumed = resume_group(spec.resource.group_name)
-    assert resumed.params["resume"] and [m["training_id"] for m in resumed.params["members"]] == [t.id for t in runs]
+    assert resumed.params.resume and [m.training_id for m in resumed.params.members] == [t.id for t in runs]

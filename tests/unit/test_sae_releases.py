@@ -68,14 +68,14 @@ def test_release_import_downloads_the_catalogued_folder(studio, tmp_path: Path, 
     other = f"{found.path.rsplit('/', 1)[0]}/average_l0_1/params.npz"  # a sibling the import must not pick
     loopback_hub.add_repo(found.repo_id, {f"{found.path}/params.npz": npz.read_bytes(), other: npz.read_bytes()})
     spec = sae_io.import_sae(studio, release, sae_id=sae_id)
-    assert spec.params["subfolder"] == found.path and spec.params["hub"] is True
+    assert spec.params.subfolder == found.path and spec.params.hub is True
     result = run_import(spec.params, LocalContext())
     assert result["resource"]["hook_name"] == "blocks.12.hook_resid_post"
     assert result["resource"]["config"]["import"]["metadata"]["release"] == release
     x = torch.randn(5, D_IN)
     pre = x @ t["W_enc"] + t["b_enc"]
     codes = pre.relu() * (pre > t["threshold"])
-    sae = load_saelens(Path(spec.params["out_dir"]))[0]
+    sae = load_saelens(spec.params.out_dir)[0]
     torch.testing.assert_close(sae(x), codes @ t["W_dec"] + t["b_dec"])
 
     listed = _cli(capsys, "sae", "releases", "--model", "gemma-2-2b")

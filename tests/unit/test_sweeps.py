@@ -18,9 +18,12 @@ def test_space_parses_lists_and_ranges_with_types():
     assert (k.name, k.section, k.choices) == ("k", "sae", (8, 16, 32))
     assert all(isinstance(v, int) for v in k.choices)
     assert (lr.name, lr.section, lr.low, lr.high, lr.log, lr.count) == ("lr", "train", 1e-4, 1e-3, True, None)
-    assert (arch.name, arch.choices) == ("architecture", ("topk", "relu"))
+    assert (arch.name, arch.choices) == ("architecture", ("topk", "standard"))  # stored by the internal name
+    assert arch.describe() == "architecture=topk,relu"  # shown by the name people type
     assert (expansion.count, expansion.integer) == (3, False)
     assert svc.Dimension.from_dict(lr.to_dict()) == lr
+    old_row = {"name": "architecture", "section": "sae", "choices": ["topk", "relu"]}  # as sweeps stored it before
+    assert svc.Dimension.from_dict(old_row) == arch
 
 
 @pytest.mark.parametrize(
@@ -119,7 +122,10 @@ def test_new_sweep_validates_and_records_the_request(studio, aset):
         svc.SweepRequest(activations="acts", space="k=2,4 lr=1e-3..1e-2:log:2", template="base", fixed={"seed": 3})
     )
     sweep = spec.resource
-    assert spec.kind == "sweep" and spec.params == {"sweep_id": sweep.id, "resume": False}
+    assert spec.kind == "sweep" and spec.params.to_json() == {
+        "sweep_id": sweep.id,
+        "resume": False,
+    }  # the row as before
     settings = sweep.base_config
     assert settings["trials"] == 4 and settings["activation_set"] == aset.id
     assert settings["config"]["sae"] == {"architecture": "topk", "expansion": 2}

@@ -34,7 +34,7 @@ def test_a_transcoder_run_makes_a_recipe_template_and_names_its_hooks(studio):
     spec = new_training(studio, two.id, transcode="in:out", skip=True, architecture="matryoshka", k=4, d_sae=64)
     sae = spec.resource.config["sae"]
     assert (sae["d_in"], sae["d_out"], sae["skip_connection"], sae["apply_b_dec_to_input"]) == (16, 16, True, False)
-    assert spec.params["source"]["hook_out"] == "out" == spec.params["metadata"]["hook_name_out"]
+    assert spec.params.source.hook_out == "out" == spec.params.metadata["hook_name_out"]
     assert spec.resource.hook_name == "in"
     tpl = svc.save_from_training(spec.resource.id, "tc")
     assert tpl.config["sae"] == {"architecture": "matryoshka", "k": 4, "expansion": 4}  # the recipe, not the hooks

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import posixpath
 import shutil
@@ -11,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from mistudio_tui.jobs.context import JobContext
+from mistudio_tui.jobs.kinds.sae import SAEEvalParams, SAEImportParams
+from mistudio_tui.jobs.kinds.train import EvalModel
 
 CE_EVAL_SEQUENCES = 32
 DEFAULT_EVAL_TOKENS = 65_536
@@ -19,7 +22,7 @@ DOWNLOAD_DIR = "download"
 
 
 def ce_loss_metrics(
-    info: dict[str, Any],
+    info: EvalModel,
     sae_dir: Path,
     hook: str,
     device: str,
@@ -30,10 +33,10 @@ def ce_loss_metrics(
     """CE loss clean / SAE spliced in / zero-ablated, fraction recovered and KL, on the tokenization's last rows;
     a transcoder (`hook_out`) replaces its output hook with its output for the input hook's activation.
 
-    `info` holds model_path, model_dtype, tokenization_dir and is_causal_lm; an empty dict comes back when any is
-    missing or the model is not a causal LM.
+    An empty dict comes back when `info` lacks the model or tokenization, or the model is not a causal LM.
     """
-    if not (info.get("is_causal_lm") and info.get("model_path") and info.get("tokenization_dir")):
+    model_path, tokenization_dir = info.model_path, info.tokenization_dir
+    if not (info.is_causal_lm and model_path and tokenization_dir):
         return {}
     import numpy as np
     import torch
@@ -45,7 +48,7 @@ def ce_loss_metrics(
     from mistudio_tui.ml.sae.formats import load_any
 
     ctx.progress(0, None, text="evaluating CE loss with the SAE spliced in")
-    loaded = load_model(info["model_path"], dtype=info.get("model_dtype") or "float32", device=device)
+    loaded = load_model(model_path, dtype=info.model_dtype or "float32", device=device)
     sae_file = load_any(sae_dir, device=loaded.device)
     sae = sae_file.sae.eval()
     if sae.cfg.is_transcoder:  # spliced in at the hook it writes, never at the one it reads
@@ -53,7 +56,7 @@ def ce_loss_metrics(
         if not hook_out:
             ctx.log(f"{sae_dir} is a transcoder that does not say which hook it writes: no CE-loss evaluation")
             return {}
-    tokens = TokenStore(Path(info["tokenization_dir"]))
+    tokens = TokenStore(tokenization_dir)
     start = max(len(tokens) - max(1, sequences), 0)  # the end of the tokenization: least likely trained on
 
     def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -78,7 +81,7 @@ def ce_loss_metrics(
     return {k if k.startswith(("ce_", "kl_")) else f"ce_eval_{k}": float(v) for k, v in result.items()}
 
 
-def evaluate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+def evaluate(params: SAEEvalParams, ctx: JobContext) -> dict[str, Any]:
     """Reconstruction metrics on held-out activations and, for causal LMs, CE loss with the SAE spliced in."""
     from mistudio_tui.ml.activations.store import (
         HELD_OUT_FRACTION,
@@ -91,44 +94,44 @@ def evaluate(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     from mistudio_tui.ml.sae.evaluate import evaluate_reconstruction
     from mistudio_tui.ml.sae.formats import load_any
 
-    sae_dir = Path(params["sae_dir"])
-    device = pick_device(params.get("device") or "auto")
+    sae_dir = params.sae_dir
+    device = pick_device(params.device or "auto")
     ctx.started(str(device))
     sae_file = load_any(sae_dir, device=device)
     sae = sae_file.sae.eval()
-    requested = params.get("tokens")
+    requested = params.tokens
     evaluation: dict[str, Any] = {}
-    if params.get("ground_truth"):
-        evaluation["ground_truth"] = ground_truth_scores(sae, Path(params["ground_truth"]), ctx)
-    source_spec = dict(params.get("source") or {})
-    if sae.cfg.is_transcoder and not source_spec.get("hook_out"):  # an imported transcoder: its file names it
-        source_spec["hook_out"] = sae_file.metadata.get("hook_name_out")
-    if source_spec.get("dir"):
-        store = ActivationStore(Path(source_spec["dir"]))
-        hook = source_spec.get("hook") or store.hooks[0]
-        if source_spec.get("held_out", True):
+    if params.ground_truth:
+        evaluation["ground_truth"] = ground_truth_scores(sae, params.ground_truth, ctx)
+    source_spec = params.source
+    if sae.cfg.is_transcoder and not source_spec.hook_out:  # an imported transcoder: its file names it
+        source_spec = dataclasses.replace(source_spec, hook_out=sae_file.metadata.get("hook_name_out"))
+    hook_out = source_spec.hook_out
+    if source_spec.dir:
+        store = ActivationStore(source_spec.dir)
+        hook = source_spec.hook or store.hooks[0]
+        if source_spec.held_out:
             rows, where = held_out_split(store, fraction=HELD_OUT_FRACTION)[1], "held_out"
         else:
             rows, where = (0, store.n_tokens), "all_rows"
-        n_tokens = min(int(requested or DEFAULT_EVAL_TOKENS), rows[1] - rows[0])
-        hooks = [hook] if not source_spec.get("hook_out") else [hook, source_spec["hook_out"]]
+        n_tokens = min(requested or DEFAULT_EVAL_TOKENS, rows[1] - rows[0])
+        hooks = [hook] if not hook_out else [hook, hook_out]
         parts = [ShuffledActivationSource(store, name, seed=0, rows=rows, prefetch=False) for name in hooks]
         source = parts[0] if len(parts) == 1 else ConcatenatedSource(parts)  # a transcoder: [input | target]
         ctx.log(f"reconstruction metrics on {n_tokens:,} {where.replace('_', '-')} rows of {store.folder.name}")
         result = evaluate_reconstruction(sae, source, n_tokens, EVAL_BATCH_SIZE, ctx)
         evaluation.update(result.metrics, source=where)
-    info = params.get("eval") or {}
+    info = params.eval
     sequences = CE_EVAL_SEQUENCES
-    if requested and info.get("context_size"):
-        sequences = max(1, math.ceil(int(requested) / int(info["context_size"])))
-    hook_out = source_spec.get("hook_out")
-    ce = ce_loss_metrics(info, sae_dir, params.get("hook") or "", str(device), ctx, sequences, hook_out=hook_out)
+    if requested and info.context_size:
+        sequences = max(1, math.ceil(requested / info.context_size))
+    ce = ce_loss_metrics(info, sae_dir, params.hook or "", str(device), ctx, sequences, hook_out=hook_out)
     evaluation.update(ce)
     if not evaluation:
         raise ValueError(
             f"nothing to evaluate {sae_dir} on: it has no activation set, and no causal LM with a tokenization"
         )
-    resource: dict[str, Any] = {"evaluation": {**(params.get("previous") or {}), **evaluation}}
+    resource: dict[str, Any] = {"evaluation": {**params.previous, **evaluation}}
     for key in ("explained_variance", "l0", "dead_fraction"):
         if key in evaluation:
             resource[key] = evaluation[key]
@@ -182,41 +185,42 @@ def _hub_sae_file(repo_id: str, file: str, revision: str | None, dest: Path, ctx
     return dest / posixpath.dirname(file)
 
 
-def import_sae(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
+def import_sae(params: SAEImportParams, ctx: JobContext) -> dict[str, Any]:
     """Read an SAE in any supported layout and save it in the SAELens inference form in `out_dir`."""
     from mistudio_tui.ml.sae.formats import load_any, load_sparsity, save_saelens
 
-    out_dir = Path(params["out_dir"])
+    out_dir = params.out_dir
     ctx.started("cpu")
     staging = out_dir / DOWNLOAD_DIR
     try:
-        if params.get("hub") and params.get("file"):  # one file of a repo (a SAELens release's .pt state dict)
-            folder = _hub_sae_file(params["source"], params["file"], params.get("revision"), staging, ctx)
-            origin = f"{params['source']}/{params['file']}"
-        elif params.get("hub"):
-            folder = _hub_sae_folder(params["source"], params.get("subfolder"), params.get("revision"), staging, ctx)
-            origin = "/".join(p for p in (params["source"], (params.get("subfolder") or "").strip("/")) if p)
+        if params.hub and params.file:  # one file of a repo (a SAELens release's .pt state dict)
+            folder = _hub_sae_file(params.source, params.file, params.revision, staging, ctx)
+            origin = f"{params.source}/{params.file}"
+        elif params.hub:
+            folder = _hub_sae_folder(params.source, params.subfolder, params.revision, staging, ctx)
+            origin = "/".join(p for p in (params.source, (params.subfolder or "").strip("/")) if p)
         else:
-            folder = Path(params["source"])
-            if params.get("subfolder"):
-                folder = folder / params["subfolder"]
+            folder = Path(params.source)
+            if params.subfolder:
+                folder = folder / params.subfolder
             origin = str(folder)
-        factor, catalogued = params.get("norm_scaling_factor"), bool(params.get("release"))
-        loaded = load_any(folder, origin=origin, norm_scaling_factor=factor, catalogued=catalogued)
-        width = params.get("model_d_model")
-        if width and loaded.sae.d_in != int(width):
+        loaded = load_any(
+            folder, origin=origin, norm_scaling_factor=params.norm_scaling_factor, catalogued=bool(params.release)
+        )
+        width = params.model_d_model
+        if width and loaded.sae.d_in != width:
             raise ValueError(
                 f"the SAE in {folder} reads d_in={loaded.sae.d_in} activations, but the model's width is {width}"
             )
         sparsity = load_sparsity(folder) if loaded.source_format == "saelens" else None
-        for key in ("release", "sae_id"):  # a SAELens catalogue import: where it came from
-            if params.get(key):
-                loaded.metadata.setdefault(key, params[key])
+        for key, value in (("release", params.release), ("sae_id", params.sae_id)):  # a SAELens catalogue import
+            if value:
+                loaded.metadata.setdefault(key, value)
         metadata = {k: v for k, v in loaded.metadata.items() if v is not None}
-        if params.get("hook"):
-            metadata["hook_name"] = params["hook"]
-        if params.get("model_name") and not metadata.get("model_name"):
-            metadata["model_name"] = params["model_name"]
+        if params.hook:
+            metadata["hook_name"] = params.hook
+        if params.model_name and not metadata.get("model_name"):
+            metadata["model_name"] = params.model_name
         sae = loaded.sae.float()
         save_saelens(sae, out_dir, metadata, sparsity=sparsity)
     finally:
@@ -225,7 +229,7 @@ def import_sae(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
     ctx.log(f"imported a {loaded.source_format} {sae.architecture} SAE ({sae.d_in} -> {sae.d_sae}) from {folder}")
     return {
         "resource": {
-            "architecture": "relu" if sae.architecture == "standard" else sae.architecture,
+            "architecture": sae.architecture,
             "d_in": sae.d_in,
             "d_sae": sae.d_sae,
             "hook_name": metadata.get("hook_name"),
@@ -233,9 +237,9 @@ def import_sae(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
                 "sae": sae.cfg.to_dict(),
                 "hook_name_out": metadata.get("hook_name_out"),  # a transcoder's output hook (None for an SAE)
                 "import": {
-                    "source": params["source"],
-                    "subfolder": params.get("subfolder"),
-                    "hub": bool(params.get("hub")),
+                    "source": params.source,
+                    "subfolder": params.subfolder,
+                    "hub": params.hub,
                     "format": loaded.source_format,
                     "metadata": metadata,
                 },

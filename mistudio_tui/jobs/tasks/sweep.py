@@ -15,6 +15,7 @@ from typing import Any
 
 from mistudio_tui.db.states import JobState, RunState
 from mistudio_tui.jobs.context import JobCancelled, JobContext
+from mistudio_tui.jobs.kinds.sweep import SweepParams
 
 CHILD_WAIT_S = 0.25
 CANCEL_WAIT_S = 90.0  # the train kind's grace (60 s) plus terminate/kill slack
@@ -26,17 +27,17 @@ class _Active:
     training_id: int
 
 
-def run(params: dict[str, Any], ctx: JobContext) -> dict[str, Any]:
-    """Run (or resume) the trials of sweep `params['sweep_id']` until done or cancelled."""
+def run(params: SweepParams, ctx: JobContext) -> dict[str, Any]:
+    """Run (or resume) the trials of sweep `params.sweep_id` until done or cancelled."""
     from mistudio_tui.db.models import Sweep
     from mistudio_tui.studio import Studio
 
     stop = _stop_on_sigterm()
     studio = Studio(max_parallel=1)  # the real parallelism is read from the sweep below
     try:
-        sweep = Sweep.get_by_id(int(params["sweep_id"]))
+        sweep = Sweep.get_by_id(params.sweep_id)
         studio.runner.max_parallel = max(1, int((sweep.base_config or {}).get("parallel", 1)))
-        return _Orchestrator(studio, sweep, ctx, stop).run(bool(params.get("resume")))
+        return _Orchestrator(studio, sweep, ctx, stop).run(params.resume)
     finally:
         studio.close(cancel_jobs=True)
 
@@ -110,14 +111,14 @@ class _Orchestrator:
     def _start_new(self, number: int) -> None:
         from mistudio_tui.db.lookup import unique_name
         from mistudio_tui.db.models import Training
-        from mistudio_tui.services.sweeps import trial_config
+        from mistudio_tui.services.sweeps import shown_params, trial_config
         from mistudio_tui.services.trainings import new_training
 
         params = self.planner.ask(number)
         config = trial_config(self.settings["config"], params)
         if self.devices:
             config["train"]["device"] = self.devices[number % len(self.devices)]
-        shown = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+        shown = " ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown_params(params).items())
         try:
             spec = new_training(
                 self.studio,

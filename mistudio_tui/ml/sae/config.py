@@ -9,6 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any, Self
 
 ARCHITECTURES = ("standard", "topk", "batchtopk", "jumprelu", "matryoshka")
+# The one map from these names to the ones people type and read (CLI --arch, form choices, tables, run names); only
+# ReLU-L1's differs. Older rows stored the shown name, so SAEConfig reads either.
+ARCHITECTURE_NAMES = {name: "relu" if name == "standard" else name for name in ARCHITECTURES}
+_ARCHITECTURE_IDS = {shown: name for name, shown in ARCHITECTURE_NAMES.items()}
+SHOWN_ARCHITECTURES = tuple(ARCHITECTURE_NAMES.values())
 K_ARCHITECTURES = ("topk", "batchtopk", "matryoshka")  # sparsity set by k, dead latents revived by AuxK
 MATRYOSHKA_LEVELS = 5  # default nesting: widths d_sae / 16, / 8, / 4, / 2, d_sae
 LR_DECAYS = ("constant", "cosine", "linear")
@@ -17,6 +22,16 @@ SIGNUM_ARCHITECTURES = ("topk", "batchtopk")  # "auto" picks signum for these, A
 B_DEC_INITS = ("geometric_median", "mean", "zeros")
 TRAIN_DTYPES = ("fp32", "bf16")
 _DTYPE_ALIASES = {"float32": "fp32", "bfloat16": "bf16"}
+
+
+def architecture_id(name: str) -> str:
+    """The internal name of architecture `name`, given by either name (an unknown one as it is, for a check)."""
+    return _ARCHITECTURE_IDS.get(name, name)
+
+
+def shown_architecture(name: str) -> str:
+    """The name people read for architecture `name`, given by either name (an unknown one as it is)."""
+    return ARCHITECTURE_NAMES.get(architecture_id(name), name)
 
 
 def _from_dict(cls: type, data: dict[str, Any], what: str) -> Any:
@@ -70,9 +85,10 @@ class SAEConfig:
 
     def __post_init__(self) -> None:
         _require_finite(self)
+        self.architecture = architecture_id(self.architecture)
         _require(
             self.architecture in ARCHITECTURES,
-            f"architecture {self.architecture!r} is not supported; expected one of {', '.join(ARCHITECTURES)}",
+            f"architecture {self.architecture!r} is not supported; expected one of {', '.join(SHOWN_ARCHITECTURES)}",
         )
         _require(isinstance(self.d_in, int) and self.d_in > 0, f"d_in must be a positive integer, got {self.d_in!r}")
         if self.d_sae is None:
@@ -253,22 +269,3 @@ def default_lr(d_sae: int, optimizer: str = "adam") -> float:
     and sparsify (a sign step moves every weight by the whole lr, so its lr is the larger)."""
     base = 5e-3 if optimizer == "signum" else 2e-4
     return base / math.sqrt(d_sae / 2**14)
-
-
-ARCH_NAMES = {"relu": "standard"}  # user-facing name -> SAELens name
-
-
-def sae_config(params: dict[str, Any]) -> SAEConfig:
-    """The SAEConfig of a training job's params (its `sae` part, with user-facing architecture names)."""
-    sae = dict(params["sae"])
-    sae["architecture"] = ARCH_NAMES.get(sae.get("architecture", "topk"), sae.get("architecture"))
-    if sae["architecture"] not in (*K_ARCHITECTURES, "jumprelu"):
-        sae.pop("k", None)
-    return SAEConfig.from_dict(sae)
-
-
-def train_config(params: dict[str, Any]) -> TrainConfig:
-    """The TrainConfig of a training job's params (its `train` part, plus the run's metadata)."""
-    train = dict(params["train"])
-    train["metadata"] = {k: v for k, v in (params.get("metadata") or {}).items() if v is not None}
-    return TrainConfig.from_dict(train)

@@ -187,7 +187,9 @@ class SweepsScreen(StudioScreen):
 
     @staticmethod
     def _trial_cells(row: dict[str, Any], front_key: str) -> tuple:
-        params = " ".join(f"{k}={fmt.num(v) if isinstance(v, float) else v}" for k, v in row["params"].items())
+        params = " ".join(
+            f"{k}={fmt.num(v) if isinstance(v, float) else v}" for k, v in svc.shown_params(row["params"]).items()
+        )
         return (
             "◆" if row[front_key] else " ",
             row["name"],

@@ -120,7 +120,7 @@ def cells(
     values: dict[str, Any] = {
         "mark": "●" if marked else " ",
         "state": status_text(t.status),
-        "arch": t.architecture,
+        "arch": svc.shown_architecture(t.architecture),
         "width": fmt.count(t.d_sae),
         "k": fmt.num(run_list.SORT_KEYS["k"](t)),
         "steps": fmt.count(t.steps),
@@ -330,7 +330,8 @@ class TrainingsScreen(MetricKeys, StudioScreen):
         train = (training.config or {}).get("train", {})
         frac = training.tokens / training.total_tokens if training.total_tokens else None
         lines = [
-            f"[b]{escape(training.name)}[/b]  {training.architecture} {sae.get('d_in', '?')}→{training.d_sae}"
+            f"[b]{escape(training.name)}[/b]  {svc.shown_architecture(training.architecture)} "
+            f"{sae.get('d_in', '?')}→{training.d_sae}"
             + (f" k={sae['k']}" if sae.get("k") else "")
             + f"  hook {escape(training.hook_name or '-')}"
             + (f"  group {escape(training.group_name)}" if training.group_name else ""),
@@ -490,12 +491,12 @@ class TrainingsScreen(MetricKeys, StudioScreen):
                 "Architecture",
                 kind="choice",
                 required=True,
-                default=sae.get("architecture", "topk"),
+                default=svc.architecture_id(sae.get("architecture", "topk")),  # a template may hold the shown name
                 choices=[
                     ("TopK", "topk"),
                     ("BatchTopK", "batchtopk"),
                     ("Matryoshka BatchTopK", "matryoshka"),
-                    ("ReLU + L1", "relu"),
+                    ("ReLU + L1", "standard"),
                     ("JumpReLU", "jumprelu"),
                 ],
             ),
