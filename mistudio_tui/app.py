@@ -5,13 +5,14 @@ The UI process never imports torch: compute runs in worker processes started by 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
 
-from textual import events
+from textual import events, on
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.notifications import SeverityLevel
@@ -21,7 +22,7 @@ from mistudio_tui.db.states import JobState
 from mistudio_tui.jobs.interface import JobEvent
 from mistudio_tui.studio import Studio
 from mistudio_tui.ui.idle_gc import IdleCollector
-from mistudio_tui.ui.messages import DataChanged, JobUpdate
+from mistudio_tui.ui.messages import DataChanged, JobMessage, JobStateChanged, job_message
 from mistudio_tui.ui.screens.datasets import DatasetsScreen
 
 STYLES = Path(__file__).resolve().parent.parent / "styles"
@@ -123,29 +124,32 @@ class MiStudioApp(App):
 
     def _on_runner_event(self, event: JobEvent) -> None:
         # Called on the runner's thread: hand over to the UI thread as a message.
-        self.post_message(JobUpdate(event))
+        self.post_message(job_message(event))
 
-    def on_job_update(self, message: JobUpdate) -> None:
-        event = message.event
-        if not self.screen_stack:  # shutting down
+    @on(JobStateChanged)
+    def notify_job_end(self, message: JobStateChanged) -> None:
+        """A toast when a job of this app's runner ends."""
+        if not self.screen_stack or message.status not in (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED):
             return
-        if event.type == "state" and event.status in (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED):
-            from mistudio_tui.db.models import Job
+        from mistudio_tui.db.models import Job
 
-            job = Job.get_or_none(Job.id == event.job_id)
-            title = (job.title or job.kind) if job else f"job {event.job_id}"
-            if event.status == "completed":
-                self.notify(f"✓ {title} completed")
-            elif event.status == "failed":
-                err = (job.error if job else "") or "failed"
-                self.notify(f"✗ {title} failed: {err}", severity="error", timeout=10)
-            elif job is not None and job.kind == "train":  # pausing a training cancels its job after a checkpoint
-                self.notify(
-                    f"{title} stopped at its last checkpoint; r on Trainings (3) resumes it", severity="warning"
-                )
-            else:
-                self.notify(f"{title} cancelled", severity="warning")
-        self.screen.post_message(JobUpdate(event))
+        job = Job.get_or_none(Job.id == message.job_id)
+        title = (job.title or job.kind) if job else f"job {message.job_id}"
+        if message.status == "completed":
+            self.notify(f"✓ {title} completed")
+        elif message.status == "failed":
+            err = (job.error if job else "") or "failed"
+            self.notify(f"✗ {title} failed: {err}", severity="error", timeout=10)
+        elif job is not None and job.kind == "train":  # pausing a training cancels its job after a checkpoint
+            self.notify(f"{title} stopped at its last checkpoint; r on Trainings (3) resumes it", severity="warning")
+        else:
+            self.notify(f"{title} cancelled", severity="warning")
+
+    @on(JobMessage)
+    def forward_job_message(self, message: JobMessage) -> None:
+        """Every job message goes on to the screen shown now (a copy: a message is handled by one pump)."""
+        if self.screen_stack:  # empty while shutting down
+            self.screen.post_message(dataclasses.replace(message))
 
     def _recover_foreign_jobs(self) -> None:
         from mistudio_tui.db.jobs import recover_interrupted

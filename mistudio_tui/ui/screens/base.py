@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from textual import events
+from textual import events, on
 from textual.app import ComposeResult
 from textual.containers import Container
 from textual.message import Message
 from textual.screen import Screen
 from textual.widgets import Header
 
-from mistudio_tui.ui.messages import DataChanged, JobUpdate
+from mistudio_tui.ui.messages import DataChanged, JobArtifact, JobLog, JobProgress, JobStateChanged
 from mistudio_tui.ui.widgets.jobs_bar import JobsBar
 from mistudio_tui.ui.widgets.key_footer import KeyFooter
 
@@ -55,13 +55,19 @@ class StudioScreen(Screen):
     def reload(self) -> None:
         """Re-read what this screen shows from the database."""
 
-    def on_job_update(self, message: JobUpdate) -> None:
-        """A job changed; by default reload when one ends (metric rows change no job: the bar refreshes itself)."""
-        if message.event.type == "metrics":
-            return
+    # Subclasses add their own `@on` handlers: Textual runs those first, then these (no super() call needed).
+    @on(JobStateChanged)
+    def job_state_changed(self, message: JobStateChanged) -> None:
+        """A job started or ended: the jobs bar and what this screen shows may change."""
         self.query_one(JobsBar).refresh_jobs()
-        if message.event.type == "state":
-            self.reload()
+        self.reload()
+
+    @on(JobProgress)
+    @on(JobLog)
+    @on(JobArtifact)
+    def job_moved(self, message: JobProgress | JobLog | JobArtifact) -> None:
+        """The jobs bar follows running jobs (metric rows change no job: the bar refreshes itself each second)."""
+        self.query_one(JobsBar).refresh_jobs()
 
     def on_data_changed(self, message: DataChanged) -> None:
         self.reload()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from rich.markup import escape
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -17,7 +18,7 @@ from mistudio_tui.db.states import JobState
 from mistudio_tui.jobs.runner import tail_file
 from mistudio_tui.ui import format as fmt
 from mistudio_tui.ui.jobview import JobView
-from mistudio_tui.ui.messages import JobUpdate
+from mistudio_tui.ui.messages import JobProgress
 from mistudio_tui.ui.screens.base import StudioScreen
 from mistudio_tui.ui.widgets.record_table import RecordTable
 
@@ -131,7 +132,6 @@ class JobsScreen(StudioScreen):
     def action_reload(self) -> None:
         self.reload()
 
-    def on_job_update(self, message: JobUpdate) -> None:
-        # StudioScreen.on_job_update runs too (Textual dispatches along the MRO): no super() call here
-        if message.event.type == "progress":
-            self.reload()
+    @on(JobProgress)
+    def progress_arrived(self, message: JobProgress) -> None:
+        self.reload()

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -27,7 +27,7 @@ from mistudio_tui.services.spec import JobSpec
 from mistudio_tui.ui import format as fmt
 from mistudio_tui.ui.actions import USER_ERRORS, confirm_delete, open_job_form, start_spec
 from mistudio_tui.ui.live_redraw import LiveRedraw, set_series_if_changed, update_if_changed
-from mistudio_tui.ui.messages import DataChanged, JobUpdate
+from mistudio_tui.ui.messages import DataChanged, JobArtifact, JobMetrics, JobStateChanged
 from mistudio_tui.ui.modals.confirm import ConfirmModal
 from mistudio_tui.ui.modals.form import Field, FormModal
 from mistudio_tui.ui.screens.base import StudioScreen
@@ -147,7 +147,7 @@ class TrainingDetailScreen(MetricKeys, StudioScreen):
 
     def follow_database(self) -> None:
         """A run trained by another process (the CLI, a sweep) updates only the database: redraw when it moves."""
-        if not self.is_current or self.live.typing() or time.monotonic() - self.live.last_event < POLL_S:
+        if not self.is_current or self.live.typing() or self.live.fed_jobs(POLL_S):
             return  # a run whose metrics arrive as events is redrawn by `live`
         row = Training.select(Training.status, Training.steps).where(Training.id == self.training_id).tuples().first()
         if row is not None and row != self._drawn:
@@ -250,17 +250,18 @@ class TrainingDetailScreen(MetricKeys, StudioScreen):
             text.append(truth)
         return text
 
-    def on_job_update(self, message: JobUpdate) -> None:
-        # StudioScreen.on_job_update runs too (Textual dispatches along the MRO): no super() call here
-        event = message.event
-        if event.type in ("metrics", "artifact"):
-            if event.job_id == self._job_id:  # the job id noted at the last reload: no query per metric batch
-                self.live.request()
-            return
+    @on(JobMetrics)
+    @on(JobArtifact)
+    def run_moved(self, message: JobMetrics | JobArtifact) -> None:
+        if message.job_id == self._job_id:  # the job id noted at the last reload: no query per metric batch
+            self.live.request(message.job_id)
+
+    @on(JobStateChanged)
+    def job_state_changed_here(self, message: JobStateChanged) -> None:
         training = self.training
-        if training is None or training.job_id != event.job_id:
+        if training is None or training.job_id != message.job_id:
             return
-        if event.type == "state" and self.cancel_requested and event.status not in JobState.ACTIVE:
+        if self.cancel_requested and message.status not in JobState.ACTIVE:
             Training.update(status="cancelled").where(Training.id == training.id).execute()
             self.cancel_requested = False
             self.reload()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,7 +22,7 @@ from mistudio_tui.services import trainings as svc
 from mistudio_tui.ui import format as fmt
 from mistudio_tui.ui.actions import confirm_delete, open_job_form, start_spec, submit_spec, training_form_choices
 from mistudio_tui.ui.live_redraw import LiveRedraw, update_if_changed
-from mistudio_tui.ui.messages import JobUpdate
+from mistudio_tui.ui.messages import JobMetrics
 from mistudio_tui.ui.modals.form import Field, FormModal
 from mistudio_tui.ui.screens.base import StudioScreen
 from mistudio_tui.ui.screens.jobs import status_text
@@ -194,8 +193,6 @@ class TrainingsScreen(MetricKeys, StudioScreen):
         self._polled: dict[int, int] = {}
         self._select_new: int | None = None  # a run just started here: the cursor goes to it when it is listed
         self._drawn_steps: dict[int, int] = {}  # steps each shown run had when its row was last drawn
-        self._live_jobs: set[int] = set()  # jobs whose metrics arrived since the last live redraw
-        self._event_jobs: dict[int, float] = {}  # job id → when its metrics last arrived as an event
         self.live = LiveRedraw(self, self._redraw_live_jobs)
 
     def on_mount(self) -> None:
@@ -212,7 +209,7 @@ class TrainingsScreen(MetricKeys, StudioScreen):
         if set(active) != set(previous):
             self.reload()
             return
-        fed = {job for job, at in self._event_jobs.items() if time.monotonic() - at < POLL_S}  # `live` draws those
+        fed = self.live.fed_jobs(POLL_S)  # `live` draws those
         moved = [
             rid
             for rid, steps, job in rows
@@ -353,17 +350,12 @@ class TrainingsScreen(MetricKeys, StudioScreen):
     def draw_curve(self, training: Training) -> None:
         draw_metric_curve(self.query_one("#curve", CurvePlot), training, self.metric, self.log_y)
 
-    def on_job_update(self, message: JobUpdate) -> None:
-        event = message.event
-        if event.type != "metrics":
-            return  # StudioScreen.on_job_update, dispatched after this one along the MRO, handles it
-        message.prevent_default()  # metric rows change no job state; the jobs bar also refreshes every second
-        self._live_jobs.add(event.job_id)
-        self._event_jobs[event.job_id] = time.monotonic()
-        self.live.request()  # coalesced: input first, at most one redraw a second, the last batch always drawn
+    @on(JobMetrics)
+    def metrics_arrived(self, message: JobMetrics) -> None:
+        self.live.request(message.job_id)  # coalesced: input first, at most one redraw a second, the last batch drawn
 
     def _redraw_live_jobs(self) -> None:
-        jobs, self._live_jobs = self._live_jobs, set()
+        jobs = self.live.take_jobs()
         # a group job (several SAEs from one forward pass) feeds several runs
         live = [t for t in Training.select().where(Training.job.in_(jobs)) if t.id in self.shown_ids]
         if live:
