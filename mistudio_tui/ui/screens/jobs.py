@@ -22,20 +22,6 @@ from mistudio_tui.ui.messages import JobProgress
 from mistudio_tui.ui.screens.base import StudioScreen
 from mistudio_tui.ui.widgets.record_table import RecordTable
 
-STATUS_STYLE = {
-    "running": "bold green",
-    "queued": "yellow",
-    "completed": "dim",
-    "failed": "bold red",
-    "cancelled": "magenta",
-    "paused": "cyan",
-    "interrupted": "red",
-}
-
-
-def status_text(status: str) -> Text:
-    return Text(status, style=STATUS_STYLE.get(status, ""))
-
 
 class JobsScreen(StudioScreen):
     """All jobs, newest first (running ones on top)."""
@@ -82,7 +68,7 @@ class JobsScreen(StudioScreen):
         return (
             str(job.id),
             title,
-            status_text(shown_status(job)),
+            fmt.status_text(shown_status(job)),
             view.progress_cell(10),
             fmt.duration(view.elapsed),
             fmt.duration(view.eta),

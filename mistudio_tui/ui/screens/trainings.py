@@ -15,7 +15,7 @@ from textual.events import Key, Resize
 from textual.widgets import DataTable, Input, Static
 
 from mistudio_tui.db.models import Job, Training
-from mistudio_tui.db.states import JobState, RunState
+from mistudio_tui.db.states import RunState
 from mistudio_tui.services import features as feature_svc
 from mistudio_tui.services import run_list
 from mistudio_tui.services import trainings as svc
@@ -25,10 +25,9 @@ from mistudio_tui.ui.live_redraw import LiveRedraw, update_if_changed
 from mistudio_tui.ui.messages import JobMetrics
 from mistudio_tui.ui.modals.form import Field, FormModal
 from mistudio_tui.ui.screens.base import StudioScreen
-from mistudio_tui.ui.screens.jobs import status_text
-from mistudio_tui.ui.screens.training_detail import POLL_S, MetricKeys, draw_metric_curve, guidance_lines, log_tail
 from mistudio_tui.ui.widgets.plots import CurvePlot
 from mistudio_tui.ui.widgets.record_table import RecordTable
+from mistudio_tui.ui.widgets.runs import POLL_S, MetricKeys, draw_metric_curve, guidance_lines, log_tail, pause_training
 from mistudio_tui.ui.widgets.sparkline import SparklineCache
 
 CURVE_METRICS = ("loss", "mse", "l0", "explained_variance", "dead_fraction", "lr", "tokens_per_s")
@@ -118,7 +117,7 @@ def cells(
     width = {key: w for key, _, w in columns}
     values: dict[str, Any] = {
         "mark": "●" if marked else " ",
-        "state": status_text(t.status),
+        "state": fmt.status_text(t.status),
         "arch": t.architecture,
         "width": fmt.count(t.d_sae),
         "k": fmt.num(run_list.SORT_KEYS["k"](t)),
@@ -586,13 +585,3 @@ def advanced_fields(sae: dict[str, Any], train: dict[str, Any]) -> list[Field]:
             default=value(train, "lr_warmup_steps"),
         ),
     ]
-
-
-def pause_training(screen: StudioScreen, training: Training | None) -> bool:
-    """Ask a running training's job to checkpoint and stop (resumable with r)."""
-    if training is None or training.job is None or training.job.status not in JobState.ACTIVE:
-        screen.notify("Select a running training", severity="warning")
-        return False
-    screen.studio.runner.cancel(training.job_id)
-    screen.notify(f"pausing '{training.name}': it saves a checkpoint, then stops (r resumes)")
-    return True
