@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from textual import events, on
 from textual.app import ComposeResult
@@ -15,8 +15,12 @@ from mistudio_tui.ui.messages import DataChanged, JobArtifact, JobLog, JobProgre
 from mistudio_tui.ui.widgets.jobs_bar import JobsBar
 from mistudio_tui.ui.widgets.key_footer import KeyFooter
 
+if TYPE_CHECKING:  # the app imports the screens
+    from mistudio_tui.app import MiStudioApp
+    from mistudio_tui.studio import Studio
 
-class StudioScreen(Screen):
+
+class StudioScreen(Screen[None]):
     """Base of the mode screens: subclasses implement `compose_body` and `reload`."""
 
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (80, "-wide")]
@@ -73,5 +77,6 @@ class StudioScreen(Screen):
         self.reload()
 
     @property
-    def studio(self):  # -> Studio
-        return self.app.studio
+    def studio(self) -> Studio:
+        """The app's studio: its home, database and job runner."""
+        return cast("MiStudioApp", self.app).studio
