@@ -6,7 +6,6 @@ The UI process never imports torch: compute runs in worker processes started by 
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 from collections.abc import Iterable
 from functools import partial
@@ -22,9 +21,9 @@ from textual.screen import Screen
 from mistudio_tui.db.states import JobState
 from mistudio_tui.jobs.interface import JobEvent
 from mistudio_tui.studio import Studio
-from mistudio_tui.ui.idle_gc import IdleCollector
 from mistudio_tui.ui.messages import DataChanged, JobMessage, JobStateChanged, job_message
 from mistudio_tui.ui.screens.datasets import DatasetsScreen
+from mistudio_tui.ui.speedups import IdleCollector, lazy_screen, start_startup_probe
 
 STYLES = Path(__file__).resolve().parent.parent / "styles"
 
@@ -41,20 +40,12 @@ MODE_KEYS = [
 MODE_GROUP = Binding.Group("Screens", compact=True)
 
 
-def lazy_screen(module: str, name: str) -> Screen[None]:
-    """Import a mode's screen module on first use (keeps the first frame fast)."""
-    import importlib
-
-    screen_class: type[Screen[None]] = getattr(importlib.import_module(f"mistudio_tui.ui.screens.{module}"), name)
-    return screen_class()
-
-
 class MiStudioApp(App[None]):
     """miStudio's terminal UI."""
 
     TITLE = "miStudio"
     CSS_PATH = str(STYLES / "app.tcss")
-    # Only the first screen is imported at start-up; the others load when first opened.
+    # Only the first screen is imported at start-up; the others load when first opened (ui/speedups.py).
     MODES = {
         "datasets": DatasetsScreen,
         "models": lambda: lazy_screen("models", "ModelsScreen"),
@@ -85,9 +76,7 @@ class MiStudioApp(App[None]):
 
     # --- life cycle ------------------------------------------------------------------------------
     def on_mount(self) -> None:
-        probe = os.environ.get("MISTUDIO_STARTUP_PROBE")
-        if probe:  # benchmarks/startup.py: record the first frame, then leave
-            self.call_after_refresh(self._write_startup_probe, probe)
+        start_startup_probe(self)  # benchmarks/startup.py: record the first frame, then leave
         self.call_after_refresh(self.idle_gc.start, self)
         self.studio.runner.add_listener(self._on_runner_event)
         if self.studio.interrupted:
@@ -102,16 +91,6 @@ class MiStudioApp(App[None]):
 
             if home_is_empty():
                 self.call_after_refresh(self.offer_to_build_sample)
-
-    def _write_startup_probe(self, path: str) -> None:
-        import json
-        import sys
-        import time
-
-        heavy = [m for m in ("torch", "transformers", "datasets") if m in sys.modules]
-        with open(path, "w") as fh:
-            json.dump({"first_frame_at": time.time(), "heavy_modules": heavy}, fh)
-        self.exit()
 
     def on_unmount(self) -> None:
         self.idle_gc.stop()

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
-from textual import events, on
+from textual import on
 from textual.app import ComposeResult
 from textual.containers import Container
-from textual.message import Message
-from textual.screen import Screen
 from textual.widgets import Header
 
 from mistudio_tui.ui.messages import DataChanged, JobArtifact, JobLog, JobProgress, JobStateChanged
+from mistudio_tui.ui.speedups import KeepStylesOnResume
 from mistudio_tui.ui.widgets.jobs_bar import JobsBar
 from mistudio_tui.ui.widgets.key_footer import KeyFooter
 
@@ -20,12 +19,11 @@ if TYPE_CHECKING:  # the app imports the screens
     from mistudio_tui.studio import Studio
 
 
-class StudioScreen(Screen[None]):
+class StudioScreen(KeepStylesOnResume):
     """Base of the mode screens: subclasses implement `compose_body` and `reload`."""
 
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (80, "-wide")]
     TITLE_TEXT = ""
-    _styled_for: tuple[Any, ...] | None = None
 
     def compose(self) -> ComposeResult:
         yield Header(icon="◆")
@@ -43,18 +41,6 @@ class StudioScreen(Screen[None]):
 
     def on_screen_resume(self) -> None:
         self.reload()
-
-    def style_inputs(self) -> tuple[Any, ...]:
-        """The app state a suspended screen's styles depend on (a stylesheet or theme change is handled by Textual)."""
-        return self.app.app_focus, self.app.size, self.app.theme
-
-    def on_screen_suspend(self) -> None:
-        self._styled_for = self.style_inputs()
-
-    def post_message(self, message: Message) -> bool:
-        if isinstance(message, events.ScreenResume) and self._styled_for == self.style_inputs():
-            message.refresh_styles = False  # restyling every widget of a screen shown again costs ~50 ms for nothing
-        return super().post_message(message)
 
     def reload(self) -> None:
         """Re-read what this screen shows from the database."""
