@@ -5,13 +5,14 @@ The UI process never imports torch: compute runs in worker processes started by 
 
 from __future__ import annotations
 
-import os
+import dataclasses
 import sys
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
-from textual import events
+from textual import events, on
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.notifications import SeverityLevel
@@ -20,9 +21,9 @@ from textual.screen import Screen
 from mistudio_tui.db.states import JobState
 from mistudio_tui.jobs.interface import JobEvent
 from mistudio_tui.studio import Studio
-from mistudio_tui.ui.idle_gc import IdleCollector
-from mistudio_tui.ui.messages import DataChanged, JobUpdate
+from mistudio_tui.ui.messages import DataChanged, JobMessage, JobStateChanged, job_message
 from mistudio_tui.ui.screens.datasets import DatasetsScreen
+from mistudio_tui.ui.speedups import IdleCollector, lazy_screen, start_startup_probe
 
 STYLES = Path(__file__).resolve().parent.parent / "styles"
 
@@ -39,19 +40,12 @@ MODE_KEYS = [
 MODE_GROUP = Binding.Group("Screens", compact=True)
 
 
-def lazy_screen(module: str, name: str) -> Screen:
-    """Import a mode's screen module on first use (keeps the first frame fast)."""
-    import importlib
-
-    return getattr(importlib.import_module(f"mistudio_tui.ui.screens.{module}"), name)()
-
-
-class MiStudioApp(App):
+class MiStudioApp(App[None]):
     """miStudio's terminal UI."""
 
     TITLE = "miStudio"
     CSS_PATH = str(STYLES / "app.tcss")
-    # Only the first screen is imported at start-up; the others load when first opened.
+    # Only the first screen is imported at start-up; the others load when first opened (ui/speedups.py).
     MODES = {
         "datasets": DatasetsScreen,
         "models": lambda: lazy_screen("models", "ModelsScreen"),
@@ -82,9 +76,7 @@ class MiStudioApp(App):
 
     # --- life cycle ------------------------------------------------------------------------------
     def on_mount(self) -> None:
-        probe = os.environ.get("MISTUDIO_STARTUP_PROBE")
-        if probe:  # benchmarks/startup.py: record the first frame, then leave
-            self.call_after_refresh(self._write_startup_probe, probe)
+        start_startup_probe(self)  # benchmarks/startup.py: record the first frame, then leave
         self.call_after_refresh(self.idle_gc.start, self)
         self.studio.runner.add_listener(self._on_runner_event)
         if self.studio.interrupted:
@@ -100,16 +92,6 @@ class MiStudioApp(App):
             if home_is_empty():
                 self.call_after_refresh(self.offer_to_build_sample)
 
-    def _write_startup_probe(self, path: str) -> None:
-        import json
-        import sys
-        import time
-
-        heavy = [m for m in ("torch", "transformers", "datasets") if m in sys.modules]
-        with open(path, "w") as fh:
-            json.dump({"first_frame_at": time.time(), "heavy_modules": heavy}, fh)
-        self.exit()
-
     def on_unmount(self) -> None:
         self.idle_gc.stop()
         self.studio.runner.remove_listener(self._on_runner_event)
@@ -123,29 +105,32 @@ class MiStudioApp(App):
 
     def _on_runner_event(self, event: JobEvent) -> None:
         # Called on the runner's thread: hand over to the UI thread as a message.
-        self.post_message(JobUpdate(event))
+        self.post_message(job_message(event))
 
-    def on_job_update(self, message: JobUpdate) -> None:
-        event = message.event
-        if not self.screen_stack:  # shutting down
+    @on(JobStateChanged)
+    def notify_job_end(self, message: JobStateChanged) -> None:
+        """A toast when a job of this app's runner ends."""
+        if not self.screen_stack or message.status not in (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED):
             return
-        if event.type == "state" and event.status in (JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED):
-            from mistudio_tui.db.models import Job
+        from mistudio_tui.db.models import Job
 
-            job = Job.get_or_none(Job.id == event.job_id)
-            title = (job.title or job.kind) if job else f"job {event.job_id}"
-            if event.status == "completed":
-                self.notify(f"✓ {title} completed")
-            elif event.status == "failed":
-                err = (job.error if job else "") or "failed"
-                self.notify(f"✗ {title} failed: {err}", severity="error", timeout=10)
-            elif job is not None and job.kind == "train":  # pausing a training cancels its job after a checkpoint
-                self.notify(
-                    f"{title} stopped at its last checkpoint; r on Trainings (3) resumes it", severity="warning"
-                )
-            else:
-                self.notify(f"{title} cancelled", severity="warning")
-        self.screen.post_message(JobUpdate(event))
+        job = Job.get_or_none(Job.id == message.job_id)
+        title = (job.title or job.kind) if job else f"job {message.job_id}"
+        if message.status == "completed":
+            self.notify(f"✓ {title} completed")
+        elif message.status == "failed":
+            err = (job.error if job else "") or "failed"
+            self.notify(f"✗ {title} failed: {err}", severity="error", timeout=10)
+        elif job is not None and job.kind == "train":  # pausing a training cancels its job after a checkpoint
+            self.notify(f"{title} stopped at its last checkpoint; r on Trainings (3) resumes it", severity="warning")
+        else:
+            self.notify(f"{title} cancelled", severity="warning")
+
+    @on(JobMessage)
+    def forward_job_message(self, message: JobMessage) -> None:
+        """Every job message goes on to the screen shown now (a copy: a message is handled by one pump)."""
+        if self.screen_stack:  # empty while shutting down
+            self.screen.post_message(dataclasses.replace(message))
 
     def _recover_foreign_jobs(self) -> None:
         from mistudio_tui.db.jobs import recover_interrupted
@@ -232,7 +217,7 @@ class MiStudioApp(App):
 
         self.push_screen(WelcomeModal(), chosen)
 
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for _key, mode, label in MODE_KEYS:
             yield SystemCommand(f"Go to {label}", f"Switch to the {label} screen", partial(self.switch_mode, mode))
@@ -243,7 +228,7 @@ class MiStudioApp(App):
         if extra is not None:
             yield from extra()
 
-    def screen_binding_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+    def screen_binding_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """Every key the screen itself binds, footer or not, as a palette entry naming its key."""
         title = getattr(screen, "TITLE_TEXT", "") or type(screen).__name__
         for active in screen.active_bindings.values():

@@ -10,6 +10,7 @@ from mistudio_tui.db.models import Job
 from mistudio_tui.db.states import JobState
 from mistudio_tui.display import printable
 from mistudio_tui.jobs import protocol as p
+from mistudio_tui.jobs.interface import EventType, JobEvent
 from mistudio_tui.jobs.params import JobParams
 from mistudio_tui.jobs.runner import JobRunner
 from mistudio_tui.studio import Studio
@@ -77,10 +78,10 @@ def _wait_with_bar(runner: JobRunner, job_id: int, title: str, quiet: bool) -> J
 
     latest: dict[str, p.Progress] = {}
 
-    def listener(event: Any) -> None:
-        if event.job_id == job_id and event.type == "progress":
+    def listener(event: JobEvent) -> None:
+        if event.job_id == job_id and event.type is EventType.PROGRESS:
             latest["progress"] = event.data
-        elif event.job_id == job_id and event.type == "log":
+        elif event.job_id == job_id and event.type is EventType.LOG:
             console.log(printable(str(event.data)))  # log lines may quote a server's or a model's text
 
     runner.add_listener(listener)

@@ -23,7 +23,7 @@ from mistudio_tui.db.connection import is_disk_full
 from mistudio_tui.db.models import Job, database
 from mistudio_tui.db.states import JobState
 from mistudio_tui.jobs import protocol as p
-from mistudio_tui.jobs.interface import JobEvent, Listener
+from mistudio_tui.jobs.interface import EventType, JobEvent, Listener
 from mistudio_tui.jobs.params import JobParams
 from mistudio_tui.jobs.registry import JobKind, get_kind
 from mistudio_tui.supervisor import CHILD_END, Child, describe_exit, new_event, wait_any
@@ -192,7 +192,7 @@ class JobRunner:
             run.cancel_event.set()
             run.child.stop_after(self.grace_s if self.grace_s is not None else run.kind.cancel_grace_s)
             job_queries.set_progress_text(job_id, "cancelling…")
-            self._emit(JobEvent(job_id, "state", "cancelling"))
+            self._emit(JobEvent(job_id, EventType.STATE, "cancelling"))
 
     def _start_queued(self) -> None:
         while True:
@@ -217,7 +217,7 @@ class JobRunner:
         with self._lock:  # tracked before any write, so a failing one (a full disk) cannot orphan the worker
             self._running[job_id] = _Running(job_id, kind, child, cancel_event)
         job_queries.mark_running(job_id, child.pid)
-        self._emit(JobEvent(job_id, "state", "running", {"pid": child.pid}))
+        self._emit(JobEvent(job_id, EventType.STATE, "running", {"pid": child.pid}))
 
     def _wait_once(self, timeout: float) -> None:
         with self._lock:
@@ -254,7 +254,7 @@ class JobRunner:
             run.outcome = run.outcome or p.Error(f"garbled message from the worker: {exc}")
         if metric_rows:
             run.kind.on_metrics(Job.get_by_id(run.job_id), metric_rows)
-            self._emit(JobEvent(run.job_id, "metrics", "running", metric_rows))
+            self._emit(JobEvent(run.job_id, EventType.METRICS, "running", metric_rows))
 
     def _handle_message(self, run: _Running, message: p.Message) -> None:
         if isinstance(message, p.Progress):
@@ -262,12 +262,12 @@ class JobRunner:
             self._flush_progress(run, force=False)
         elif isinstance(message, p.Started):
             job_queries.set_device(run.job_id, message.device)
-            self._emit(JobEvent(run.job_id, "state", "running", {"device": message.device}))
+            self._emit(JobEvent(run.job_id, EventType.STATE, "running", {"device": message.device}))
         elif isinstance(message, p.LogLine):
-            self._emit(JobEvent(run.job_id, "log", "running", message.text))
+            self._emit(JobEvent(run.job_id, EventType.LOG, "running", message.text))
         elif isinstance(message, p.Artifact):
             run.kind.on_artifact(Job.get_by_id(run.job_id), message)
-            self._emit(JobEvent(run.job_id, "artifact", "running", message))
+            self._emit(JobEvent(run.job_id, EventType.ARTIFACT, "running", message))
         elif isinstance(message, (p.Result, p.Error, p.Cancelled)):
             run.outcome = message
 
@@ -281,7 +281,7 @@ class JobRunner:
         run.pending_progress = None
         run.last_db_progress = now
         job_queries.set_progress(run.job_id, prog.done, prog.total, prog.text, prog.unit)
-        self._emit(JobEvent(run.job_id, "progress", "running", prog))
+        self._emit(JobEvent(run.job_id, EventType.PROGRESS, "running", prog))
 
     def _enforce_cancel_deadlines(self) -> None:
         now = time.monotonic()
@@ -338,7 +338,7 @@ class JobRunner:
                     with self._lock:
                         self._unrecorded[job_id] = (error, code)
                 break
-        self._emit(JobEvent(job_id, "state", status, {"error": error}))
+        self._emit(JobEvent(job_id, EventType.STATE, status, {"error": error}))
         with self._idle:
             self._idle.notify_all()
 

@@ -1,8 +1,10 @@
-"""Short human formats for table cells: counts, sizes, durations, progress."""
+"""Short human formats for table cells: counts, sizes, durations, progress, a coloured status."""
 
 from __future__ import annotations
 
 import datetime as dt
+
+from rich.text import Text
 
 
 def count(n: float | int | None) -> str:
@@ -73,3 +75,19 @@ def bar(fraction: float | None, width: int = 12) -> str:
     fraction = min(max(fraction, 0.0), 1.0)
     full = round(fraction * width)
     return "█" * full + "░" * (width - full)
+
+
+STATUS_STYLE = {
+    "running": "bold green",
+    "queued": "yellow",
+    "completed": "dim",
+    "failed": "bold red",
+    "cancelled": "magenta",
+    "paused": "cyan",
+    "interrupted": "red",
+}
+
+
+def status_text(status: str) -> Text:
+    """A job or run status in its colour."""
+    return Text(status, style=STATUS_STYLE.get(status, ""))

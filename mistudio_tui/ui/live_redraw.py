@@ -58,11 +58,18 @@ class LiveRedraw:
     """Coalesces live metric events into at most one redraw per `interval` s, none within `quiet` s of a key.
 
     Events that arrive while a redraw must wait are not dropped: one timer redraws once the wait is over, so the last
-    batch of a run always reaches the screen. Redraws also wait while the screen is not the current one.
+    batch of a run always reaches the screen. Redraws also wait while the screen is not the current one. Batches
+    already queued together arrive as one message (`JobMetrics.can_replace`); this spreads out the rest, which come
+    one at a time. It also keeps which jobs sent metrics, for the redraw (`take_jobs`) and the screens' database
+    polls (`fed_jobs`: runs fed by events are left to it).
     """
 
     def __init__(
-        self, screen: Screen, redraw: Callable[[], None], interval: float = LIVE_REFRESH_S, quiet: float = KEY_QUIET_S
+        self,
+        screen: Screen[Any],
+        redraw: Callable[[], None],
+        interval: float = LIVE_REFRESH_S,
+        quiet: float = KEY_QUIET_S,
     ) -> None:
         self.screen = screen
         self.redraw = redraw
@@ -70,8 +77,9 @@ class LiveRedraw:
         self.quiet = quiet
         self.last_draw = 0.0
         self.last_key = 0.0
-        self.last_event = 0.0
         self.pending = False
+        self.event_at: dict[int, float] = {}  # job id → when its metrics last arrived
+        self._jobs: set[int] = set()  # jobs whose metrics arrived since the last `take_jobs`
         self._timer: Timer | None = None
 
     def key_pressed(self) -> None:
@@ -91,10 +99,21 @@ class LiveRedraw:
         now = time.monotonic()
         return max(0.0, self.last_draw + self.interval - now, self.last_key + self.quiet - now)
 
-    def request(self) -> None:
-        """Metrics arrived: redraw now if allowed, else once the wait is over."""
+    def fed_jobs(self, within: float) -> set[int]:
+        """The jobs whose metrics arrived as events in the last `within` seconds."""
+        now = time.monotonic()
+        return {job for job, at in self.event_at.items() if now - at < within}
+
+    def take_jobs(self) -> set[int]:
+        """The jobs whose metrics arrived since the last call (the redraw's work list)."""
+        jobs, self._jobs = self._jobs, set()
+        return jobs
+
+    def request(self, job_id: int) -> None:
+        """Metrics of `job_id` arrived: redraw now if allowed, else once the wait is over."""
         self.pending = True
-        self.last_event = time.monotonic()
+        self._jobs.add(job_id)
+        self.event_at[job_id] = time.monotonic()
         if self._timer is None:
             self._fire()
 

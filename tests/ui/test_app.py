@@ -11,7 +11,7 @@ import pytest
 
 from mistudio_tui.app import MiStudioApp
 from mistudio_tui.db.models import Dataset, Job, Tokenization
-from mistudio_tui.ui.messages import JobUpdate
+from mistudio_tui.ui.messages import JobMessage, JobProgress, JobStateChanged
 from mistudio_tui.ui.modals.confirm import ConfirmModal
 from mistudio_tui.ui.modals.form import FormModal
 from mistudio_tui.ui.modals.welcome import WelcomeModal
@@ -67,10 +67,10 @@ async def test_empty_home_offers_the_sample(studio):
 async def test_adding_a_dataset_from_the_ui_runs_a_job_whose_progress_arrives(studio, tmp_path):
     corpus = tmp_path / "notes.jsonl"
     corpus.write_text("\n".join(json.dumps({"text": f"note number {i} " * 20}) for i in range(3000)))
-    events: list[JobUpdate] = []
+    events: list[JobMessage] = []
 
     def hook(message) -> None:
-        if isinstance(message, JobUpdate):
+        if isinstance(message, JobMessage):
             events.append(message)
 
     app = MiStudioApp(studio, offer_sample=False)
@@ -81,8 +81,8 @@ async def test_adding_a_dataset_from_the_ui_runs_a_job_whose_progress_arrives(st
         app.screen.query_one("#field-source").value = str(corpus)
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: Dataset.select().where(Dataset.status == "ready").exists())
-        await wait_for(pilot, lambda: any(e.event.type == "state" and e.event.status == "completed" for e in events))
-        assert any(e.event.type == "progress" for e in events)
+        await wait_for(pilot, lambda: any(isinstance(e, JobStateChanged) and e.status == "completed" for e in events))
+        assert any(isinstance(e, JobProgress) for e in events)
         await pilot.pause(0.3)
         done = [n for n in app._notifications if "completed" in n.message]
         assert len(done) == 1  # one notice per finished job (messages must not bounce between app and screen)

@@ -6,8 +6,7 @@ from textual.widgets import Static
 
 from mistudio_tui.app import MiStudioApp
 from mistudio_tui.db.models import Dataset, Job
-from mistudio_tui.jobs.interface import JobEvent
-from mistudio_tui.ui.messages import JobUpdate
+from mistudio_tui.ui.messages import JobStateChanged
 from tests.ui.populate import populate
 
 
@@ -25,7 +24,7 @@ async def test_a_stopped_training_says_it_can_be_resumed_not_just_cancelled(stud
     job = Job.create(kind="train", title="Train topk-run", status="cancelled")
     app = MiStudioApp(studio, offer_sample=False)
     async with app.run_test(size=(120, 40)) as pilot:
-        app.post_message(JobUpdate(JobEvent(job.id, "state", "cancelled")))
+        app.post_message(JobStateChanged(job.id, "cancelled"))
         await pilot.pause()
         messages = [n.message for n in app._notifications]
         assert any("Train topk-run" in m and "resumes" in m for m in messages), messages

@@ -152,6 +152,6 @@ async def test_the_database_poll_leaves_runs_fed_by_events_to_the_live_redraw(st
         await pilot.pause()
         screen.follow_database()
         assert redraws == [[training_id]]  # the poll did not draw the event-fed run a second time
-        screen._event_jobs.clear()  # no events for a while: the poll follows the run again
+        screen.live.event_at.clear()  # no events for a while: the poll follows the run again
         screen.follow_database()
         assert redraws[-1] == [training_id] and len(redraws) == 2

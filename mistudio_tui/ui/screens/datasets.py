@@ -22,7 +22,6 @@ from mistudio_tui.ui import format as fmt
 from mistudio_tui.ui.actions import confirm_delete, open_job_form, start_spec
 from mistudio_tui.ui.modals.form import Field, FormModal
 from mistudio_tui.ui.screens.base import StudioScreen
-from mistudio_tui.ui.screens.jobs import status_text
 from mistudio_tui.ui.widgets.plots import BarPlot
 from mistudio_tui.ui.widgets.record_table import RecordTable
 
@@ -173,7 +172,10 @@ class DatasetsScreen(StudioScreen):
         datasets = list(Dataset.select().order_by(Dataset.id))
         table = self.query_one("#datasets-table", RecordTable)
         table.set_records(
-            [(d.id, (d.name, status_text(d.status), fmt.count(d.n_documents), fmt.count(d.n_chars))) for d in datasets]
+            [
+                (d.id, (d.name, fmt.status_text(d.status), fmt.count(d.n_documents), fmt.count(d.n_chars)))
+                for d in datasets
+            ]
         )
         self.show_selected()
 
@@ -221,7 +223,7 @@ class DatasetsScreen(StudioScreen):
             used = ActivationSet.select().where(ActivationSet.tokenization == t.id).count()
             cells = (
                 t.name,
-                status_text(t.status),
+                fmt.status_text(t.status),
                 tokenizer,
                 str(t.context_size),
                 fmt.count(t.n_tokens),

@@ -10,7 +10,7 @@ from typing import Any
 
 from peewee import DatabaseError
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
@@ -22,7 +22,7 @@ from textual.widgets.option_list import Option
 from mistudio_tui.db import features as fq
 from mistudio_tui.db.models import FeatureLabel, FeatureSet
 from mistudio_tui.ui import format as fmt
-from mistudio_tui.ui.messages import JobUpdate
+from mistudio_tui.ui.messages import JobArtifact
 from mistudio_tui.ui.screens.base import StudioScreen
 from mistudio_tui.ui.widgets.feature_table import FeatureTable
 from mistudio_tui.ui.widgets.feature_view import (
@@ -275,10 +275,9 @@ class FeaturesScreen(StudioScreen):
         if self.app.current_mode == "steering" and fset is not None and follow is not None:
             follow(fset.training_id)
 
-    def on_job_update(self, message: JobUpdate) -> None:
-        # StudioScreen.on_job_update runs after this one (Textual dispatches along the MRO).
-        if message.event.type == "artifact":  # a label arrived from a labeling job
-            self.table.invalidate()
+    @on(JobArtifact)
+    def artifact_arrived(self, message: JobArtifact) -> None:
+        self.table.invalidate()  # a label arrived from a labeling job
 
     def reader(self, fset: FeatureSet) -> tuple[Any, list[str]] | None:
         """The torch-free store reader and vocabulary of a feature set (opened once)."""

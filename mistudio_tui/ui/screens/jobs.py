@@ -6,6 +6,7 @@ from pathlib import Path
 
 from rich.markup import escape
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -17,23 +18,9 @@ from mistudio_tui.db.states import JobState
 from mistudio_tui.jobs.runner import tail_file
 from mistudio_tui.ui import format as fmt
 from mistudio_tui.ui.jobview import JobView
-from mistudio_tui.ui.messages import JobUpdate
+from mistudio_tui.ui.messages import JobProgress
 from mistudio_tui.ui.screens.base import StudioScreen
 from mistudio_tui.ui.widgets.record_table import RecordTable
-
-STATUS_STYLE = {
-    "running": "bold green",
-    "queued": "yellow",
-    "completed": "dim",
-    "failed": "bold red",
-    "cancelled": "magenta",
-    "paused": "cyan",
-    "interrupted": "red",
-}
-
-
-def status_text(status: str) -> Text:
-    return Text(status, style=STATUS_STYLE.get(status, ""))
 
 
 class JobsScreen(StudioScreen):
@@ -81,7 +68,7 @@ class JobsScreen(StudioScreen):
         return (
             str(job.id),
             title,
-            status_text(shown_status(job)),
+            fmt.status_text(shown_status(job)),
             view.progress_cell(10),
             fmt.duration(view.elapsed),
             fmt.duration(view.eta),
@@ -131,7 +118,6 @@ class JobsScreen(StudioScreen):
     def action_reload(self) -> None:
         self.reload()
 
-    def on_job_update(self, message: JobUpdate) -> None:
-        # StudioScreen.on_job_update runs too (Textual dispatches along the MRO): no super() call here
-        if message.event.type == "progress":
-            self.reload()
+    @on(JobProgress)
+    def progress_arrived(self, message: JobProgress) -> None:
+        self.reload()

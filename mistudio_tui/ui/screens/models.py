@@ -17,7 +17,6 @@ from mistudio_tui.ui import format as fmt
 from mistudio_tui.ui.actions import confirm_delete, open_job_form, start_spec
 from mistudio_tui.ui.modals.form import Field, FormModal
 from mistudio_tui.ui.screens.base import StudioScreen
-from mistudio_tui.ui.screens.jobs import status_text
 from mistudio_tui.ui.widgets.record_table import RecordTable
 from mistudio_tui.units import format_bytes
 
@@ -102,7 +101,7 @@ class ModelsScreen(StudioScreen):
                     m.id,
                     (
                         m.name,
-                        status_text(m.status),
+                        fmt.status_text(m.status),
                         m.model_type or "-",
                         str(m.d_model or "-"),
                         str(m.n_layers or "-"),
@@ -119,7 +118,7 @@ class ModelsScreen(StudioScreen):
                     a.id,
                     (
                         a.name,
-                        status_text(a.status),
+                        fmt.status_text(a.status),
                         a.tokenization.name if a.tokenization else "(imported)",
                         str(a.d_in or "-"),
                         fmt.count(a.n_tokens),

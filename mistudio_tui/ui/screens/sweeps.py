@@ -17,7 +17,6 @@ from mistudio_tui.ui import format as fmt
 from mistudio_tui.ui.actions import open_job_form, start_spec, training_form_choices
 from mistudio_tui.ui.modals.form import Field, FormModal
 from mistudio_tui.ui.screens.base import StudioScreen
-from mistudio_tui.ui.screens.jobs import status_text
 from mistudio_tui.ui.widgets.record_table import RecordTable
 
 AXES = {"explained_variance": ("explained variance", "pareto_ev"), "ce_loss_recovered": ("CE recovered", "pareto_ce")}
@@ -136,7 +135,7 @@ class SweepsScreen(StudioScreen):
                     (
                         sweep.name,
                         sweep.method,
-                        status_text(sweep.status),
+                        fmt.status_text(sweep.status),
                         f"{done}/{settings.get('trials', '?')}",
                         fmt.num(best["score"]) if best else "-",
                         (sweep.space or {}).get("text", ""),
@@ -177,7 +176,7 @@ class SweepsScreen(StudioScreen):
         settings = sweep.base_config or {}
         best = svc.best_trial(rows)
         lines = [
-            f"[b]{sweep.name}[/b]  {sweep.method} · {status_text(sweep.status)} · objective "
+            f"[b]{sweep.name}[/b]  {sweep.method} · {fmt.status_text(sweep.status)} · objective "
             f"{settings.get('objective', 'ev')} · {settings.get('parallel', 1)} at once",
             f"space: {(sweep.space or {}).get('text', '')}",
             f"best: {best['name']} ({fmt.num(best['score'])})" if best else "best: -",
@@ -193,7 +192,7 @@ class SweepsScreen(StudioScreen):
         return (
             "◆" if row[front_key] else " ",
             row["name"],
-            status_text(row["status"]),
+            fmt.status_text(row["status"]),
             params,
             fmt.num(row["l0"]),
             fmt.num(row["explained_variance"]),

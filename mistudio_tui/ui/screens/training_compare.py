@@ -16,8 +16,8 @@ from mistudio_tui.db import metrics as mq
 from mistudio_tui.db.models import Training
 from mistudio_tui.ui import format as fmt
 from mistudio_tui.ui.screens.base import StudioScreen
-from mistudio_tui.ui.screens.training_detail import LOG_DEFAULT, MetricKeys
 from mistudio_tui.ui.widgets.plots import CurvePlot
+from mistudio_tui.ui.widgets.runs import LOG_DEFAULT, MetricKeys
 
 FINAL_METRICS = (
     ("state", lambda t: t.status),

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
 from rich.text import Text
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -18,64 +17,21 @@ from textual.widgets import Static
 from mistudio_tui.db import metrics as mq
 from mistudio_tui.db.models import Training
 from mistudio_tui.db.states import JobState, RunState
-from mistudio_tui.jobs.runner import tail_file
 from mistudio_tui.ml.sae.checkpoint_files import checkpoint_steps
 from mistudio_tui.services import sae_io
 from mistudio_tui.services import trainings as svc
-from mistudio_tui.services.run_diagnosis import diagnose
 from mistudio_tui.services.spec import JobSpec
 from mistudio_tui.ui import format as fmt
 from mistudio_tui.ui.actions import USER_ERRORS, confirm_delete, open_job_form, start_spec
 from mistudio_tui.ui.live_redraw import LiveRedraw, set_series_if_changed, update_if_changed
-from mistudio_tui.ui.messages import DataChanged, JobUpdate
+from mistudio_tui.ui.messages import DataChanged, JobArtifact, JobMetrics, JobStateChanged
 from mistudio_tui.ui.modals.confirm import ConfirmModal
 from mistudio_tui.ui.modals.form import Field, FormModal
 from mistudio_tui.ui.screens.base import StudioScreen
-from mistudio_tui.ui.screens.jobs import status_text
 from mistudio_tui.ui.widgets.plots import BarPlot, CurvePlot
+from mistudio_tui.ui.widgets.runs import POLL_S, MetricKeys, draw_metric_curve, guidance_lines, log_tail, pause_training
 
-DETAIL_METRICS = ("loss", "mse", "l0", "explained_variance", "dead_fraction", "lr")
-LOG_DEFAULT = {"loss": True, "mse": True, "lr": True}
-PROBLEM_STATES = (RunState.FAILED, RunState.INTERRUPTED)
 LOG_LINES = 15
-POLL_S = 2.0  # runs trained by another process (the CLI, a sweep) reach the UI only through the database
-
-
-def log_tail(training: Training, n: int) -> list[str]:
-    """The last `n` lines of the run's job log (empty when it has none)."""
-    job = training.job
-    return tail_file(Path(job.log_path), n) if job and job.log_path else []
-
-
-def guidance_lines(training: Training, tail: list[str]) -> list[str]:
-    """Markup lines for a failed or unhealthy run: the error and the likely fixes."""
-    lines: list[str] = []
-    failed = training.status in PROBLEM_STATES
-    if failed and training.error:
-        lines.append(f"[red]error: {escape(training.error)}[/red]")
-    sae = (training.config or {}).get("sae", {})
-    uses_auxk = training.architecture in svc.K_ARCHITECTURES and sae.get("aux_k_coefficient", 1.0) > 0
-    found = diagnose(training.error if failed else None, tail if failed else [], training.dead_fraction, uses_auxk)
-    problem = svc.config_problem(training.config) if failed else None
-    if problem:  # resuming runs the same configuration again: only a clone with changes can work
-        lines.append(
-            f"[yellow]configuration error:[/yellow] {escape(problem)} → clone it with changes "
-            "(k on its page); resuming would fail the same way"
-        )
-    for diagnosis in found:
-        lines.append(f"[yellow]likely: {escape(diagnosis.cause)}[/yellow] → {escape(diagnosis.fix)}")
-    if failed and not found and not problem:
-        lines.append("[yellow]no known cause matched:[/yellow] read the log below; r resumes from the last checkpoint")
-    return lines
-
-
-def draw_metric_curve(plot: CurvePlot, training: Training, metric: str, log_y: bool | None) -> None:
-    """Draw one stored metric of a run, with the min/max band of merged points when there are any."""
-    data = mq.curve(training.id, metric)
-    log = log_y if log_y is not None else LOG_DEFAULT.get(metric, False)
-    merged = any(low != high for low, high in zip(data.lows, data.highs, strict=True))
-    band = (data.steps, data.lows, data.highs) if merged else None
-    set_series_if_changed(plot, [(metric, data.steps, data.values)], f"{metric} · {training.name}", log, band)
 
 
 def config_lines(config: dict[str, Any]) -> list[str]:
@@ -87,28 +43,6 @@ def config_lines(config: dict[str, Any]) -> list[str]:
         else:
             lines.append(f"{section} {json.dumps(values)}")
     return lines
-
-
-class MetricKeys:
-    """`m` cycles the plotted metric (through METRICS) and `l` toggles its log axis; then `redraw_metric()`."""
-
-    METRICS: tuple[str, ...] = DETAIL_METRICS
-    metric = "loss"
-    log_y: bool | None = None  # None: the metric's default (LOG_DEFAULT)
-
-    def redraw_metric(self) -> None:
-        raise NotImplementedError
-
-    def action_next_metric(self) -> None:
-        i = self.METRICS.index(self.metric) if self.metric in self.METRICS else -1
-        self.metric = self.METRICS[(i + 1) % len(self.METRICS)]
-        self.log_y = None
-        self.redraw_metric()
-
-    def action_toggle_log(self) -> None:
-        current = self.log_y if self.log_y is not None else LOG_DEFAULT.get(self.metric, False)
-        self.log_y = not current
-        self.redraw_metric()
 
 
 class TrainingDetailScreen(MetricKeys, StudioScreen):
@@ -147,7 +81,7 @@ class TrainingDetailScreen(MetricKeys, StudioScreen):
 
     def follow_database(self) -> None:
         """A run trained by another process (the CLI, a sweep) updates only the database: redraw when it moves."""
-        if not self.is_current or self.live.typing() or time.monotonic() - self.live.last_event < POLL_S:
+        if not self.is_current or self.live.typing() or self.live.fed_jobs(POLL_S):
             return  # a run whose metrics arrive as events is redrawn by `live`
         row = Training.select(Training.status, Training.steps).where(Training.id == self.training_id).tuples().first()
         if row is not None and row != self._drawn:
@@ -202,7 +136,7 @@ class TrainingDetailScreen(MetricKeys, StudioScreen):
         text = Text.assemble(
             (training.name, "bold"),
             "  ",
-            status_text(training.status),
+            fmt.status_text(training.status),
             f"  {svc.shown_architecture(training.architecture)} {training.d_in or '?'}→{training.d_sae or '?'}"
             f"  on {training.device or '-'}\n",
             f"tokens {fmt.count(training.tokens)}/{fmt.count(training.total_tokens)} {fmt.bar(frac, 10)} ",
@@ -251,17 +185,18 @@ class TrainingDetailScreen(MetricKeys, StudioScreen):
             text.append(truth)
         return text
 
-    def on_job_update(self, message: JobUpdate) -> None:
-        # StudioScreen.on_job_update runs too (Textual dispatches along the MRO): no super() call here
-        event = message.event
-        if event.type in ("metrics", "artifact"):
-            if event.job_id == self._job_id:  # the job id noted at the last reload: no query per metric batch
-                self.live.request()
-            return
+    @on(JobMetrics)
+    @on(JobArtifact)
+    def run_moved(self, message: JobMetrics | JobArtifact) -> None:
+        if message.job_id == self._job_id:  # the job id noted at the last reload: no query per metric batch
+            self.live.request(message.job_id)
+
+    @on(JobStateChanged)
+    def job_state_changed_here(self, message: JobStateChanged) -> None:
         training = self.training
-        if training is None or training.job_id != event.job_id:
+        if training is None or training.job_id != message.job_id:
             return
-        if event.type == "state" and self.cancel_requested and event.status not in JobState.ACTIVE:
+        if self.cancel_requested and message.status not in JobState.ACTIVE:
             Training.update(status="cancelled").where(Training.id == training.id).execute()
             self.cancel_requested = False
             self.reload()
@@ -271,8 +206,6 @@ class TrainingDetailScreen(MetricKeys, StudioScreen):
         self.app.pop_screen()
 
     def action_pause(self) -> None:
-        from mistudio_tui.ui.screens.trainings import pause_training
-
         pause_training(self, self.training)
 
     def action_resume(self) -> None:

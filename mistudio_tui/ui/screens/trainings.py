@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,20 +15,19 @@ from textual.events import Key, Resize
 from textual.widgets import DataTable, Input, Static
 
 from mistudio_tui.db.models import Job, Training
-from mistudio_tui.db.states import JobState, RunState
+from mistudio_tui.db.states import RunState
 from mistudio_tui.services import features as feature_svc
 from mistudio_tui.services import run_list
 from mistudio_tui.services import trainings as svc
 from mistudio_tui.ui import format as fmt
 from mistudio_tui.ui.actions import confirm_delete, open_job_form, start_spec, submit_spec, training_form_choices
 from mistudio_tui.ui.live_redraw import LiveRedraw, update_if_changed
-from mistudio_tui.ui.messages import JobUpdate
+from mistudio_tui.ui.messages import JobMetrics
 from mistudio_tui.ui.modals.form import Field, FormModal
 from mistudio_tui.ui.screens.base import StudioScreen
-from mistudio_tui.ui.screens.jobs import status_text
-from mistudio_tui.ui.screens.training_detail import POLL_S, MetricKeys, draw_metric_curve, guidance_lines, log_tail
 from mistudio_tui.ui.widgets.plots import CurvePlot
 from mistudio_tui.ui.widgets.record_table import RecordTable
+from mistudio_tui.ui.widgets.runs import POLL_S, MetricKeys, draw_metric_curve, guidance_lines, log_tail, pause_training
 from mistudio_tui.ui.widgets.sparkline import SparklineCache
 
 CURVE_METRICS = ("loss", "mse", "l0", "explained_variance", "dead_fraction", "lr", "tokens_per_s")
@@ -119,7 +117,7 @@ def cells(
     width = {key: w for key, _, w in columns}
     values: dict[str, Any] = {
         "mark": "●" if marked else " ",
-        "state": status_text(t.status),
+        "state": fmt.status_text(t.status),
         "arch": svc.shown_architecture(t.architecture),
         "width": fmt.count(t.d_sae),
         "k": fmt.num(run_list.SORT_KEYS["k"](t)),
@@ -194,8 +192,6 @@ class TrainingsScreen(MetricKeys, StudioScreen):
         self._polled: dict[int, int] = {}
         self._select_new: int | None = None  # a run just started here: the cursor goes to it when it is listed
         self._drawn_steps: dict[int, int] = {}  # steps each shown run had when its row was last drawn
-        self._live_jobs: set[int] = set()  # jobs whose metrics arrived since the last live redraw
-        self._event_jobs: dict[int, float] = {}  # job id → when its metrics last arrived as an event
         self.live = LiveRedraw(self, self._redraw_live_jobs)
 
     def on_mount(self) -> None:
@@ -212,7 +208,7 @@ class TrainingsScreen(MetricKeys, StudioScreen):
         if set(active) != set(previous):
             self.reload()
             return
-        fed = {job for job, at in self._event_jobs.items() if time.monotonic() - at < POLL_S}  # `live` draws those
+        fed = self.live.fed_jobs(POLL_S)  # `live` draws those
         moved = [
             rid
             for rid, steps, job in rows
@@ -354,17 +350,12 @@ class TrainingsScreen(MetricKeys, StudioScreen):
     def draw_curve(self, training: Training) -> None:
         draw_metric_curve(self.query_one("#curve", CurvePlot), training, self.metric, self.log_y)
 
-    def on_job_update(self, message: JobUpdate) -> None:
-        event = message.event
-        if event.type != "metrics":
-            return  # StudioScreen.on_job_update, dispatched after this one along the MRO, handles it
-        message.prevent_default()  # metric rows change no job state; the jobs bar also refreshes every second
-        self._live_jobs.add(event.job_id)
-        self._event_jobs[event.job_id] = time.monotonic()
-        self.live.request()  # coalesced: input first, at most one redraw a second, the last batch always drawn
+    @on(JobMetrics)
+    def metrics_arrived(self, message: JobMetrics) -> None:
+        self.live.request(message.job_id)  # coalesced: input first, at most one redraw a second, the last batch drawn
 
     def _redraw_live_jobs(self) -> None:
-        jobs, self._live_jobs = self._live_jobs, set()
+        jobs = self.live.take_jobs()
         # a group job (several SAEs from one forward pass) feeds several runs
         live = [t for t in Training.select().where(Training.job.in_(jobs)) if t.id in self.shown_ids]
         if live:
@@ -595,13 +586,3 @@ def advanced_fields(sae: dict[str, Any], train: dict[str, Any]) -> list[Field]:
             default=value(train, "lr_warmup_steps"),
         ),
     ]
-
-
-def pause_training(screen: StudioScreen, training: Training | None) -> bool:
-    """Ask a running training's job to checkpoint and stop (resumable with r)."""
-    if training is None or training.job is None or training.job.status not in JobState.ACTIVE:
-        screen.notify("Select a running training", severity="warning")
-        return False
-    screen.studio.runner.cancel(training.job_id)
-    screen.notify(f"pausing '{training.name}': it saves a checkpoint, then stops (r resumes)")
-    return True
