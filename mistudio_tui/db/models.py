@@ -6,6 +6,7 @@ import datetime as dt
 import re
 
 from peewee import (
+    AutoField,
     BooleanField,
     CharField,
     DatabaseProxy,
@@ -41,6 +42,9 @@ def refuse_id_like_name(name: str) -> None:
 
 
 class BaseModel(Model):
+    # The primary key peewee would add implicitly, declared so the type checker knows every row has an `id`.
+    id = AutoField()
+
     class Meta:
         database = database
         legacy_table_names = False
