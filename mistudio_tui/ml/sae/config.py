@@ -6,7 +6,12 @@ import dataclasses
 import itertools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_D = TypeVar("_D", bound="DataclassInstance")
 
 ARCHITECTURES = ("standard", "topk", "batchtopk", "jumprelu", "matryoshka")
 K_ARCHITECTURES = ("topk", "batchtopk", "matryoshka")  # sparsity set by k, dead latents revived by AuxK
@@ -19,7 +24,7 @@ TRAIN_DTYPES = ("fp32", "bf16")
 _DTYPE_ALIASES = {"float32": "fp32", "bfloat16": "bf16"}
 
 
-def _from_dict(cls: type, data: dict[str, Any], what: str) -> Any:
+def _from_dict(cls: type[_D], data: dict[str, Any], what: str) -> _D:
     """Build dataclass `cls` from `data`, naming unknown keys in the error."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
