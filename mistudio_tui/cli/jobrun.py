@@ -10,6 +10,7 @@ from mistudio_tui.db.models import Job
 from mistudio_tui.db.states import JobState
 from mistudio_tui.display import printable
 from mistudio_tui.jobs import protocol as p
+from mistudio_tui.jobs.params import JobParams
 from mistudio_tui.jobs.runner import JobRunner
 from mistudio_tui.studio import Studio
 
@@ -17,7 +18,7 @@ from mistudio_tui.studio import Studio
 def run_job(
     studio: Studio,
     kind: str,
-    params: dict[str, Any],
+    params: JobParams | dict[str, Any],
     title: str = "",
     resource: Any = None,
     quiet: bool = False,
@@ -42,7 +43,13 @@ def run_job(
 
 
 def _submit_and_wait(
-    runner: JobRunner, kind: str, params: dict[str, Any], title: str, resource: Any, quiet: bool, tracker: Any
+    runner: JobRunner,
+    kind: str,
+    params: JobParams | dict[str, Any],
+    title: str,
+    resource: Any,
+    quiet: bool,
+    tracker: Any,
 ) -> Job:
     job = runner.submit(kind, params, title=title, resource=resource)
     if tracker is not None:

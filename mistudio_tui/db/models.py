@@ -17,6 +17,7 @@ from peewee import (
     IntegerField,
     JSONField,
     Model,
+    ModelSelect,
     TextField,
 )
 
@@ -109,6 +110,7 @@ class Dataset(BaseModel):
     job = ForeignKeyField(Job, null=True, on_delete="SET NULL")
     job_id: int | None
     created_at = DateTimeField(default=utcnow)
+    tokenizations: ModelSelect[Tokenization]  # the backref of Tokenization.dataset
 
 
 class LanguageModel(BaseModel):

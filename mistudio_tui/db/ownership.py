@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mistudio_tui.db.models import (
     ActivationSet,
@@ -33,6 +33,7 @@ from mistudio_tui.db.models import (
 
 # The models whose rows own a folder (each has `path` and `created_at`).
 OwningModel = Dataset | LanguageModel | Tokenization | ActivationSet | Training | FeatureSet
+OwningRow = TypeVar("OwningRow", Dataset, LanguageModel, Tokenization, ActivationSet, Training, FeatureSet)
 OWNING_MODELS: tuple[type[OwningModel], ...] = (
     Dataset,
     LanguageModel,
