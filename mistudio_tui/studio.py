@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from peewee import SqliteDatabase
 
@@ -11,6 +12,10 @@ from mistudio_tui.config import Paths, paths
 from mistudio_tui.db.connection import DiskFull, close_database, is_disk_full, open_database, schema_version
 from mistudio_tui.db.jobs import recover_interrupted
 from mistudio_tui.db.ownership import adopt_legacy_folders
+
+if TYPE_CHECKING:  # imported lazily at run time: the runner starts a thread, the session a torch worker
+    from mistudio_tui.inference.session import InferenceSession
+    from mistudio_tui.jobs.runner import JobRunner
 
 
 class Studio:
@@ -31,12 +36,12 @@ class Studio:
                 ) from None
             raise
         self._max_parallel = max_parallel
-        self._runner = None
-        self._inference = None
+        self._runner: JobRunner | None = None
+        self._inference: InferenceSession | None = None
         self._inference_lock = threading.Lock()
 
     @property
-    def runner(self):  # -> JobRunner (imported lazily: the runner starts a thread)
+    def runner(self) -> JobRunner:
         if self._runner is None:
             from mistudio_tui.jobs.runner import JobRunner
 
@@ -48,7 +53,8 @@ class Studio:
         return self._runner is not None
 
     @property
-    def inference(self):  # -> InferenceSession: one torch worker shared by every screen, started on first request
+    def inference(self) -> InferenceSession:
+        """One torch worker shared by every screen, started on first request."""
         with self._inference_lock:
             if self._inference is None:
                 from mistudio_tui.inference.session import InferenceSession
