@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterable
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from textual import events
 from textual.app import App, SystemCommand
@@ -39,14 +40,15 @@ MODE_KEYS = [
 MODE_GROUP = Binding.Group("Screens", compact=True)
 
 
-def lazy_screen(module: str, name: str) -> Screen:
+def lazy_screen(module: str, name: str) -> Screen[Any]:
     """Import a mode's screen module on first use (keeps the first frame fast)."""
     import importlib
 
-    return getattr(importlib.import_module(f"mistudio_tui.ui.screens.{module}"), name)()
+    screen: Screen[Any] = getattr(importlib.import_module(f"mistudio_tui.ui.screens.{module}"), name)()
+    return screen
 
 
-class MiStudioApp(App):
+class MiStudioApp(App[None]):
     """miStudio's terminal UI."""
 
     TITLE = "miStudio"
@@ -232,7 +234,7 @@ class MiStudioApp(App):
 
         self.push_screen(WelcomeModal(), chosen)
 
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for _key, mode, label in MODE_KEYS:
             yield SystemCommand(f"Go to {label}", f"Switch to the {label} screen", partial(self.switch_mode, mode))
@@ -243,7 +245,7 @@ class MiStudioApp(App):
         if extra is not None:
             yield from extra()
 
-    def screen_binding_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+    def screen_binding_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """Every key the screen itself binds, footer or not, as a palette entry naming its key."""
         title = getattr(screen, "TITLE_TEXT", "") or type(screen).__name__
         for active in screen.active_bindings.values():

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
-from peewee import Model
 from textual.screen import Screen
 
 from mistudio_tui.db.cascade import execute_delete, plan_delete
@@ -16,15 +15,17 @@ from mistudio_tui.services.spec import JobSpec
 from mistudio_tui.ui.messages import DataChanged
 
 if TYPE_CHECKING:
+    from mistudio_tui.app import MiStudioApp
+    from mistudio_tui.db.models import BaseModel
     from mistudio_tui.ui.modals.form import FormModal
 
 USER_ERRORS = (ValueError, FileNotFoundError, NotFound, PermissionError)
 
 
-def submit_spec(screen: Screen, spec: JobSpec) -> int | None:
+def submit_spec(screen: Screen[Any], spec: JobSpec) -> int | None:
     """Submit a built job, say so and let the screens reload (a row another job holds: say which, start nothing)."""
     try:
-        job = spec.submit(screen.app.studio.runner)
+        job = spec.submit(cast("MiStudioApp", screen.app).studio.runner)
     except ResourceBusy as exc:
         screen.notify(str(exc), severity="error", timeout=8)
         return None
@@ -33,7 +34,7 @@ def submit_spec(screen: Screen, spec: JobSpec) -> int | None:
     return job.id
 
 
-def start_spec(screen: Screen, make_spec: Callable[[], JobSpec]) -> int | None:
+def start_spec(screen: Screen[Any], make_spec: Callable[[], JobSpec]) -> int | None:
     """Build the job (validation errors become a notification naming the problem) and submit it."""
     try:
         spec = make_spec()
@@ -43,7 +44,7 @@ def start_spec(screen: Screen, make_spec: Callable[[], JobSpec]) -> int | None:
     return submit_spec(screen, spec)
 
 
-def open_job_form(screen: Screen, form: FormModal) -> None:
+def open_job_form(screen: Screen[Any], form: FormModal) -> None:
     """Show a form whose `build` makes the job: a bad value keeps the form open, a valid job starts on close."""
 
     def done(values: dict[str, Any] | None) -> None:
@@ -53,14 +54,15 @@ def open_job_form(screen: Screen, form: FormModal) -> None:
     screen.app.push_screen(form, done)
 
 
-def confirm_delete(screen: Screen, row: Model) -> None:
+def confirm_delete(screen: Screen[Any], row: BaseModel) -> None:
     """Show what a delete cascades to; delete rows and owned files on confirmation."""
     from mistudio_tui.ui.modals.confirm import ConfirmModal
 
-    if getattr(row, "status", "") in RunState.ACTIVE:
-        screen.notify(f"'{getattr(row, 'name', row.id)}' is {row.status}; cancel its job first", severity="warning")
+    status = getattr(row, "status", "")
+    if status in RunState.ACTIVE:
+        screen.notify(f"'{getattr(row, 'name', row.id)}' is {status}; cancel its job first", severity="warning")
         return
-    plan = plan_delete(row, screen.app.studio.paths.home)
+    plan = plan_delete(row, cast("MiStudioApp", screen.app).studio.paths.home)
 
     def decided(ok: bool | None) -> None:
         if ok:
@@ -71,7 +73,7 @@ def confirm_delete(screen: Screen, row: Model) -> None:
     screen.app.push_screen(ConfirmModal("Delete", plan.describe()), decided)
 
 
-def training_form_choices(screen: Screen) -> tuple[list[tuple[str, int]], list[tuple[str, int]]] | None:
+def training_form_choices(screen: Screen[Any]) -> tuple[list[tuple[str, int]], list[tuple[str, int]]] | None:
     """(ready activation sets, training templates with favourites first and starred) for a form that trains;
     None, with a hint, when there is nothing to train on yet."""
     from mistudio_tui.db.models import ActivationSet

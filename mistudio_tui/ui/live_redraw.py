@@ -62,7 +62,11 @@ class LiveRedraw:
     """
 
     def __init__(
-        self, screen: Screen, redraw: Callable[[], None], interval: float = LIVE_REFRESH_S, quiet: float = KEY_QUIET_S
+        self,
+        screen: Screen[Any],
+        redraw: Callable[[], None],
+        interval: float = LIVE_REFRESH_S,
+        quiet: float = KEY_QUIET_S,
     ) -> None:
         self.screen = screen
         self.redraw = redraw

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from textual import events
 from textual.app import ComposeResult
@@ -15,8 +15,12 @@ from mistudio_tui.ui.messages import DataChanged, JobUpdate
 from mistudio_tui.ui.widgets.jobs_bar import JobsBar
 from mistudio_tui.ui.widgets.key_footer import KeyFooter
 
+if TYPE_CHECKING:
+    from mistudio_tui.app import MiStudioApp
+    from mistudio_tui.studio import Studio
 
-class StudioScreen(Screen):
+
+class StudioScreen(Screen[Any]):
     """Base of the mode screens: subclasses implement `compose_body` and `reload`."""
 
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (80, "-wide")]
@@ -67,5 +71,5 @@ class StudioScreen(Screen):
         self.reload()
 
     @property
-    def studio(self):  # -> Studio
-        return self.app.studio
+    def studio(self) -> Studio:
+        return cast("MiStudioApp", self.app).studio
