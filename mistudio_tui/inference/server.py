@@ -13,15 +13,16 @@ import os
 import queue
 import threading
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from mistudio_tui.db.rows import tuples
 from mistudio_tui.db.states import RunState
 from mistudio_tui.ml.analysis.ablation import ablate_features
 from mistudio_tui.ml.analysis.decoder_map import decoder_map
@@ -498,7 +499,7 @@ def _feature_set_maxima(training_id: int, d_sae: int) -> Tensor | None:
         return None
     maxes = torch.zeros(d_sae)
     query = Feature.select(Feature.index, Feature.max_activation).where(Feature.feature_set == fset)
-    rows = cast("Iterable[tuple[int, float | None]]", query.tuples())  # peewee's stubs type .tuples() as rows
+    rows = tuples(query)
     found = False
     for index, value in rows:
         if 0 <= index < d_sae:

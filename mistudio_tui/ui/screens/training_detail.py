@@ -80,7 +80,7 @@ def draw_metric_curve(plot: CurvePlot, training: Training, metric: str, log_y: b
 
 def config_lines(config: dict[str, Any]) -> list[str]:
     """`section.key value` lines of a run config."""
-    lines = []
+    lines: list[str] = []
     for section, values in (config or {}).items():
         if isinstance(values, dict):
             lines.extend(f"{section}.{k} {json.dumps(v)}" for k, v in values.items())
