@@ -36,7 +36,7 @@ def finish_sample(job: Job, status: str, result: dict[str, Any]) -> None:
     dataset.source_type = "sample"
     dataset.source = ds.get("source", "Python standard library docstrings")
     dataset.text_field = "text"
-    dataset.job = job.id
+    dataset.job_id = job.id
     for key in ("path", "n_documents", "n_chars", "stats", "cleaning"):
         if key in ds:
             setattr(dataset, key, ds[key])
@@ -45,7 +45,7 @@ def finish_sample(job: Job, status: str, result: dict[str, Any]) -> None:
     model = LanguageModel.get_or_none(LanguageModel.name == lm["name"]) or LanguageModel(name=lm["name"])
     model.source_type = "sample"
     model.source = lm["path"]
-    model.job = job.id
+    model.job_id = job.id
     for key, value in lm.items():
         if key in LanguageModel._meta.fields and key not in ("id", "name"):
             setattr(model, key, value)
