@@ -22,7 +22,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from mistudio_tui.db.rows import tuples
 from mistudio_tui.db.states import RunState
 from mistudio_tui.ml.analysis.ablation import ablate_features
 from mistudio_tui.ml.analysis.decoder_map import decoder_map
@@ -488,6 +487,7 @@ def _scale_dict(scale: FeatureScale, strength: float) -> dict[str, Any]:
 def _feature_set_maxima(training_id: int, d_sae: int) -> Tensor | None:
     """Max activations from the newest ready feature set of the training, or None."""
     from mistudio_tui.db.models import Feature, FeatureSet
+    from mistudio_tui.db.rows import tuples
 
     fset = (
         FeatureSet.select()
