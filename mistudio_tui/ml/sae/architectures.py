@@ -115,7 +115,7 @@ class JumpReLUSAE(_ThresholdFP32, SparseAutoencoder):
         x, target = self.split(x)
         pre = self.pre_activations(x)
         bw = self.cfg.jumprelu_bandwidth
-        codes, l0, fired = _JumpReLUWithL0.apply(pre, self.threshold, bw)  # type: ignore[no-untyped-call]
+        codes, l0, fired = _JumpReLUWithL0.apply(pre, self.threshold, bw)  # type: ignore[no-untyped-call]  # torch: apply is untyped
         x_hat = codes @ self.W_dec + self.output_base(x)
         mse = self.mse(target, x_hat)
         sparsity = coefficient * l0

@@ -243,7 +243,7 @@ def sparse_encode(
     aux_k: int = 0,
 ) -> tuple[SparseCodes, SparseCodes | None]:
     """Encode [n, d_in] rows into (Batch)TopK codes, plus AuxK codes over dead latents when `dead_mask` is set."""
-    crow, cols, values, aux_crow, aux_cols, aux_values = _SparseEncode.apply(  # type: ignore[no-untyped-call]
+    crow, cols, values, aux_crow, aux_cols, aux_values = _SparseEncode.apply(  # type: ignore[no-untyped-call]  # torch: untyped
         x, W_enc, b_enc, b_dec, k, batch_topk, dead_mask, aux_k
     )
     d_sae = W_enc.shape[1]
@@ -254,5 +254,5 @@ def sparse_encode(
 
 def sparse_decode(codes: SparseCodes, W_dec: Tensor) -> Tensor:
     """codes @ W_dec as [n, d_in] (no bias), touching only the active rows of W_dec."""
-    decoded: Tensor = _SparseDecode.apply(codes.crow, codes.cols, codes.values, W_dec)  # type: ignore[no-untyped-call]
+    decoded: Tensor = _SparseDecode.apply(codes.crow, codes.cols, codes.values, W_dec)  # type: ignore[no-untyped-call]  # torch: untyped
     return decoded
