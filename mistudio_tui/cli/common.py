@@ -5,18 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
-
-from peewee import Model
+from typing import Any, TypeVar
 
 from mistudio_tui.cli.jobrun import run_job
 from mistudio_tui.cli.output import CliError, emit, format_table, row_dict
 from mistudio_tui.db.cascade import execute_delete, plan_delete
 from mistudio_tui.db.lookup import resolve
+from mistudio_tui.db.models import BaseModel
 from mistudio_tui.db.states import RunState
 from mistudio_tui.services.spec import JobSpec
 from mistudio_tui.studio import Studio
 from mistudio_tui.units import parse_count
+
+M = TypeVar("M", bound=BaseModel)
 
 
 def count_arg(what: str) -> Callable[[str], int]:
@@ -49,7 +50,11 @@ def int_arg(low: int = 0, high: int | None = None) -> Callable[[str], int]:
 
 
 def run_spec(
-    args: argparse.Namespace, studio: Studio, spec: JobSpec, show: Callable[[Model], dict], tracker: Any = None
+    args: argparse.Namespace,
+    studio: Studio,
+    spec: JobSpec,
+    show: Callable[[Any], dict[str, Any]],  # takes the row of spec.resource's model
+    tracker: Any = None,
 ) -> None:
     """Run the job of `spec` (its metrics also to `tracker`), then print the resource it made (its `id` first)."""
     job = run_job(studio, spec.kind, spec.params, title=spec.title, resource=spec.resource, tracker=tracker)
@@ -64,13 +69,13 @@ def _human(data: dict[str, Any]) -> str:
 
 
 def add_list_show_delete(
-    verbs: argparse._SubParsersAction,
+    verbs: argparse._SubParsersAction[argparse.ArgumentParser],
     common: argparse.ArgumentParser,
-    model: type[Model],
+    model: type[M],
     noun: str,
     columns: Sequence[tuple[str, str]],
-    summary: Callable[[Model], dict],
-    detail: Callable[[Model], dict] | None = None,
+    summary: Callable[[M], dict[str, Any]],
+    detail: Callable[[M], dict[str, Any]] | None = None,
 ) -> None:
     """Add `list`, `show ID|NAME` and `delete ID|NAME [--yes]` for `model`."""
     p = verbs.add_parser("list", help=f"list {noun}s", parents=[common])
@@ -84,12 +89,17 @@ def add_list_show_delete(
     p.set_defaults(func=lambda a, s: _delete(a, s, model))
 
 
-def _list(args: argparse.Namespace, model: type[Model], columns, summary) -> None:
+def _list(
+    args: argparse.Namespace,
+    model: type[M],
+    columns: Sequence[tuple[str, str]],
+    summary: Callable[[M], dict[str, Any]],
+) -> None:
     rows = [summary(r) for r in model.select().order_by(model.id)]
     emit(args.json, rows, lambda: format_table(rows, columns))
 
 
-def _show(args: argparse.Namespace, model: type[Model], detail) -> None:
+def _show(args: argparse.Namespace, model: type[M], detail: Callable[[M], dict[str, Any]]) -> None:
     row = resolve(model, args.ref)
     data = detail(row)
     emit(args.json, data, lambda: _human_detail(data))
@@ -107,10 +117,11 @@ def _human_detail(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _delete(args: argparse.Namespace, studio: Studio, model: type[Model]) -> None:
+def _delete(args: argparse.Namespace, studio: Studio, model: type[BaseModel]) -> None:
     row = resolve(model, args.ref)
-    if getattr(row, "status", "") in RunState.ACTIVE:
-        raise CliError(f"'{getattr(row, 'name', row.id)}' is {row.status}; cancel its job first")
+    status = getattr(row, "status", "")
+    if status in RunState.ACTIVE:
+        raise CliError(f"'{getattr(row, 'name', row.id)}' is {status}; cancel its job first")
     plan = plan_delete(row, studio.paths.home)
     message = plan.describe()
     if not args.yes:
@@ -123,5 +134,5 @@ def _delete(args: argparse.Namespace, studio: Studio, model: type[Model]) -> Non
     emit(args.json, {"id": row.id, "deleted": True, "cascade": plan.counts}, plan.done())
 
 
-def basic(row: Model, fields: Sequence[str]) -> dict[str, Any]:
+def basic(row: BaseModel, fields: Sequence[str]) -> dict[str, Any]:
     return row_dict(row, fields)

@@ -82,7 +82,7 @@ def model_summary(m: LanguageModel) -> dict[str, Any]:
     return basic(m, ["id", "name", "source", "status", "model_type", "d_model", "n_layers", "n_params", "path"])
 
 
-def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "sample", help="build the offline sample: corpus + tiny GPT-2 (about a minute)", parents=[common]
     )
@@ -194,6 +194,7 @@ def cmd_sample(args: argparse.Namespace, studio: Studio) -> None:
         for stage in sample_stages(studio):
             spec = stage()
             run_job(studio, spec.kind, spec.params, title=spec.title, resource=spec.resource)
+            assert spec.resource is not None  # every sample stage fills a row
             stages[spec.kind] = spec.resource.id
         data["pipeline"] = stages
     emit(

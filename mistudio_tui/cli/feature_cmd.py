@@ -40,7 +40,7 @@ def featureset_summary(f: FeatureSet) -> dict[str, Any]:
     return data
 
 
-def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     ft = sub.add_parser("features", help="feature extraction and browsing", parents=[common])
     verbs = ft.add_subparsers(dest="verb", required=True, metavar="VERB")
     p = verbs.add_parser(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from mistudio_tui.cli.jobrun import run_job
 from mistudio_tui.cli.output import CliError, emit, format_table, row_dict
@@ -25,7 +26,7 @@ COLUMNS = [
 ]
 
 
-def job_summary(job: Job) -> dict:
+def job_summary(job: Job) -> dict[str, Any]:
     data = row_dict(job, ["id", "kind", "title", "status", "device", "pid", "error", "created_at", "finished_at"])
     data["state"] = job.status  # the state machine's (a paused training's job was cancelled)
     data["status"] = shown_status(job)
@@ -33,7 +34,7 @@ def job_summary(job: Job) -> dict:
     return data
 
 
-def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     jobs = sub.add_parser("jobs", help="background jobs", parents=[common])
     verbs = jobs.add_subparsers(dest="verb", required=True, metavar="VERB")
     p = verbs.add_parser("list", help="recent jobs", parents=[common])

@@ -46,7 +46,7 @@ def run_summary(run: LabelingJob) -> dict[str, Any]:
     return data
 
 
-def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("label", help="auto-label features with an OpenAI-compatible chat API", parents=[common])
     p.add_argument("featureset", nargs="?", help="feature set id or name")
     p.add_argument("--endpoint", help="base URL, e.g. https://api.openai.com/v1 or http://localhost:8000/v1")

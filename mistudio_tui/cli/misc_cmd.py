@@ -9,7 +9,7 @@ from mistudio_tui.db.connection import latest_schema_version
 from mistudio_tui.studio import Studio
 
 
-def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("version", help="versions and the database schema", parents=[common])
     p.set_defaults(func=cmd_version)
 

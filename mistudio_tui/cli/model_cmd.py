@@ -127,7 +127,7 @@ def _extraction_values(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     md = sub.add_parser("models", help="transformer models", parents=[common])
     verbs = md.add_subparsers(dest="verb", required=True, metavar="VERB")
     p = verbs.add_parser("add", help="register a local model folder or download a hub model", parents=[common])
@@ -180,11 +180,13 @@ def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     )
 
 
-def _add_template_parser(verbs: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def _add_template_parser(
+    verbs: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
     tp = verbs.add_parser("templates", help="saved extraction settings (use with extract --template)", parents=[common])
     tverbs = tp.add_subparsers(dest="template_verb", required=True, metavar="VERB")
 
-    def add_save(tverbs: argparse._SubParsersAction) -> None:
+    def add_save(tverbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p = tverbs.add_parser("save", help="save extraction settings given as flags", parents=[common])
         p.add_argument("name")
         _extraction_options(p)

@@ -8,7 +8,7 @@ import math
 from mistudio_tui.monitor.history import INTERVAL_ENV, monitor_interval
 
 
-def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "monitor",
         help="GPUs, host and running jobs (reads only the database, NVML and psutil)",

@@ -9,8 +9,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NoReturn
 
-from peewee import Model
-
+from mistudio_tui.db.models import BaseModel
 from mistudio_tui.display import printable
 
 
@@ -36,7 +35,7 @@ class CliParser(argparse.ArgumentParser):
 def _default(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         return value.isoformat(timespec="seconds")
-    if isinstance(value, Model):
+    if isinstance(value, BaseModel):
         return value.id
     if hasattr(value, "tolist"):
         return value.tolist()
@@ -47,7 +46,7 @@ def to_json(data: Any) -> str:
     return json.dumps(data, default=_default, indent=2)
 
 
-def row_dict(row: Model, fields: Sequence[str] | None = None) -> dict[str, Any]:
+def row_dict(row: BaseModel, fields: Sequence[str] | None = None) -> dict[str, Any]:
     """A model row as a JSON-able dict (foreign keys as ids)."""
     out: dict[str, Any] = {}
     for name, field in row._meta.fields.items():

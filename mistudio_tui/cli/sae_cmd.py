@@ -11,7 +11,7 @@ from mistudio_tui.services import sae_io, sae_releases
 from mistudio_tui.studio import Studio
 
 
-def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("sae", help="import SAEs from other tools, export them in the SAELens layout", parents=[common])
     verbs = p.add_subparsers(dest="verb", required=True, metavar="VERB")
 

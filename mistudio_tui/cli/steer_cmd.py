@@ -60,7 +60,7 @@ def _steering_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-p", type=float, default=1.0)
 
 
-def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     st = sub.add_parser("steer", help="steer generation with SAE features; presets", parents=[common])
     _steering_options(st)
     st.add_argument("--preset", help="start from a saved preset (options given here override it)")

@@ -60,7 +60,7 @@ def sweep_summary(sweep: Sweep) -> dict[str, Any]:
     }
 
 
-def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     sw = sub.add_parser("sweep", help="hyperparameter sweeps (grid, random, Optuna TPE)", parents=[common])
     verbs = sw.add_subparsers(dest="verb", required=True, metavar="VERB")
 

@@ -14,7 +14,7 @@ from mistudio_tui.services import models as svc
 from mistudio_tui.studio import Studio
 
 
-def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = sub.add_parser(
         "synth",
         help="generate activations from known true features (sae_lens.synthetic) to check an SAE recipe",
@@ -48,6 +48,7 @@ def cmd_synth(args: argparse.Namespace, studio: Studio) -> None:
     except ModuleNotFoundError as exc:
         raise CliError(str(exc)) from None
     job = run_job(studio, spec.kind, spec.params, title=spec.title, resource=spec.resource)
+    assert spec.resource is not None  # the synthetic activation set's row
     aset = ActivationSet.get_by_id(spec.resource.id)
     synthetic = (aset.manifest or {}).get("synthetic") or {}
     data = {

@@ -50,11 +50,11 @@ def _human(tpl: TrainingTemplate) -> str:
 CLI = TemplateCli(svc.STORE, COLUMNS, template_summary, template_summary, _human)
 
 
-def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     tp = sub.add_parser("templates", help="training templates (saved configurations)", parents=[common])
     verbs = tp.add_subparsers(dest="verb", required=True, metavar="VERB")
 
-    def add_save(verbs: argparse._SubParsersAction) -> None:
+    def add_save(verbs: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p = verbs.add_parser(
             "save", help="save a run's configuration, or explicit values, as a template", parents=[common]
         )

@@ -5,30 +5,28 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from peewee import Model
+from typing import Any, Generic
 
 from mistudio_tui.cli.output import emit, format_table
-from mistudio_tui.services.template_store import TemplateStore
+from mistudio_tui.services.template_store import T, TemplateStore
 from mistudio_tui.studio import Studio
 
 
 @dataclass(frozen=True)
-class TemplateCli:
+class TemplateCli(Generic[T]):
     """How one kind of template is listed and shown on the command line."""
 
-    store: TemplateStore
+    store: TemplateStore[T]
     columns: Sequence[tuple[str, str]]  # table columns; "star" is the favourite mark
-    summary: Callable[[Model], dict[str, Any]]  # a `list` row (also what `favourite` prints)
-    detail: Callable[[Model], dict[str, Any]]  # what `show`, `save` and `import` print
-    human: Callable[[Model], str]  # `show` for people
+    summary: Callable[[T], dict[str, Any]]  # a `list` row (also what `favourite` prints)
+    detail: Callable[[T], dict[str, Any]]  # what `show`, `save` and `import` print
+    human: Callable[[T], str]  # `show` for people
 
     def add_verbs(
         self,
-        verbs: argparse._SubParsersAction,
+        verbs: argparse._SubParsersAction[argparse.ArgumentParser],
         common: argparse.ArgumentParser,
-        add_save: Callable[[argparse._SubParsersAction], None],
+        add_save: Callable[[argparse._SubParsersAction[argparse.ArgumentParser]], None],
     ) -> None:
         """Add list, show, export, import, favourite and delete; `add_save` adds the kind's own `save`."""
         p = verbs.add_parser("list", help="list templates, favourites first", parents=[common])
@@ -67,7 +65,7 @@ class TemplateCli:
         row = self.store.get(args.ref)
         emit(args.json, self.detail(row), lambda: self.human(row))
 
-    def show_saved(self, args: argparse.Namespace, row: Model, done: str) -> None:
+    def show_saved(self, args: argparse.Namespace, row: T, done: str) -> None:
         """Print a template just saved or imported (`done` says which)."""
         emit(args.json, self.detail(row), lambda: f"{done} template '{row.name}' (id {row.id})\n{self.human(row)}")
 

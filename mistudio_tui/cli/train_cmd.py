@@ -79,7 +79,7 @@ def training_detail(t: Training) -> dict[str, Any]:
     return data
 
 
-def add_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("train", help="train an SAE on an activation set (or resume one)", parents=[common])
     p.add_argument("--activations", help="activation set id or name")
     p.add_argument("--resume", metavar="RUN", help="continue a paused/interrupted run from its checkpoint")

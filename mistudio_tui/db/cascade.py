@@ -5,10 +5,11 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from peewee import Model
+from peewee import Field
 
-from mistudio_tui.db.models import database
+from mistudio_tui.db.models import BaseModel, database
 from mistudio_tui.db.ownership import owned_by
 
 NOUNS = {
@@ -37,7 +38,7 @@ class CascadePlan:
     """The rows (by table) and folders a delete removes, and the folders under the home it leaves in place because
     their row did not create them (no matching ownership marker, see db.ownership)."""
 
-    root: Model
+    root: BaseModel
     counts: dict[str, int] = field(default_factory=dict)
     paths: list[Path] = field(default_factory=list)
     kept: list[Path] = field(default_factory=list)
@@ -69,16 +70,16 @@ class CascadePlan:
         return text + (f"; folders {self.kept_text()}" if self.kept else "")
 
 
-def _cascading_backrefs(model: type[Model]) -> list[tuple]:
+def _cascading_backrefs(model: type[BaseModel]) -> list[tuple[Field[Any], type[BaseModel]]]:
     return [(fk, rel) for fk, rel in model._meta.backrefs.items() if (fk.on_delete or "").upper() == "CASCADE"]
 
 
-def plan_delete(instance: Model, home: Path | None = None) -> CascadePlan:
+def plan_delete(instance: BaseModel, home: Path | None = None) -> CascadePlan:
     """Walk ON DELETE CASCADE foreign keys from `instance`; collect counts and owned folders under `home`."""
     plan = CascadePlan(instance)
     _collect_paths(instance, plan, home)
     seen: dict[str, set[int]] = {}
-    frontier: list[tuple[type[Model], list[int]]] = [(type(instance), [instance.id])]
+    frontier: list[tuple[type[BaseModel], list[int]]] = [(type(instance), [instance.id])]
     while frontier:
         model, ids = frontier.pop(0)
         for fk, rel in _cascading_backrefs(model):
@@ -90,14 +91,15 @@ def plan_delete(instance: Model, home: Path | None = None) -> CascadePlan:
             known.update(child_ids)
             plan.counts[table] = plan.counts.get(table, 0) + len(child_ids)
             if "path" in rel._meta.fields:
-                columns = [rel.id, rel.path] + ([rel.created_at] if "created_at" in rel._meta.fields else [])
+                fields = rel._meta.fields
+                columns = [rel.id, fields["path"]] + ([fields["created_at"]] if "created_at" in fields else [])
                 for row in rel.select(*columns).where(rel.id.in_(child_ids)):
                     _collect_paths(row, plan, home)
             frontier.append((rel, child_ids))
     return plan
 
 
-def _collect_paths(row: Model, plan: CascadePlan, home: Path | None) -> None:
+def _collect_paths(row: BaseModel, plan: CascadePlan, home: Path | None) -> None:
     raw = getattr(row, "path", "") or ""
     if not raw or home is None:
         return

@@ -60,7 +60,8 @@ def migrate(db: SqliteDatabase, target: str | None = None) -> list[str]:
             f"the database has migrations this version of miStudio does not know ({', '.join(unknown)}); "
             "upgrade miStudio"
         )
-    return runner.up(target)
+    applied: list[str] = runner.up(target)
+    return applied
 
 
 def private_file(path: Path) -> None:

@@ -87,14 +87,14 @@ def parse_filter(text: str, search: str = "") -> FeatureFilter:
             raise ValueError(f"filter: {term!r} is not understood; use terms like {FILTER_HELP}")
         field, op, raw = match.groups()
         try:
-            value = float(raw)
+            number = float(raw)
         except ValueError:
             raise ValueError(f"filter: {term!r} needs a number after {field}{op}, not {raw!r}") from None
         low, high = FILTER_RANGES[field]
         if op in (">", ">=", "="):
-            setattr(flt, low, value)
+            setattr(flt, low, number)
         if op in ("<", "<=", "="):
-            setattr(flt, high, value)
+            setattr(flt, high, number)
     return flt
 
 
@@ -170,7 +170,8 @@ def feature_page(
 
 
 def feature_count(feature_set_id: int, flt: FeatureFilter | None = None) -> int:
-    return feature_query(feature_set_id, flt).count()
+    count: int = feature_query(feature_set_id, flt).count()
+    return count
 
 
 def position_of(feature_set_id: int, index: int, sort: str, descending: bool, flt: FeatureFilter | None) -> int:

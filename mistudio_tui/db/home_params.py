@@ -86,7 +86,7 @@ class HomeParamsField(JSONField):
     def db_value(self, value: Any) -> Any:
         if value is not None and not isinstance(value, Node):
             value = store_params(value, field_home(self))
-        return super().db_value(value)
+        return super().db_value(value)  # type: ignore[no-untyped-call]  # unannotated in peewee's stubs
 
     def python_value(self, value: Any) -> Any:
-        return load_params(super().python_value(value), field_home(self))
+        return load_params(super().python_value(value), field_home(self))  # type: ignore[no-untyped-call]  # unannotated in peewee's stubs

@@ -99,9 +99,9 @@ class HomePathField(TextField):
     def db_value(self, value: Any) -> Any:
         if value is None:
             return None
-        return super().db_value(to_stored(value, self._home()))
+        return super().db_value(to_stored(value, self._home()))  # type: ignore[no-untyped-call]  # unannotated in peewee's stubs
 
     def python_value(self, value: Any) -> Any:
         if value is None:
             return None
-        return from_stored(super().python_value(value), self._home())
+        return from_stored(super().python_value(value), self._home())  # type: ignore[no-untyped-call]  # unannotated in peewee's stubs

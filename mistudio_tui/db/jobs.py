@@ -6,9 +6,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from peewee import Model
-
-from mistudio_tui.db.models import ALL_MODELS, Job, Training, database, utcnow
+from mistudio_tui.db.models import ALL_MODELS, BaseModel, Job, Training, database, utcnow
 from mistudio_tui.db.states import JobState
 
 ACTIVE_STATES = JobState.ACTIVE  # kept for callers written before JobState
@@ -26,7 +24,7 @@ class ResourceBusy(ValueError):
     """Another queued or running job already holds the row a new job would fill (e.g. a second resume)."""
 
 
-def resource_of(job: Job) -> Model | None:
+def resource_of(job: Job) -> BaseModel | None:
     """The row a job creates or updates, if any."""
     if not job.resource_type or job.resource_id is None:
         return None
@@ -38,7 +36,7 @@ def create_job(
     kind: str,
     title: str,
     params: dict[str, Any],
-    resource: Model | None,
+    resource: BaseModel | None,
     runner_pid: int,
     log_dir: Path,
 ) -> Job:
@@ -63,16 +61,17 @@ def create_job(
     return job
 
 
-def _claim(job: Job, model: type[Model], ids: list[int]) -> None:
+def _claim(job: Job, model: type[BaseModel], ids: list[int]) -> None:
     """Point rows `ids` at `job` in one conditional UPDATE that skips rows an active job holds; fewer rows changed
     than asked means another job got there first, and the whole creation is rolled back."""
     active = Job.select(Job.id).where(Job.status.in_(ACTIVE_STATES), Job.id != job.id)
-    free = model.job.is_null() | model.job.not_in(active)
+    job_field = model._meta.fields["job"]  # every model a job fills has one
+    free = job_field.is_null() | job_field.not_in(active)
     claimed = model.update(job=job.id).where(model.id.in_(ids), free).execute()
     if claimed == len(set(ids)):
         return
-    row = model.select().where(model.id.in_(ids), model.job.in_(active)).first()
-    holder = Job.get_or_none(Job.id == row.job_id) if row is not None else None
+    row = model.select().where(model.id.in_(ids), job_field.in_(active)).first()
+    holder = Job.get_or_none(Job.id == getattr(row, job_field.object_id_name)) if row is not None else None
     what = model._meta.table_name.replace("_", " ")
     name = getattr(row, "name", None) or (row.id if row is not None else ids[0])
     if holder is None:
@@ -88,9 +87,10 @@ def _set_resource_status(job: Job, status: str, error: str | None = None) -> Non
     if resource is None or "status" not in resource._meta.fields:
         return
     model = type(resource)
-    values: dict[str, Any] = {model.status: RESOURCE_STATUS.get(status, status)}
-    if "error" in model._meta.fields:
-        values[model.error] = error
+    fields = model._meta.fields
+    values: dict[str, Any] = {fields["status"]: RESOURCE_STATUS.get(status, status)}
+    if "error" in fields:
+        values[fields["error"]] = error
     model.update(values).where(model.id == resource.id).execute()
     members = [m["training_id"] for m in (job.params or {}).get("members", []) if m.get("training_id")]
     if members:  # several SAEs trained by one job (train.multi) share its state

@@ -131,7 +131,8 @@ def _compact_stored(training_id: int, max_points: int) -> None:
 def stored_points(training_id: int) -> int:
     """How many curve points a run has stored (a count over the (training, step) index)."""
     sql = f'SELECT COUNT(*) FROM "{TrainingMetric._meta.table_name}" WHERE {TrainingMetric.training.column_name} = ?'
-    return database.execute_sql(sql, (training_id,)).fetchone()[0]
+    count: int = database.execute_sql(sql, (training_id,)).fetchone()[0]
+    return count
 
 
 def insert_rows(training_id: int, rows: Sequence[dict[str, Any]], replace: bool = False) -> None:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from typing import Any
 
 from peewee import (
+    AutoField,
     BooleanField,
     CharField,
     DatabaseProxy,
@@ -15,6 +17,7 @@ from peewee import (
     IntegerField,
     JSONField,
     Model,
+    ModelSelect,
     TextField,
 )
 
@@ -41,13 +44,22 @@ def refuse_id_like_name(name: str) -> None:
 
 
 class BaseModel(Model):
+    # The primary key peewee would add implicitly, declared so the type checker knows every row has an `id`.
+    # Likewise each `x = ForeignKeyField(...)` below is followed by `x_id: int`, the raw-id accessor peewee adds:
+    # an annotation only (no value), which peewee ignores.
+    id = AutoField()
+
     class Meta:
         database = database
         legacy_table_names = False
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> int:
         """Refuse a new or changed id-like name (rows loaded with one, from before the rule, still save)."""
-        if "name" in self._meta.fields and "name" in self._dirty and isinstance(self.__data__.get("name"), str):
+        if (
+            "name" in self._meta.fields
+            and "name" in self.dirty_field_names
+            and isinstance(self.__data__.get("name"), str)
+        ):
             refuse_id_like_name(self.__data__["name"])
         return super().save(*args, **kwargs)
 
@@ -96,7 +108,9 @@ class Dataset(BaseModel):
     stats = JSONField(null=True)
     error = TextField(null=True)
     job = ForeignKeyField(Job, null=True, on_delete="SET NULL")
+    job_id: int | None
     created_at = DateTimeField(default=utcnow)
+    tokenizations: ModelSelect[Tokenization]  # the backref of Tokenization.dataset
 
 
 class LanguageModel(BaseModel):
@@ -121,6 +135,7 @@ class LanguageModel(BaseModel):
     status = CharField(default="pending", index=True)
     error = TextField(null=True)
     job = ForeignKeyField(Job, null=True, on_delete="SET NULL")
+    job_id: int | None
     created_at = DateTimeField(default=utcnow)
 
     @property
@@ -134,7 +149,9 @@ class Tokenization(BaseModel):
     """One tokenization of a dataset (several per dataset): tokenizer, context size, packing."""
 
     dataset = ForeignKeyField(Dataset, backref="tokenizations", on_delete="CASCADE")
+    dataset_id: int
     model = ForeignKeyField(LanguageModel, null=True, backref="tokenizations", on_delete="SET NULL")
+    model_id: int | None
     name = CharField(unique=True)
     tokenizer = TextField(default="")
     context_size = IntegerField(default=128)
@@ -149,6 +166,7 @@ class Tokenization(BaseModel):
     stats = JSONField(null=True)
     error = TextField(null=True)
     job = ForeignKeyField(Job, null=True, on_delete="SET NULL")
+    job_id: int | None
     created_at = DateTimeField(default=utcnow)
 
 
@@ -168,7 +186,9 @@ class ActivationSet(BaseModel):
 
     name = CharField(unique=True)
     model = ForeignKeyField(LanguageModel, null=True, backref="activation_sets", on_delete="CASCADE")
+    model_id: int | None
     tokenization = ForeignKeyField(Tokenization, null=True, backref="activation_sets", on_delete="CASCADE")
+    tokenization_id: int | None
     hooks = JSONField(default=list)
     d_in = IntegerField(null=True)
     dtype = CharField(default="float32")
@@ -180,6 +200,7 @@ class ActivationSet(BaseModel):
     status = CharField(default="pending", index=True)
     error = TextField(null=True)
     job = ForeignKeyField(Job, null=True, on_delete="SET NULL")
+    job_id: int | None
     created_at = DateTimeField(default=utcnow)
 
 
@@ -210,9 +231,13 @@ class Training(BaseModel):
 
     name = CharField(unique=True)
     activation_set = ForeignKeyField(ActivationSet, null=True, backref="trainings", on_delete="CASCADE")
+    activation_set_id: int | None
     model = ForeignKeyField(LanguageModel, null=True, backref="trainings", on_delete="CASCADE")
+    model_id: int | None
     tokenization = ForeignKeyField(Tokenization, null=True, on_delete="SET NULL")
+    tokenization_id: int | None
     sweep = ForeignKeyField(Sweep, null=True, backref="trainings", on_delete="SET NULL")
+    sweep_id: int | None
     origin = CharField(default="trained")  # trained | imported
     architecture = CharField(default="topk")
     hook_name = CharField(null=True)
@@ -236,6 +261,7 @@ class Training(BaseModel):
     density_histogram = JSONField(null=True)  # latest {step, tokens, edges, counts} (migration 0005)
     error = TextField(null=True)
     job = ForeignKeyField(Job, null=True, on_delete="SET NULL")
+    job_id: int | None
     created_at = DateTimeField(default=utcnow)
     finished_at = DateTimeField(null=True)
 
@@ -244,6 +270,7 @@ class TrainingMetric(BaseModel):
     """One (possibly downsampled) point of a training curve; `span` raw points merged into it."""
 
     training = ForeignKeyField(Training, backref="metrics", on_delete="CASCADE", index=False)  # (training, step)
+    training_id: int
     step = IntegerField()
     tokens = IntegerField(null=True)
     loss = FloatField(null=True)
@@ -270,7 +297,9 @@ class FeatureSet(BaseModel):
 
     name = CharField(unique=True)
     training = ForeignKeyField(Training, backref="feature_sets", on_delete="CASCADE")
+    training_id: int
     tokenization = ForeignKeyField(Tokenization, null=True, on_delete="SET NULL")
+    tokenization_id: int | None
     d_sae = IntegerField(default=0)
     n_tokens = IntegerField(default=0)
     n_alive = IntegerField(default=0)
@@ -279,6 +308,7 @@ class FeatureSet(BaseModel):
     status = CharField(default="pending", index=True)
     error = TextField(null=True)
     job = ForeignKeyField(Job, null=True, on_delete="SET NULL")
+    job_id: int | None
     created_at = DateTimeField(default=utcnow)
 
 
@@ -289,7 +319,8 @@ class Feature(BaseModel):
     """One latent of a feature set: the columns the browser sorts and filters on."""
 
     feature_set = ForeignKeyField(FeatureSet, backref="features", on_delete="CASCADE")
-    index = IntegerField()
+    feature_set_id: int
+    index = IntegerField()  # type: ignore[assignment]  # the column is "index"; it shadows Model.index(), unused here
     density = FloatField(default=0.0)
     mean_activation = FloatField(default=0.0)
     max_activation = FloatField(default=0.0)
@@ -320,6 +351,7 @@ class LabelingJob(BaseModel):
     """One auto-labeling run over a feature set (settings without the API key)."""
 
     feature_set = ForeignKeyField(FeatureSet, backref="labeling_jobs", on_delete="CASCADE")
+    feature_set_id: int
     endpoint = TextField(default="")
     model = CharField(default="")
     settings = JSONField(default=dict)
@@ -332,6 +364,7 @@ class LabelingJob(BaseModel):
     cost = FloatField(null=True)
     error = TextField(null=True)
     job = ForeignKeyField(Job, null=True, on_delete="SET NULL")
+    job_id: int | None
     created_at = DateTimeField(default=utcnow)
 
 
@@ -339,6 +372,7 @@ class FeatureLabel(BaseModel):
     """A label of an SAE latent; keyed by SAE and index so re-extraction never loses it."""
 
     training = ForeignKeyField(Training, backref="labels", on_delete="CASCADE")
+    training_id: int
     feature_index = IntegerField()
     technical = TextField(default="")
     semantic = TextField(default="")
@@ -346,6 +380,7 @@ class FeatureLabel(BaseModel):
     model = CharField(null=True)
     prompt_version = CharField(null=True)
     labeling_job = ForeignKeyField(LabelingJob, null=True, backref="labels", on_delete="SET NULL")
+    labeling_job_id: int | None
     score = FloatField(null=True)
     score_details = JSONField(null=True)
     is_current = BooleanField(default=False)
@@ -361,6 +396,7 @@ class SteeringPreset(BaseModel):
 
     name = CharField(unique=True)
     training = ForeignKeyField(Training, null=True, on_delete="CASCADE")
+    training_id: int | None
     config = JSONField(default=dict)
     created_at = DateTimeField(default=utcnow)
 

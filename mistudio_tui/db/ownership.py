@@ -19,13 +19,29 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from peewee import Model
+from mistudio_tui.db.models import (
+    ActivationSet,
+    BaseModel,
+    Dataset,
+    FeatureSet,
+    LanguageModel,
+    Tokenization,
+    Training,
+)
 
-from mistudio_tui.db.models import ActivationSet, Dataset, FeatureSet, LanguageModel, Tokenization, Training
-
-OWNING_MODELS: tuple[type[Model], ...] = (Dataset, LanguageModel, Tokenization, ActivationSet, Training, FeatureSet)
+# The models whose rows own a folder (each has `path` and `created_at`).
+OwningModel = Dataset | LanguageModel | Tokenization | ActivationSet | Training | FeatureSet
+OwningRow = TypeVar("OwningRow", Dataset, LanguageModel, Tokenization, ActivationSet, Training, FeatureSet)
+OWNING_MODELS: tuple[type[OwningModel], ...] = (
+    Dataset,
+    LanguageModel,
+    Tokenization,
+    ActivationSet,
+    Training,
+    FeatureSet,
+)
 
 MARKER = ".mistudio-owner"
 ADOPTED = ".mistudio-owners"  # in the home: the folders of rows older than the markers were adopted
@@ -37,18 +53,18 @@ class DatabaseMissing(OSError):
     """The database is missing or empty while the home's data folders are full: refused, not rebuilt."""
 
 
-def row_token(row: Model) -> str:
+def row_token(row: BaseModel) -> str:
     """A token only `row` (this table, this id, this creation time) derives: a rebuilt database's row 1 differs."""
     created = getattr(row, "created_at", None)
     text = f"{row._meta.table_name}:{row.id}:{created.isoformat() if created is not None else ''}"
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def marker_of(row: Model) -> dict[str, Any]:
+def marker_of(row: BaseModel) -> dict[str, Any]:
     return {"table": row._meta.table_name, "id": row.id, "token": row_token(row)}
 
 
-def write_marker(folder: Path, row: Model) -> None:
+def write_marker(folder: Path, row: BaseModel) -> None:
     """Mark `folder` as created by `row`."""
     (Path(folder) / MARKER).write_text(json.dumps(marker_of(row)) + "\n")
 
@@ -62,12 +78,12 @@ def read_marker(folder: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def owned_by(folder: Path, row: Model) -> bool:
+def owned_by(folder: Path, row: BaseModel) -> bool:
     """True when `folder` is a folder whose marker names `row`."""
     return Path(folder).is_dir() and read_marker(folder) == marker_of(row)
 
 
-def create_owned_folder(row: Model, parent: Path, stem: str) -> Path:
+def create_owned_folder(row: BaseModel, parent: Path, stem: str) -> Path:
     """Create `parent/stem` (or `stem-2`, `stem-3`, ... when that name is taken: a new row never adopts an existing
     folder) with `row`'s marker; returns it."""
     parent = Path(parent)
@@ -90,7 +106,7 @@ def adopt_legacy_folders(home: Path) -> int:
     done = home / ADOPTED
     if done.exists():
         return 0
-    claims: dict[Path, list[Model]] = {}
+    claims: dict[Path, list[BaseModel]] = {}
     for model in OWNING_MODELS:
         for row in model.select(model.id, model.path, model.created_at).where(model.path.is_null(False)):
             folder = _inside_home(row.path, home)

@@ -145,7 +145,7 @@ class InferenceServer:
         except ValueError:
             bos = None
         with_bos = bos is not None
-        if with_bos and (not ids or ids[0] != bos):
+        if bos is not None and (not ids or ids[0] != bos):
             ids = [int(bos), *ids]
         limit = getattr(pair.loaded.config.get_text_config(), "max_position_embeddings", None)
         if limit and len(ids) > limit:
@@ -261,7 +261,7 @@ class InferenceServer:
 
     def op_scales(
         self, ctx: JobContext, training_id: Any, features: Sequence[int], device: str | None = None
-    ) -> dict[str, Any]:
+    ) -> dict[int, Any]:
         """Max activation, decoder norm and norm relative to the hook's typical norm per unit strength."""
         pair = self.pair(training_id, device)
         feats = _check_features(features, pair.sae.d_sae)
@@ -351,13 +351,14 @@ class InferenceServer:
         if pair.hook_out is None:
             fn = steering_fn(pair.sae, chosen, max_acts, state)
             return lambda: patch_activation(pair.loaded.model, pair.hook, fn)
+        hook_out = pair.hook_out
         splice = TranscoderSplice(pair.sae)
         fn = steering_fn(pair.sae, chosen, max_acts, state, source=lambda: splice.recorded)
 
         def patch() -> Any:
             stack = contextlib.ExitStack()
             stack.enter_context(patch_activation(pair.loaded.model, pair.hook, splice.record))
-            stack.enter_context(patch_activation(pair.loaded.model, pair.hook_out, fn))
+            stack.enter_context(patch_activation(pair.loaded.model, hook_out, fn))
             return stack
 
         return patch
@@ -486,6 +487,7 @@ def _scale_dict(scale: FeatureScale, strength: float) -> dict[str, Any]:
 def _feature_set_maxima(training_id: int, d_sae: int) -> Tensor | None:
     """Max activations from the newest ready feature set of the training, or None."""
     from mistudio_tui.db.models import Feature, FeatureSet
+    from mistudio_tui.db.rows import tuples
 
     fset = (
         FeatureSet.select()
@@ -496,7 +498,8 @@ def _feature_set_maxima(training_id: int, d_sae: int) -> Tensor | None:
     if fset is None:
         return None
     maxes = torch.zeros(d_sae)
-    rows = Feature.select(Feature.index, Feature.max_activation).where(Feature.feature_set == fset).tuples()
+    query = Feature.select(Feature.index, Feature.max_activation).where(Feature.feature_set == fset)
+    rows = tuples(query)
     found = False
     for index, value in rows:
         if 0 <= index < d_sae:
@@ -565,7 +568,11 @@ def serve(conn: Connection, home: str) -> None:
         rid = int(message["id"])
         op = str(message.get("op", ""))
         params = dict(message.get("params") or {})
-        ctx = RequestContext(lambda rid=rid: rid in cancelled or stopping.is_set())
+
+        def is_cancelled(rid: int = rid) -> bool:
+            return rid in cancelled or stopping.is_set()
+
+        ctx = RequestContext(is_cancelled)
         try:
             if rid in cancelled:
                 raise JobCancelled()

@@ -286,10 +286,13 @@ class ChatClient:
                     "(raise max_tokens, e.g. for a reasoning model)"
                 )
             raise _Retry(f"the response's message is empty (finish_reason={finish_reason!r})")
-        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        usage_field = data.get("usage")
+        usage = usage_field if isinstance(usage_field, dict) else {}
         prompt_tokens, completion_tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
-        estimated = not (isinstance(prompt_tokens, int) and isinstance(completion_tokens, int))
-        if estimated:
+        if isinstance(prompt_tokens, int) and isinstance(completion_tokens, int):
+            estimated = False
+        else:
+            estimated = True
             prompt_tokens, completion_tokens = estimate_tokens(prompt_chars), estimate_tokens(text)
         return ChatReply(text, int(prompt_tokens), int(completion_tokens), estimated, finish_reason, attempts)
 

@@ -227,7 +227,7 @@ async def label_features(
                 stop = asyncio.create_task(cancelled.wait())
                 finished, _ = await asyncio.wait({*pending, stop}, return_when=asyncio.FIRST_COMPLETED)
                 stop.cancel()
-                for task in finished - {stop}:
+                for task in [t for t in pending if t in finished]:  # the label tasks that finished (not `stop`)
                     pending.discard(task)
                     result = task.result()
                     if result.error:

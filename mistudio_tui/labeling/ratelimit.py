@@ -82,5 +82,5 @@ def _clamp(seconds: float) -> float | None:
 def backoff_delay(attempt: int, base_s: float, max_s: float, rng: random.Random | None = None) -> float:
     """The wait before retry `attempt` (0-based): base·2^attempt capped at max_s, with "equal jitter"."""
     ceiling = min(max_s, base_s * (2.0**attempt))
-    rng = rng or random
-    return ceiling / 2.0 + rng.uniform(0.0, ceiling / 2.0)
+    uniform = rng.uniform if rng is not None else random.uniform
+    return ceiling / 2.0 + uniform(0.0, ceiling / 2.0)

@@ -40,7 +40,7 @@ class ScoreOutcome:
     def score(self) -> float | None:
         """The headline score: detection's balanced accuracy, else fuzzing's."""
         for method in ("detection", "fuzzing"):
-            value = self.details.get(method, {}).get("balanced_accuracy")
+            value: float | None = self.details.get(method, {}).get("balanced_accuracy")
             if value is not None:
                 return value
         return None
@@ -171,7 +171,8 @@ async def score_method(
         elif isinstance(result, BaseException):
             raise result
         else:
-            judged, *usage = result
+            judged, prompt_tokens, completion_tokens, estimated = result
+            usage = (prompt_tokens, completion_tokens, estimated)
             predictions += judged
         outcome.prompt_tokens += usage[0]
         outcome.completion_tokens += usage[1]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+from collections.abc import Sequence
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -74,11 +75,15 @@ class TensorBatchSource:
         self._order = self._make_order()
 
 
+# (batch on the device, its copy-done CUDA event or None, the source state after it, the producer's error or None)
+_Prefetched = tuple[torch.Tensor | None, Any, dict[str, Any], BaseException | None]
+
+
 class ConcatenatedSource:
     """Rows of several sources side by side ([input | target] rows of a transcoder): the sources must serve the
     same tokens in the same order (e.g. two hooks of one activation set read with the same seed and rows)."""
 
-    def __init__(self, sources: list[BatchSource]) -> None:
+    def __init__(self, sources: Sequence[BatchSource]) -> None:
         if not sources:
             raise ValueError("ConcatenatedSource needs at least one source")
         self.sources = list(sources)
@@ -108,9 +113,7 @@ class PrefetchingSource:
         self.d_in = source.d_in
         self._state = source.state_dict()
         self._size: int | None = None
-        self._queue: queue.Queue[tuple[torch.Tensor | None, Any, dict[str, Any], BaseException | None]] = queue.Queue(
-            maxsize=depth
-        )
+        self._queue: queue.Queue[_Prefetched] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
@@ -171,7 +174,7 @@ class PrefetchingSource:
                         batch = host.to(self.device, non_blocking=True).float()
                         ready = torch.cuda.Event()
                         ready.record(self._stream)
-                item = (batch, ready, state, None)
+                item: _Prefetched = (batch, ready, state, None)
             except BaseException as exc:  # handed to the consumer, which raises it
                 item = (None, None, self._state, exc)
             while not stop.is_set():

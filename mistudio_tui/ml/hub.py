@@ -43,7 +43,7 @@ from mistudio_tui.units import format_bytes
 try:  # huggingface_hub >= 2 ships its HTTP client as `httpx2` and re-exports it here
     from huggingface_hub.utils import httpx as _http
 except ImportError:  # pragma: no cover - older huggingface_hub uses httpx itself
-    import httpx as _http
+    import httpx as _http  # type: ignore[no-redef]  # the same client under its older name
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 STATE_DIR = Path(".cache") / "mistudio"
@@ -351,8 +351,8 @@ def _select(
     ignore_patterns: str | Sequence[str] | None,
 ) -> list[HubFile]:
     by_path = {f.path: f for f in listing.files}
-    allow = list(allow_patterns) if isinstance(allow_patterns, (list, tuple)) else allow_patterns
-    ignore = list(ignore_patterns) if isinstance(ignore_patterns, (list, tuple)) else ignore_patterns
+    allow = allow_patterns if allow_patterns is None or isinstance(allow_patterns, str) else list(allow_patterns)
+    ignore = ignore_patterns if ignore_patterns is None or isinstance(ignore_patterns, str) else list(ignore_patterns)
     chosen = list(filter_repo_objects(list(by_path), allow_patterns=allow, ignore_patterns=ignore))
     if listing.repo_type == "model":
         chosen = select_model_files(chosen)

@@ -16,7 +16,8 @@ REPLACEMENT = "\ufffd"
 _BYTE_TOKEN = re.compile(r"<0x[0-9A-Fa-f]{2}>")
 
 
-def _hex_bytes(error: UnicodeDecodeError) -> tuple[str, int]:
+def _hex_bytes(error: UnicodeError) -> tuple[str, int]:
+    assert isinstance(error, UnicodeDecodeError)  # registered for decoding only
     return "".join(f"<0x{b:02X}>" for b in error.object[error.start : error.end]), error.end
 
 

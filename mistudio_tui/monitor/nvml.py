@@ -50,7 +50,7 @@ class GpuMonitor:
     """Samples every NVIDIA GPU; initialises NVML on first use and reports why when there is no GPU."""
 
     def __init__(self, nvml: ModuleType | Any | None = None) -> None:
-        self._nvml = nvml
+        self._nvml: Any = nvml  # the pynvml module (untyped), or a test's stand-in; set by the first sample
         self._lock = threading.Lock()
         self._started = False
         self._initialised = False

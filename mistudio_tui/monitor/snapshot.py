@@ -59,14 +59,14 @@ class MonitorSampler:
         host = self.host.sample()
         gpus = self.gpu.sample()
         running = list(Job.select().where(Job.status == "running", Job.pid.is_null(False)).order_by(Job.id))
-        job_pids = {j.pid: j.id for j in running}
+        job_pids = {j.pid: j.id for j in running if j.pid is not None}  # (the query left out jobs without one)
         losses = latest_losses([j.id for j in running])
         mapping = match_processes_to_jobs(gpu_pids(gpus), job_pids) if gpus and job_pids else {}
         stats = self.host.process_stats(list(job_pids))
         usages = []
         for job in running:
             usage = JobUsage(job, loss=losses.get(job.id))
-            st = stats.get(job.pid)
+            st = stats.get(job.pid) if job.pid is not None else None
             if st is not None:
                 usage.cpu_percent, usage.rss = st.cpu_percent, st.rss
             for gpu in gpus:
@@ -91,4 +91,4 @@ def latest_losses(job_ids: list[int]) -> dict[int, float]:
     if not job_ids:
         return {}
     rows = Training.select(Training.job, Training.loss).where(Training.job.in_(job_ids), Training.loss.is_null(False))
-    return {row.job_id: float(row.loss) for row in rows}
+    return {row.job_id: float(row.loss) for row in rows if row.job_id is not None and row.loss is not None}

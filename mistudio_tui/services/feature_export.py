@@ -268,7 +268,7 @@ def _write_atomically(path: Path, write: Any) -> int:
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
-            n = write(fh)
+            n: int = write(fh)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mistudio_tui.db.models import Dataset, LanguageModel, Tokenization, Training
+from mistudio_tui.db.rows import tuples
 from mistudio_tui.ml.sae.config import K_ARCHITECTURES, architecture_id, shown_architecture
 
 FILTER_KEYS = ("state", "dataset", "model", "tag", "group", "arch")
@@ -68,8 +69,8 @@ class RunRow:
 def load_rows(runs: Sequence[Training] | None = None) -> list[RunRow]:
     """Runs (all by default) with their dataset and model names, resolved in two queries, not one per run."""
     runs = list(Training.select().order_by(Training.id)) if runs is None else list(runs)
-    datasets = dict(Tokenization.select(Tokenization.id, Dataset.name).join(Dataset).tuples())
-    models = dict(LanguageModel.select(LanguageModel.id, LanguageModel.name).tuples())
+    datasets = dict(tuples(Tokenization.select(Tokenization.id, Dataset.name).join(Dataset)))
+    models = dict(tuples(LanguageModel.select(LanguageModel.id, LanguageModel.name)))
     return [RunRow(t, datasets.get(t.tokenization_id, "") or "", models.get(t.model_id, "") or "") for t in runs]
 
 

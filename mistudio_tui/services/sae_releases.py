@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -119,7 +120,7 @@ def load_catalogue(path: Path | None = None) -> dict[str, Release]:
 
 def list_releases(model: str | None = None, path: Path | None = None) -> list[Release]:
     """Releases, optionally only those whose model name contains `model` (case-insensitive)."""
-    releases = load_catalogue(path).values()
+    releases: Iterable[Release] = load_catalogue(path).values()
     if model:
         releases = [r for r in releases if model.lower() in r.model.lower()]
     return sorted(releases, key=lambda r: r.name)

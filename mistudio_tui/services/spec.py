@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from peewee import Model
-
-from mistudio_tui.db.models import Job
-from mistudio_tui.db.ownership import create_owned_folder
+from mistudio_tui.db.models import BaseModel, Job
+from mistudio_tui.db.ownership import OwningRow, create_owned_folder
 from mistudio_tui.jobs.params import JobParams
 
 if TYPE_CHECKING:
     from mistudio_tui.jobs.interface import Runner
     from mistudio_tui.studio import Studio
-
-RowT = TypeVar("RowT", bound=Model)
 
 
 @dataclass
@@ -26,7 +22,7 @@ class JobSpec:
     kind: str
     params: JobParams | dict[str, Any]  # dict: a kind without a params class yet
     title: str
-    resource: Model | None = None
+    resource: BaseModel | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def submit(self, runner: Runner) -> Job:
@@ -47,7 +43,7 @@ def slug(text: str, fallback: str = "item") -> str:
     return out[:60] or fallback
 
 
-def create_pending(studio: Studio, table: type[RowT], folder: str, /, **fields: Any) -> RowT:
+def create_pending(studio: Studio, table: type[OwningRow], folder: str, /, **fields: Any) -> OwningRow:
     """A new pending `table` row whose files go in a new folder `<folder>/<id>-<slug of its name>` of the studio's
     storage (suffixed when that name is taken), marked as the row's own (see db.ownership)."""
     row = table.create(status="pending", **fields)

@@ -143,7 +143,7 @@ def save_preset(name: str, request: SteeringRequest, overwrite: bool = False) ->
             raise ValueError(f"a steering preset named {name!r} exists; choose another name or overwrite it")
         if preset is None:
             preset = SteeringPreset(name=name)
-        preset.training = request.training_id
+        preset.training_id = request.training_id
         preset.config = request.to_config()
         preset.created_at = utcnow()
         preset.save()
@@ -164,7 +164,7 @@ def preset_summary(preset: SteeringPreset) -> dict[str, Any]:
     return {
         "id": preset.id,
         "name": preset.name,
-        "training": preset.training.name if preset.training_id is not None else None,
+        "training": preset.training.name if preset.training is not None else None,
         "features": config.get("features", []),
         "strengths": config.get("strengths", []),
         "method": config.get("method", "add"),

@@ -52,37 +52,45 @@ class Dimension:
     def is_range(self) -> bool:
         return self.low is not None
 
+    def bounds(self) -> tuple[float, float]:
+        """(low, high) of a range dimension (parse_space sets both)."""
+        assert self.low is not None and self.high is not None, f"{self.name} is not a range"
+        return self.low, self.high
+
     def grid_points(self) -> list[Any]:
         """The values a grid search visits."""
         if not self.is_range:
             return list(self.choices)
         n = self.count or DEFAULT_GRID_POINTS
+        low, high = self.bounds()
         if n == 1:
-            return [self._cast(self.low)]
+            return [self._cast(low)]
         if self.log:
-            lo, hi = math.log(self.low), math.log(self.high)
+            lo, hi = math.log(low), math.log(high)
             raw = [math.exp(lo + (hi - lo) * i / (n - 1)) for i in range(n)]
         else:
-            raw = [self.low + (self.high - self.low) * i / (n - 1) for i in range(n)]
+            raw = [low + (high - low) * i / (n - 1) for i in range(n)]
         return list(dict.fromkeys(self._cast(v) for v in raw))
 
     def sample(self, rng: random.Random) -> Any:
         """One value drawn uniformly (log-uniformly for log ranges)."""
         if not self.is_range:
             return rng.choice(self.choices)
+        low, high = self.bounds()
         if self.log:
-            value = math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+            value = math.exp(rng.uniform(math.log(low), math.log(high)))
         else:
-            value = rng.uniform(self.low, self.high)
+            value = rng.uniform(low, high)
         return self._cast(value)
 
     def suggest(self, trial: Any) -> Any:
         """The value an Optuna trial suggests for this dimension."""
         if not self.is_range:
             return trial.suggest_categorical(self.name, list(self.choices))
+        low, high = self.bounds()
         if self.integer:
-            return trial.suggest_int(self.name, int(self.low), int(self.high), log=self.log)
-        return trial.suggest_float(self.name, float(self.low), float(self.high), log=self.log)
+            return trial.suggest_int(self.name, int(low), int(high), log=self.log)
+        return trial.suggest_float(self.name, float(low), float(high), log=self.log)
 
     def _cast(self, value: float) -> Any:
         return round(value) if self.integer else float(f"{value:.6g}")
@@ -272,9 +280,10 @@ def _distribution(dim: Dimension) -> Any:
 
     if not dim.is_range:
         return od.CategoricalDistribution(list(dim.choices))
+    low, high = dim.bounds()
     if dim.integer:
-        return od.IntDistribution(int(dim.low), int(dim.high), log=dim.log)
-    return od.FloatDistribution(float(dim.low), float(dim.high), log=dim.log)
+        return od.IntDistribution(int(low), int(high), log=dim.log)
+    return od.FloatDistribution(float(low), float(high), log=dim.log)
 
 
 # --- objectives and trial summaries ----------------------------------------------------------------
@@ -340,7 +349,7 @@ def trial_rows(sweep: Sweep) -> list[dict[str, Any]]:
                 "score": objective_value(objective, training, weight) if finished else None,
             }
         )
-    done = [r if r["status"] in RunState.USABLE else {"l0": None} for r in rows]
+    done: list[dict[str, Any]] = [r if r["status"] in RunState.USABLE else {"l0": None} for r in rows]
     on_ev = set(pareto_front([(r["l0"], r.get("explained_variance")) for r in done]))
     on_ce = set(pareto_front([(r["l0"], r.get("ce_loss_recovered")) for r in done]))
     for i, row in enumerate(rows):
@@ -356,12 +365,13 @@ def best_trial(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def sweep_job(sweep: Sweep) -> Job | None:
     """The latest job that ran this sweep."""
-    return (
+    job: Job | None = (
         Job.select()
         .where((Job.resource_type == "sweep") & (Job.resource_id == sweep.id))
         .order_by(Job.id.desc())
         .first()
     )
+    return job
 
 
 # --- creating, resuming and cancelling sweeps ------------------------------------------------------

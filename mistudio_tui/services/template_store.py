@@ -11,13 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from peewee import Model
-
 from mistudio_tui.db.lookup import resolve
-from mistudio_tui.db.models import database, utcnow
+from mistudio_tui.db.models import ExtractionTemplate, TrainingTemplate, database, utcnow
 from mistudio_tui.services.spec import slug
 
-T = TypeVar("T", bound=Model)
+T = TypeVar("T", ExtractionTemplate, TrainingTemplate)  # the template tables (the same columns)
 
 # (config, where) -> the cleaned config; raises ValueError naming `where` and the bad field.
 Validate = Callable[[Any, str], dict[str, Any]]

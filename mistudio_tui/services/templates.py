@@ -170,7 +170,9 @@ def config_from_training(training: Training) -> dict[str, Any]:
     return validate_config({"sae": sae, "train": train}, f"training '{training.name}'")
 
 
-def config_from_values(architecture: str | None = None, expansion: float | None = None, **values: Any) -> dict:
+def config_from_values(
+    architecture: str | None = None, expansion: float | None = None, **values: Any
+) -> dict[str, Any]:
     """A template config from explicit values: SAE fields go to 'sae', the rest to 'train'."""
     sae: dict[str, Any] = {}
     train: dict[str, Any] = {}

@@ -57,8 +57,9 @@ def confirm_delete(screen: StudioScreen, row: Model) -> None:
     """Show what a delete cascades to; delete rows and owned files on confirmation."""
     from mistudio_tui.ui.modals.confirm import ConfirmModal
 
-    if getattr(row, "status", "") in RunState.ACTIVE:
-        screen.notify(f"'{getattr(row, 'name', row.id)}' is {row.status}; cancel its job first", severity="warning")
+    status = getattr(row, "status", "")
+    if status in RunState.ACTIVE:
+        screen.notify(f"'{getattr(row, 'name', row.id)}' is {status}; cancel its job first", severity="warning")
         return
     plan = plan_delete(row, screen.studio.paths.home)
 

@@ -15,7 +15,7 @@ from mistudio_tui.monitor.snapshot import MonitorSampler
 from mistudio_tui.ui.widgets.monitor_view import CompactMonitor, MonitorPanel
 
 
-class MonitorApp(App):
+class MonitorApp(App[None]):
     """The full monitor (`compact=False`) or the compact side pane; refreshes every `interval` seconds."""
 
     TITLE = "miStudio monitor"

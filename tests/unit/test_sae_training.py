@@ -15,9 +15,17 @@ from mistudio_tui.ml.batches import TensorBatchSource
 from mistudio_tui.ml.sae.architectures import TopKSAE
 from mistudio_tui.ml.sae.checkpoint import latest_checkpoint, load_checkpoint
 from mistudio_tui.ml.sae.config import SAEConfig, TrainConfig
+from mistudio_tui.ml.sae.evaluate import SCALAR_SUMS
 from mistudio_tui.ml.sae.formats import load_saelens
 from mistudio_tui.ml.sae.optim import averaged_weights
-from mistudio_tui.ml.sae.trainer import DEAD_CHECK_EVERY, SAETrainer, effective_dead_threshold, train_sae
+from mistudio_tui.ml.sae.trainer import (
+    DEAD_CHECK_EVERY,
+    LOSS_TERMS,
+    SAETrainer,
+    StepSums,
+    effective_dead_threshold,
+    train_sae,
+)
 
 METRIC_KEYS = {
     "step",
@@ -399,6 +407,23 @@ def test_window_metrics_equal_a_recomputation_when_nothing_learns(
     assert row["explained_variance"] == pytest.approx(1 - float(out.mse) * x.shape[0] / total_variance, rel=1e-4)
     if architecture != "topk":
         assert row["sparsity_loss"] == pytest.approx(float(out.sparsity), rel=1e-4)
+
+
+def test_step_sums_name_the_slots_of_the_metric_window(tmp_path: Path) -> None:
+    """The fused window vector: the window's own sums first, then one extra slot per loss metric, weighted so the
+    per-batch means (mse and the loss terms) become sums."""
+    assert StepSums._fields[: len(SCALAR_SUMS)] == SCALAR_SUMS
+    assert LOSS_TERMS == ("loss", "aux_loss", "sparsity_loss")
+    trainer = SAETrainer(
+        SAEConfig(d_in=8, d_sae=16, k=2),
+        small_train_cfg(),
+        TensorBatchSource(torch.randn(64, 8)),
+        tmp_path,
+        LocalContext(),
+    )
+    assert trainer.window.extra_sums().numel() == len(LOSS_TERMS)
+    weights = StepSums(*trainer._row_weights(7).tolist())
+    assert weights == StepSums(sse=7, sum_sq=1, l1_sum=1, loss=7, aux_loss=7, sparsity_loss=7)
 
 
 def test_checkpoint_written_before_the_loss_terms_joined_the_window_resumes(tmp_path: Path) -> None:

@@ -1,9 +1,10 @@
 """0001: the initial schema (frozen copy; Python-side defaults live in db/models.py)."""
 
 from peewee import *
+from playhouse.migrations import SchemaMigrator
 
 
-def up(migrator, db):
+def up(migrator: SchemaMigrator, db: Database) -> None:
     class Job(Model):
         kind = CharField(index=True)
         title = CharField(default="")
@@ -220,7 +221,7 @@ def up(migrator, db):
 
     class Feature(Model):
         feature_set = ForeignKeyField(FeatureSet, on_delete="CASCADE")
-        index = IntegerField()
+        index = IntegerField()  # type: ignore[assignment]  # the column is "index"; it shadows Model.index()
         density = FloatField(index=True, default=0.0)
         mean_activation = FloatField(default=0.0)
         max_activation = FloatField(index=True, default=0.0)
@@ -335,7 +336,7 @@ def up(migrator, db):
     db.create_tables([TrainingTemplate])
 
 
-def down(migrator, db):
+def down(migrator: SchemaMigrator, db: Database) -> None:
     migrator.migrate(migrator.drop_table("training_template"))
     migrator.migrate(migrator.drop_table("training_metric"))
     migrator.migrate(migrator.drop_table("steering_preset"))

@@ -6,11 +6,12 @@ Paths elsewhere stay absolute.
 """
 
 from peewee import *
+from playhouse.migrations import SchemaMigrator
 
 from mistudio_tui.db.home_paths import PATH_COLUMNS, adopted, database_home
 
 
-def up(migrator, db):
+def up(migrator: SchemaMigrator, db: Database) -> None:
     home = database_home(db)
     if home is None:
         return

@@ -10,12 +10,13 @@ Search (a substring of the labels or top tokens) scanned every row with LIKE '%â
 """
 
 from peewee import *
+from playhouse.migrations import SchemaMigrator
 
 FILTERED = ("dead", "bookmarked", "density", "max_activation", "label_score")
 SORTED = ("density", "max_activation", "label_score", "index")
 
 
-def up(migrator, db):
+def up(migrator: SchemaMigrator, db: Database) -> None:
     for column in ("density", "max_activation", "label_score"):
         db.execute_sql(f'DROP INDEX IF EXISTS "feature_feature_set_id_{column}_index"')
         db.execute_sql(f'DROP INDEX IF EXISTS "feature_{column}"')

@@ -8,12 +8,13 @@ home whose twin exists here (the home was copied or moved before this upgrade). 
 import json
 
 from peewee import *
+from playhouse.migrations import SchemaMigrator
 
 from mistudio_tui.db.home_params import store_params
 from mistudio_tui.db.home_paths import adopted, database_home
 
 
-def up(migrator, db):
+def up(migrator: SchemaMigrator, db: Database) -> None:
     home = database_home(db)
     if home is None:
         return

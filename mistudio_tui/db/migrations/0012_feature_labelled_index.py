@@ -8,13 +8,14 @@ index of 0010 is rebuilt carrying it; the semantic-label sort index now carries 
 """
 
 from peewee import *
+from playhouse.migrations import SchemaMigrator
 
 FILTERED = ("dead", "bookmarked", "labelled", "density", "max_activation", "label_score")
 SORTED = ("density", "max_activation", "label_score", "index", "semantic_label")
 HAS_LABEL = "(new.semantic_label != '')"
 
 
-def up(migrator, db):
+def up(migrator: SchemaMigrator, db: Database) -> None:
     if "labelled" not in {column.name for column in db.get_columns("feature")}:
         db.execute_sql('ALTER TABLE "feature" ADD COLUMN "labelled" INTEGER NOT NULL DEFAULT 0')
     db.execute_sql("UPDATE \"feature\" SET labelled = (semantic_label != '') WHERE labelled != (semantic_label != '')")

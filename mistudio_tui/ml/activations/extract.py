@@ -152,7 +152,7 @@ class ActivationChunk:
 
 def check_compatible(loaded: LoadedModel, tokens: TokenStore) -> None:
     """Refuse a tokenization whose ids or context do not fit the model."""
-    embeddings = loaded.model.get_input_embeddings()
+    embeddings = loaded.model.get_input_embeddings()  # type: ignore[operator]  # a transformers model; nn.Module.__getattr__ types it as a Tensor
     vocab = int(getattr(embeddings, "num_embeddings", 0) or 0)
     meta_vocab = tokens.meta.get("vocab_size")
     if vocab and isinstance(meta_vocab, int) and meta_vocab > vocab:
@@ -202,7 +202,7 @@ def iter_chunks(
 ) -> Iterator[ActivationChunk]:
     """Run the model over token rows in `order` (default: storage order) from `start`, yielding kept rows."""
     total = tokens.n_sequences if order is None else len(order)
-    vocab = int(getattr(loaded.model.get_input_embeddings(), "num_embeddings", 0) or 0)
+    vocab = int(getattr(loaded.model.get_input_embeddings(), "num_embeddings", 0) or 0)  # type: ignore[operator]  # a transformers model; nn.Module.__getattr__ types it as a Tensor
     first, first_skip = start
     for lo in range(first, total, batch_size):
         hi = min(lo + batch_size, total)
@@ -253,7 +253,11 @@ class _Buffer:
         if ready is not None:
             ready.synchronize()
         tensors = {hook: buffer[:n] for hook, buffer in self.activations.items()}
-        columns = {"token_ids": self.token_ids, "sequence": self.sequence, "position": self.position}
+        columns: dict[str, np.ndarray[Any, Any]] = {
+            "token_ids": self.token_ids,
+            "sequence": self.sequence,
+            "position": self.position,
+        }
         tensors.update({name: torch.from_numpy(column[:n]) for name, column in columns.items()})
         tmp = path.with_name(path.name + ".tmp")
         save_file(tensors, str(tmp))
@@ -491,7 +495,7 @@ def _open_manifest(out_dir: Path, settings: dict[str, Any], loaded: LoadedModel)
     path = out_dir / MANIFEST_FILE
     if path.exists():
         try:
-            manifest = json.loads(path.read_text())
+            manifest: dict[str, Any] = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path} is not valid JSON ({exc}); delete the folder to start over") from None
         diff = _settings_mismatch(manifest, settings)

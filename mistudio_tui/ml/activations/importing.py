@@ -113,7 +113,7 @@ def import_activations(
     if (out_dir / MANIFEST_FILE).exists():
         raise ValueError(f"{out_dir} already holds an activation set; choose another folder")
     hook = hook_name or chosen
-    shards = []
+    shards: list[dict[str, Any]] = []
     modes = set()
     for index, (file, (_k, rows, _d, _dt)) in enumerate(zip(files, described, strict=True)):
         entry, mode = _place(file, out_dir, index, link)

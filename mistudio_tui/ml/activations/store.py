@@ -75,7 +75,7 @@ class ActivationStore:
 
     def shard_path(self, index: int) -> Path:
         """Where shard `index` lives (relative to the folder; imported sets may hold absolute paths)."""
-        return self.folder / self.shards[index]["file"]
+        return self.folder / str(self.shards[index]["file"])
 
     # --- reading ------------------------------------------------------------------------------------
     def _check_file(self, index: int) -> None:
@@ -96,7 +96,8 @@ class ActivationStore:
             with safe_open(str(path), framework="pt") as handle:
                 if key not in handle.keys():  # noqa: SIM118 - safe_open has no __contains__
                     raise ValueError(f"activation shard {path} has no tensor {key!r}")
-                return handle.get_slice(key)[lo:hi]
+                rows: torch.Tensor = handle.get_slice(key)[lo:hi]
+                return rows
         except FileNotFoundError:
             raise FileNotFoundError(f"activation shard {path} is missing") from None
         except ValueError:

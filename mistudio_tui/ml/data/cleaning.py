@@ -9,7 +9,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from html.parser import HTMLParser
-from typing import Any
+from typing import Any, Literal, cast
 
 UNICODE_FORMS = ("NFC", "NFKC", "none")
 
@@ -163,7 +163,7 @@ class Cleaner:
         if opts.strip_html:
             text = strip_html(text)
         if opts.unicode_form != "none" and not text.isascii():
-            text = unicodedata.normalize(opts.unicode_form, text)
+            text = unicodedata.normalize(cast(Literal["NFC", "NFKC"], opts.unicode_form), text)  # checked on creation
         if opts.strip_control:
             text = _CONTROL.sub("", text)
         if opts.normalize_whitespace:

@@ -66,7 +66,8 @@ def read_dataset_meta(dataset_dir: str | Path) -> dict[str, Any]:
             f"dataset at {dataset_dir} is incomplete ({META_FILE} is missing): resume or rerun its ingestion"
         )
     try:
-        return json.loads(meta_path.read_text(encoding="utf-8"))
+        meta: dict[str, Any] = json.loads(meta_path.read_text(encoding="utf-8"))
+        return meta
     except json.JSONDecodeError as err:
         raise ValueError(f"{meta_path}: invalid JSON: {err.msg} at line {err.lineno}") from None
 
@@ -106,7 +107,7 @@ def _load_state(out_dir: Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
-        state = json.loads(path.read_text(encoding="utf-8"))
+        state: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError:
         raise ValueError(f"{path}: unreadable checkpoint; start the ingestion again without resume") from None
     if state.get("version") != STATE_VERSION:

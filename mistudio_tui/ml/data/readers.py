@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from _csv import Reader as CsvReader
+
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -234,7 +236,7 @@ def _jsonl_rows(path: Path, name: str, cursor: _Cursor) -> Iterator[tuple[int | 
             yield lineno, row
 
 
-def _open_csv(raw: io.BufferedReader) -> Iterator[list[str]]:
+def _open_csv(raw: io.BufferedReader) -> CsvReader:
     text = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
     return csv.reader(text)
 
@@ -344,7 +346,9 @@ def _file_rows(
 def _is_string_type(arrow_type: pa.DataType) -> bool:
     import pyarrow as pa
 
-    return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_string_view(arrow_type)
+    return bool(
+        pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type) or pa.types.is_string_view(arrow_type)
+    )
 
 
 def _looks_like_text(value: str) -> bool:
@@ -368,8 +372,8 @@ def _file_fields(path: Path, name: str, whole_file: bool, n_samples: int) -> Fie
         samples = [row for _, row in itertools.islice(_parquet_rows(path, name, None, _Cursor()), n_samples)]
         return FieldPeek(name, fields, strings, _default_or_none(fields, strings), samples)
     if suffix in TXT_SUFFIXES:
-        rows = _txt_rows(path, name, whole_file, _Cursor())
-        samples = [r for _, r in itertools.islice(rows, n_samples * 4) if isinstance(r, dict)][:n_samples]
+        txt_rows = _txt_rows(path, name, whole_file, _Cursor())
+        samples = [r for _, r in itertools.islice(txt_rows, n_samples * 4) if isinstance(r, dict)][:n_samples]
         return FieldPeek(name, [DEFAULT_TEXT_FIELD], [DEFAULT_TEXT_FIELD], DEFAULT_TEXT_FIELD, samples)
     if suffix in CSV_SUFFIXES:
         csv.field_size_limit(_CSV_FIELD_LIMIT)
@@ -377,7 +381,7 @@ def _file_fields(path: Path, name: str, whole_file: bool, n_samples: int) -> Fie
             header = next(_open_csv(raw), None) or []
     else:
         header = []
-    rows = [
+    rows: list[dict[str, Any]] = [
         r
         for _, r in itertools.islice(_file_rows(path, name, whole_file, None, _Cursor())[1], FIELD_SAMPLE_ROWS)
         if isinstance(r, dict)
@@ -484,7 +488,7 @@ class FileReader(DocumentReader):
 
     def __init__(
         self,
-        path: str | Path,
+        path: str | os.PathLike[str],
         text_field: str | None = None,
         whole_file: bool = False,
         skip_bad_rows: bool = False,
@@ -571,7 +575,7 @@ class RowReader(DocumentReader):
         self._iter = iter(source.rows)
         for _ in itertools.islice(self._iter, skip_rows):
             pass
-        first = next(self._iter, _END)
+        first: Any = next(self._iter, _END)  # a row, or _END for an empty source
         if first is not _END:
             self._iter = itertools.chain([first], self._iter)
         self.text_field = self._resolve(first, text_field)

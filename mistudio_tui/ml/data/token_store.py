@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 TOKENS_FILE = "tokens.bin"
 LENGTHS_FILE = "lengths.bin"
@@ -95,6 +96,8 @@ class TokenStore:
         self.context_size = int(self.meta["context_size"])
         self.n_sequences = int(self.meta["n_sequences"])
         shape = (self.n_sequences, self.context_size)
+        self.tokens: NDArray[np.uint32]
+        self.lengths: NDArray[np.int32]
         if self.n_sequences:
             self.tokens = np.memmap(self.folder / TOKENS_FILE, dtype=TOKEN_DTYPE, mode="r", shape=shape)
             self.lengths = np.memmap(self.folder / LENGTHS_FILE, dtype=np.int32, mode="r", shape=(shape[0],))

@@ -146,13 +146,14 @@ def _pad_id(tokenizer: Any) -> int:
 
 def _encode(tokenizer: Any, texts: list[str]) -> list[list[int]]:
     """Token ids of each text, without special tokens (one batched call)."""
-    return tokenizer(
+    ids: list[list[int]] = tokenizer(
         texts,
         add_special_tokens=False,
         return_attention_mask=False,
         return_token_type_ids=False,
         verbose=False,
     )["input_ids"]
+    return ids
 
 
 @dataclass
@@ -267,7 +268,7 @@ def _load_state(out_dir: Path, settings: dict[str, Any]) -> dict[str, Any] | Non
     if not path.exists():
         return None
     try:
-        state = json.loads(path.read_text())
+        state: dict[str, Any] = json.loads(path.read_text())
     except json.JSONDecodeError:
         raise ValueError(f"{path}: unreadable checkpoint; tokenize again without resume") from None
     if state.get("version") != STATE_VERSION:

@@ -18,7 +18,8 @@ class SimilarFeatures(NamedTuple):
 def _unit_rows(matrix: Tensor) -> Tensor:
     """Rows scaled to unit length (all-zero rows stay zero)."""
     matrix = matrix.detach().to(torch.float32)
-    return matrix / matrix.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    unit: Tensor = matrix / matrix.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    return unit
 
 
 def _check_decoder(W_dec: Tensor, top: int) -> None:

@@ -27,4 +27,5 @@ def read_vocab(folder: Path | str) -> list[str]:
     path = Path(folder) / "vocab.json"
     if not path.exists():
         raise FileNotFoundError(f"vocabulary missing: {path}")
-    return json.loads(path.read_text())
+    vocab: list[str] = json.loads(path.read_text())
+    return vocab

@@ -27,7 +27,7 @@ def _total_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def _signature(module: nn.Module) -> tuple:
+def _signature(module: nn.Module) -> tuple[Any, ...]:
     """Structure of a module (classes and parameter shapes), to spot identical repeated blocks."""
     return tuple(
         (name, type(m).__name__, tuple((n, tuple(p.shape)) for n, p in m.named_parameters(recurse=False)))
@@ -84,7 +84,7 @@ def _children(module: nn.Module, path: str) -> list[dict[str, Any]]:
 def describe_model(model: Any) -> dict[str, Any]:
     """Family, sizes, parameter counts, module tree and hook points of a model or LoadedModel, as JSON."""
     module = unwrap_model(model)
-    config = getattr(module, "config", None)
+    config: Any = getattr(module, "config", None)
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     params = list(module.parameters())
     first = params[0] if params else None

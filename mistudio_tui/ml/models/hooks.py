@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -278,7 +278,7 @@ def _replace_first(value: Any, new: torch.Tensor) -> Any:
         return (new, *value[1:])
     if isinstance(value, list):
         return [new, *value[1:]]
-    if isinstance(value, Mapping):
+    if isinstance(value, MutableMapping):  # a ModelOutput
         key = next(iter(value.keys()))
         value[key] = new
         return value
@@ -288,8 +288,9 @@ def _replace_first(value: Any, new: torch.Tensor) -> Any:
 def _input_activation(args: tuple[Any, ...], kwargs: dict[str, Any]) -> torch.Tensor:
     if args and isinstance(args[0], torch.Tensor):
         return args[0]
-    if isinstance(kwargs.get("hidden_states"), torch.Tensor):
-        return kwargs["hidden_states"]
+    hidden = kwargs.get("hidden_states")
+    if isinstance(hidden, torch.Tensor):
+        return hidden
     raise TypeError("cannot find the hidden states among the module's inputs")
 
 
@@ -358,13 +359,15 @@ def capture(model: Any, hook_names: Sequence[str], stop_after_last: bool = True)
             target = module.get_submodule(path)
             if io == "input":
 
-                def pre_hook(_m: nn.Module, args: tuple, kwargs: dict, names: list[str] = names) -> None:
+                def pre_hook(
+                    _m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], names: list[str] = names
+                ) -> None:
                     cap._record(names, _input_activation(args, kwargs))
 
                 handles.append(target.register_forward_pre_hook(pre_hook, with_kwargs=True))
             else:
 
-                def hook(_m: nn.Module, _args: tuple, output: Any, names: list[str] = names) -> None:
+                def hook(_m: nn.Module, _args: tuple[Any, ...], output: Any, names: list[str] = names) -> None:
                     cap._record(names, _first_tensor(output))
 
                 handles.append(target.register_forward_hook(hook))
@@ -407,7 +410,9 @@ def patch_activation(model: Any, hook_name: str, fn: Callable[[torch.Tensor], to
     target = module.get_submodule(point.module_path)
     if point.io == "input":
 
-        def pre_hook(_m: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        def pre_hook(
+            _m: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+        ) -> tuple[tuple[Any, ...], dict[str, Any]]:
             old = _input_activation(args, kwargs)
             new = _checked(point.name, old, fn(old))
             if args and args[0] is old:
@@ -417,7 +422,7 @@ def patch_activation(model: Any, hook_name: str, fn: Callable[[torch.Tensor], to
         handle = target.register_forward_pre_hook(pre_hook, with_kwargs=True, prepend=True)
     else:
 
-        def hook(_m: nn.Module, _args: tuple, output: Any) -> Any:
+        def hook(_m: nn.Module, _args: tuple[Any, ...], output: Any) -> Any:
             old = _first_tensor(output)
             return _replace_first(output, _checked(point.name, old, fn(old)))
 

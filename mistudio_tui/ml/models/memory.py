@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from mistudio_tui.ml.device import parse_dtype
+
+if TYPE_CHECKING:
+    from transformers.pytorch_utils import Conv1D
 from mistudio_tui.ml.models.loading import QUANTIZATIONS, auto_class_for, dtype_kwarg, load_config
 
 # bitsandbytes keeps a float32 scale per output row (8-bit) or per 64 weights (4-bit without double quant).
@@ -27,10 +30,11 @@ def build_on_meta(config: Any, dtype: str | torch.dtype = "float32", trust_remot
     auto_class = auto_class_for(config)
     kwargs = {dtype_kwarg(): parse_dtype(dtype), "trust_remote_code": trust_remote_code}
     with torch.device("meta"):
-        return auto_class.from_config(config, **kwargs)
+        model: nn.Module = auto_class.from_config(config, **kwargs)
+    return model
 
 
-def _quantizable(model: nn.Module) -> list[nn.Module]:
+def _quantizable(model: nn.Module) -> list[nn.Linear | Conv1D]:
     """The linear layers bitsandbytes would quantize (all but the output embedding)."""
     from transformers.pytorch_utils import Conv1D
 

@@ -115,7 +115,7 @@ class JumpReLUSAE(_ThresholdFP32, SparseAutoencoder):
         x, target = self.split(x)
         pre = self.pre_activations(x)
         bw = self.cfg.jumprelu_bandwidth
-        codes, l0, fired = _JumpReLUWithL0.apply(pre, self.threshold, bw)
+        codes, l0, fired = _JumpReLUWithL0.apply(pre, self.threshold, bw)  # type: ignore[no-untyped-call]  # torch: apply is untyped
         x_hat = codes @ self.W_dec + self.output_base(x)
         mse = self.mse(target, x_hat)
         sparsity = coefficient * l0
@@ -212,6 +212,7 @@ class BatchTopKSAE(_ThresholdFP32, TopKSAE):
     architecture = "batchtopk"
     saved_architecture = "jumprelu"
     batch_topk = True
+    threshold_updates: Tensor
 
     def __init__(self, cfg: SAEConfig) -> None:
         super().__init__(cfg)

@@ -99,7 +99,8 @@ class SparseAutoencoder(nn.Module):
 
     def _random_rows(self, width: int, generator: torch.Generator | None) -> Tensor:
         W = torch.randn(self.d_sae, width, generator=generator, device=self.W_dec.device)
-        return W / W.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        unit: Tensor = W / W.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        return unit
 
     @torch.no_grad()
     def initialize_from_batch(self, x: Tensor) -> None:

@@ -74,7 +74,9 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 
 def capture_rng_state() -> dict[str, Any]:
     """Python, numpy, torch CPU and CUDA random states in a form `torch.load(weights_only=True)` accepts."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
+    legacy = np.random.get_state(legacy=True)
+    assert isinstance(legacy, tuple)  # the global generator is MT19937, whose state has the legacy form
+    name, keys, pos, has_gauss, cached = legacy
     state: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),

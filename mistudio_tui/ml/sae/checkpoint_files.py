@@ -26,7 +26,7 @@ def list_checkpoints(folder: Path) -> list[Path]:
 def checkpoint_steps(training_dir: Path) -> list[int]:
     """Steps of the checkpoints of a training folder, oldest first."""
     paths = list_checkpoints(Path(training_dir) / CHECKPOINT_DIR)
-    return [int(CHECKPOINT_NAME.match(p.name).group(1)) for p in paths]
+    return [int(m.group(1)) for p in paths if (m := CHECKPOINT_NAME.match(p.name))]
 
 
 def latest_checkpoint_step(training_dir: Path) -> int | None:

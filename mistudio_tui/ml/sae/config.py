@@ -6,7 +6,12 @@ import dataclasses
 import itertools
 import math
 from dataclasses import dataclass, field
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+_D = TypeVar("_D", bound="DataclassInstance")
 
 ARCHITECTURES = ("standard", "topk", "batchtopk", "jumprelu", "matryoshka")
 # The one map from these names to the ones people type and read (CLI --arch, form choices, tables, run names); only
@@ -34,7 +39,7 @@ def shown_architecture(name: str) -> str:
     return ARCHITECTURE_NAMES.get(architecture_id(name), name)
 
 
-def _from_dict(cls: type, data: dict[str, Any], what: str) -> Any:
+def _from_dict(cls: type[_D], data: dict[str, Any], what: str) -> _D:
     """Build dataclass `cls` from `data`, naming unknown keys in the error."""
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)

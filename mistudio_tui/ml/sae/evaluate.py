@@ -19,7 +19,7 @@ from mistudio_tui.reporting import JobContext
 DENSE_CUT = 0.1  # a latent active on more than this fraction of tokens counts as dense
 LOG_DENSITY_EPS = 1e-10  # log10(density + eps), as SAELens stores it
 HISTOGRAM_EDGES = [x / 4 for x in range(-40, 1)]  # log10 density from -10 to 0 in quarter decades
-_SCALARS = ("sse", "sum_sq", "l1_sum")  # the scalar running sums, first in one float64 vector
+SCALAR_SUMS = ("sse", "sum_sq", "l1_sum")  # the scalar running sums, first in one float64 vector
 
 
 class ReconstructionStats:
@@ -35,7 +35,7 @@ class ReconstructionStats:
     def reset(self) -> None:
         """Forget everything seen so far."""
         self.tokens = 0
-        self.sums = torch.zeros(len(_SCALARS) + self.extra, device=self.device, dtype=torch.float64)
+        self.sums = torch.zeros(len(SCALAR_SUMS) + self.extra, device=self.device, dtype=torch.float64)
         self.sum_x = torch.zeros(self.d_in, device=self.device, dtype=torch.float64)
         self.fired = torch.zeros(self.d_sae, device=self.device, dtype=torch.int64)
 
@@ -64,11 +64,11 @@ class ReconstructionStats:
 
     def extra_sums(self) -> Tensor:
         """The `extra` sums (a view)."""
-        return self.sums[len(_SCALARS) :]
+        return self.sums[len(SCALAR_SUMS) :]
 
     def state_dict(self) -> dict[str, Any]:
         """The running sums (for checkpoints)."""
-        scalars = {name: self.sums[i].clone() for i, name in enumerate(_SCALARS)}
+        scalars = {name: self.sums[i].clone() for i, name in enumerate(SCALAR_SUMS)}
         return {
             "tokens": self.tokens,
             **scalars,
@@ -82,7 +82,7 @@ class ReconstructionStats:
         `extra`, those sums restart at zero)."""
         self.tokens = int(state["tokens"])
         extra = state.get("extra", torch.zeros(self.extra))
-        scalars = [state[name].reshape(1) for name in _SCALARS] + [extra.reshape(-1)]
+        scalars = [state[name].reshape(1) for name in SCALAR_SUMS] + [extra.reshape(-1)]
         self.sums = torch.cat([t.to(self.device, torch.float64) for t in scalars])
         self.sum_x = state["sum_x"].to(self.device, torch.float64)
         self.fired = state["fired"].to(self.device)
@@ -105,7 +105,7 @@ class ReconstructionStats:
     def result(self) -> dict[str, float]:
         """mse (summed over d_in, mean over tokens), nmse (/ sum x^2), explained_variance, l0, l1, dense_fraction."""
         n = max(1, self.tokens)
-        sse, sum_sq, l1_sum = self.sums[: len(_SCALARS)].tolist()
+        sse, sum_sq, l1_sum = self.sums[: len(SCALAR_SUMS)].tolist()
         total_variance = sum_sq - float(self.sum_x.pow(2).sum()) / n
         density = self.density()
         return {
@@ -195,7 +195,8 @@ class TranscoderSplice(nn.Module):
     def forward(self, act: Tensor) -> Tensor:
         if self.recorded is None or self.recorded.shape[:-1] != act.shape[:-1]:
             raise RuntimeError("the transcoder's input hook did not run before its output hook in this forward pass")
-        return self.sae(self.recorded.to(act.device))
+        reconstruction: Tensor = self.sae(self.recorded.to(act.device))
+        return reconstruction
 
 
 def _next_token_ce(logits: Tensor, tokens: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
@@ -247,7 +248,8 @@ def evaluate_ce_loss(
                 return patched
 
             def through_sae(act: Tensor) -> Tensor:
-                return sae(act.to(sae_device)).to(device=act.device, dtype=act.dtype)
+                reconstruction: Tensor = sae(act.to(sae_device))
+                return reconstruction.to(device=act.device, dtype=act.dtype)
 
             valid = attention[:, 1:].float() * attention[:, :-1].float()
             clean_logits = model(input_ids=tokens, attention_mask=attention).logits

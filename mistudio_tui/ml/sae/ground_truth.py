@@ -30,7 +30,8 @@ class GroundTruthScore:
 
 def _unit_rows(x: Tensor) -> Tensor:
     x = x.detach().double().cpu()
-    return x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    unit: Tensor = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return unit
 
 
 def score_decoder(decoder: Tensor, true_features: Tensor, threshold: float = RECOVERED_COSINE) -> GroundTruthScore:
@@ -61,7 +62,7 @@ def load_ground_truth(path: Path, d_in: int | None = None) -> Tensor:
 
     ground_truth_shape(path, d_in)  # names a missing file, key or wrong width before anything is read
     with safe_open(str(path), framework="pt", device="cpu") as handle:
-        features = handle.get_tensor(GROUND_TRUTH_KEY).float()
+        features: Tensor = handle.get_tensor(GROUND_TRUTH_KEY).float()
     if not torch.isfinite(features).all():
         raise ValueError(f"{path}: {GROUND_TRUTH_KEY!r} holds NaN or infinite values")
     return features

@@ -41,9 +41,11 @@ def build_optimizer(
         return torch.optim.Adam(params, lr=lr, betas=betas, fused=True)
     from schedulefree import ScheduleFreeWrapper
 
-    optimizer = ScheduleFreeWrapper(SignSGD(params, lr=lr), momentum=SCHEDULE_FREE_MOMENTUM)
-    optimizer.train()
-    return optimizer  # type: ignore[return-value]
+    # not an Optimizer subclass but used as one (step, zero_grad, state_dict, param_groups); schedulefree is untyped
+    wrapper = ScheduleFreeWrapper(SignSGD(params, lr=lr), momentum=SCHEDULE_FREE_MOMENTUM)
+    wrapper.train()
+    optimizer: torch.optim.Optimizer = wrapper
+    return optimizer
 
 
 @contextlib.contextmanager

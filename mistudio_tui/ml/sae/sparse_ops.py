@@ -112,7 +112,8 @@ def _coo(index: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
 def row_dots_sddmm(crow: Tensor, cols: Tensor, left: Tensor, right: Tensor) -> Tensor:
     """For each CSR entry (r, c): left[r] . right[c], by a sampled dense-dense product (fast on the CPU)."""
     mask = _csr(crow, cols, left.new_zeros(cols.numel()), (crow.numel() - 1, right.shape[0]))
-    return torch.sparse.sampled_addmm(mask, left, right.t(), beta=0.0).values()
+    dots: Tensor = torch.sparse.sampled_addmm(mask, left, right.t(), beta=0.0).values()
+    return dots
 
 
 def row_dots_gather(crow: Tensor, cols: Tensor, left: Tensor, right: Tensor) -> Tensor:
@@ -140,7 +141,8 @@ def _sparse_t_mm(rows: Tensor, cols: Tensor, values: Tensor, dense: Tensor, n_co
     if values.numel() == 0:
         return dense.new_zeros(n_cols, dense.shape[1])
     sparse_t = _coo(torch.stack([cols, rows]), values, (n_cols, dense.shape[0]))
-    return torch.sparse.mm(sparse_t, dense)
+    product: Tensor = torch.sparse.mm(sparse_t, dense)
+    return product
 
 
 class _SparseEncode(torch.autograd.Function):
@@ -241,7 +243,7 @@ def sparse_encode(
     aux_k: int = 0,
 ) -> tuple[SparseCodes, SparseCodes | None]:
     """Encode [n, d_in] rows into (Batch)TopK codes, plus AuxK codes over dead latents when `dead_mask` is set."""
-    crow, cols, values, aux_crow, aux_cols, aux_values = _SparseEncode.apply(
+    crow, cols, values, aux_crow, aux_cols, aux_values = _SparseEncode.apply(  # type: ignore[no-untyped-call]  # torch: untyped
         x, W_enc, b_enc, b_dec, k, batch_topk, dead_mask, aux_k
     )
     d_sae = W_enc.shape[1]
@@ -252,4 +254,5 @@ def sparse_encode(
 
 def sparse_decode(codes: SparseCodes, W_dec: Tensor) -> Tensor:
     """codes @ W_dec as [n, d_in] (no bias), touching only the active rows of W_dec."""
-    return _SparseDecode.apply(codes.crow, codes.cols, codes.values, W_dec)
+    decoded: Tensor = _SparseDecode.apply(codes.crow, codes.cols, codes.values, W_dec)  # type: ignore[no-untyped-call]  # torch: untyped
+    return decoded

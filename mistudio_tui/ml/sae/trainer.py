@@ -6,7 +6,7 @@ import copy
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import torch
 from torch import Tensor
@@ -16,7 +16,6 @@ from mistudio_tui.ml.device import pick_device, seed_everything
 from mistudio_tui.ml.sae.architectures import create_sae
 from mistudio_tui.ml.sae.base import LossOutput
 from mistudio_tui.ml.sae.checkpoint import (
-    CHECKPOINT_DIR,
     capture_rng_state,
     latest_checkpoint,
     load_checkpoint,
@@ -24,8 +23,10 @@ from mistudio_tui.ml.sae.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from mistudio_tui.ml.sae.checkpoint_files import CHECKPOINT_DIR
 from mistudio_tui.ml.sae.config import K_ARCHITECTURES, SAEConfig, TrainConfig, default_lr, resolve_optimizer
 from mistudio_tui.ml.sae.evaluate import (
+    SCALAR_SUMS,
     ReconstructionStats,
     density_histogram,
     evaluate_reconstruction,
@@ -40,6 +41,22 @@ from mistudio_tui.reporting import JobCancelled, JobContext
 CHECKPOINT_VERSION = 1
 AUXK_ARCHITECTURES = K_ARCHITECTURES
 DEAD_CHECK_EVERY = 16  # steps between host reads of "any latent dead?" (each read waits for the GPU)
+_T = TypeVar("_T")
+
+
+class StepSums(NamedTuple, Generic[_T]):
+    """The slots of the metric window's fused vector, in order: ReconstructionStats's own sums, then the trainer's
+    loss terms (the window's `extra` sums, named as the metrics they become). One batch adds all of them at once."""
+
+    sse: _T
+    sum_sq: _T
+    l1_sum: _T
+    loss: _T
+    aux_loss: _T
+    sparsity_loss: _T
+
+
+LOSS_TERMS = StepSums._fields[len(SCALAR_SUMS) :]  # ("loss", "aux_loss", "sparsity_loss")
 
 
 def effective_dead_threshold(sae_cfg: SAEConfig, train_cfg: TrainConfig) -> int:
@@ -93,8 +110,8 @@ class SAETrainer:
         self.act_scale = 1.0
         self.micro_batch_size = train_cfg.batch_size
         self.tokens_since_fired = torch.zeros(self.d_sae, dtype=torch.int64, device=self.device)
-        # the metric window; its extra sums are the loss terms (total, aux, sparsity)
-        self.window = ReconstructionStats(self.sae.d_out, self.d_sae, self.device, extra=3)
+        # the metric window; its extra sums are the loss terms (LOSS_TERMS)
+        self.window = ReconstructionStats(self.sae.d_out, self.d_sae, self.device, extra=len(LOSS_TERMS))
         self._zero = torch.zeros((), device=self.device)  # a loss term the architecture does not have
         self._weights: dict[int, Tensor] = {}  # per batch size: what each of the window's sums is multiplied by
         self.histogram_fired = torch.zeros(self.d_sae, dtype=torch.int64, device=self.device)
@@ -253,9 +270,16 @@ class SAETrainer:
             rows = chunk.shape[0]
             aux = self._zero if out.aux_term is None else out.aux_term.detach()
             sparsity = self._zero if out.sparsity_term is None else out.sparsity_term.detach()
-            # (sse, sum of x^2, sum of codes, total, aux, sparsity): the means are weighted by the rows
+            # the means are weighted by the rows (_row_weights)
             target = self.sae.split(chunk)[1]
-            terms = [out.mse.detach(), target.pow(2).sum(), out.l1_sum, out.total.detach(), aux, sparsity]
+            terms = StepSums(
+                sse=out.mse.detach(),
+                sum_sq=target.pow(2).sum(),
+                l1_sum=out.l1_sum,
+                loss=out.total.detach(),
+                aux_loss=aux,
+                sparsity_loss=sparsity,
+            )
             self.window.add(rows, torch.stack(terms), target.sum(0), out.fired, self._row_weights(rows))
         fired = outputs[0][1].fired if len(outputs) == 1 else torch.stack([out.fired for _, out in outputs]).sum(0)
         fired, rows = self._reduce_fired(fired, x.shape[0])
@@ -266,7 +290,9 @@ class SAETrainer:
 
     def _row_weights(self, rows: int) -> Tensor:
         if rows not in self._weights:
-            self._weights[rows] = torch.tensor([rows, 1, 1, rows, rows, rows], device=self.device, dtype=torch.float32)
+            # means over the batch (mse, the loss terms) become sums; sum_sq and l1_sum are sums already
+            weights = StepSums(sse=rows, sum_sq=1, l1_sum=1, loss=rows, aux_loss=rows, sparsity_loss=rows)
+            self._weights[rows] = torch.tensor(weights, device=self.device, dtype=torch.float32)
         return self._weights[rows]
 
     # --- data-parallel hooks (no-ops here; ml.sae.distributed overrides them) -----------------------
@@ -287,11 +313,11 @@ class SAETrainer:
         self._reduce_window()
         stats = self.window.result()
         n = self.window.tokens
-        total, aux, sparsity = (v / n for v in self.window.extra_sums().tolist())
+        losses = dict(zip(LOSS_TERMS, (v / n for v in self.window.extra_sums().tolist()), strict=True))
         elapsed = max(time.perf_counter() - self._window_start, 1e-9)
         row: dict[str, float] = {
             "tokens": float(self.tokens),
-            "loss": total,
+            "loss": losses["loss"],
             "mse": stats["mse"],
             "nmse": stats["nmse"],
             "explained_variance": stats["explained_variance"],
@@ -303,9 +329,9 @@ class SAETrainer:
             "tokens_per_s": n / elapsed,
         }
         if self.sae_cfg.architecture in AUXK_ARCHITECTURES:
-            row["aux_loss"] = aux
+            row["aux_loss"] = losses["aux_loss"]
         else:
-            row["sparsity_loss"] = sparsity
+            row["sparsity_loss"] = losses["sparsity_loss"]
         self.ctx.metric(self.step, **row)
         self.last_metrics = row
         self.window.reset()
@@ -315,7 +341,7 @@ class SAETrainer:
         if self.histogram_tokens == 0:
             return
         density = self.histogram_fired.double() / self.histogram_tokens
-        hist = density_histogram(density.float().cpu())
+        hist: dict[str, Any] = density_histogram(density.float().cpu())
         self.ctx.artifact(
             "density_histogram", step=self.step, tokens=self.tokens, window_tokens=self.histogram_tokens, **hist
         )

@@ -75,7 +75,7 @@ def train_tiny_lm(
     ctx.check_cancelled()
 
     config = build_config(tokenizer, context_size, d_model, n_layers, n_heads)
-    model = GPT2LMHeadModel(config).to(torch_device)
+    model = GPT2LMHeadModel(config).to(torch_device)  # type: ignore[arg-type]  # transformers' decorated .to()
     optimizer = build_optimizer(model, learning_rate)
     n_params = sum(p.numel() for p in model.parameters())
     ctx.log(f"model: {n_params:,} parameters on {torch_device}")

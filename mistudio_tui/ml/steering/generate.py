@@ -44,7 +44,7 @@ class IncrementalDecoder:
     def push(self, token_id: int) -> str:
         """The new text `token_id` adds ('' while a character is still incomplete)."""
         self.ids.append(token_id)
-        text = self.tokenizer.decode(self.ids, skip_special_tokens=True)
+        text: str = self.tokenizer.decode(self.ids, skip_special_tokens=True)
         if text.endswith("\ufffd"):
             return ""
         piece, self.text = text[len(self.text) :], text

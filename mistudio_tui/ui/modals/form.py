@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -137,7 +137,7 @@ class FormModal(ModalScreen[dict[str, Any] | None]):
         """Parse every field; raises FormError naming the first bad one."""
         out: dict[str, Any] = {}
         for spec in self.fields:
-            widget = self.query_one(f"#field-{spec.name}")
+            widget = cast("Input | Select[Any] | Checkbox", self.query_one(f"#field-{spec.name}"))  # see compose
             raw = widget.value
             value = parse_value(spec, raw)
             if spec.validate is not None and value is not None:

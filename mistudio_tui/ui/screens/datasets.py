@@ -6,7 +6,7 @@ import json
 import math
 from itertools import islice
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.markup import escape
 from rich.text import Text
@@ -24,6 +24,9 @@ from mistudio_tui.ui.modals.form import Field, FormModal
 from mistudio_tui.ui.screens.base import StudioScreen
 from mistudio_tui.ui.widgets.plots import BarPlot
 from mistudio_tui.ui.widgets.record_table import RecordTable
+
+if TYPE_CHECKING:
+    from mistudio_tui.app import MiStudioApp
 
 DOCUMENTS_FILE = "documents.jsonl"
 SAMPLE_PAGE = 8
@@ -385,4 +388,4 @@ class DatasetsScreen(StudioScreen):
             confirm_delete(self, self.dataset)
 
     def action_sample(self) -> None:
-        self.app.offer_to_build_sample()
+        cast("MiStudioApp", self.app).offer_to_build_sample()

@@ -534,7 +534,8 @@ class FeaturesScreen(StudioScreen):
     # --- inference --------------------------------------------------------------------------------
     def infer(self, method: str, **kwargs: Any) -> dict[str, Any]:
         """Call the app's persistent inference session (started on first use; call from a worker thread)."""
-        return self.studio.inference.call(method, **kwargs)
+        result: dict[str, Any] = self.studio.inference.call(method, **kwargs)
+        return result
 
     def on_unmount(self) -> None:
         for reader, _ in self._readers.values():

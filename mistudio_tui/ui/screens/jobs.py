@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from rich.markup import escape
 from rich.text import Text
@@ -62,7 +63,7 @@ class JobsScreen(StudioScreen):
         self.query_one(RecordTable).set_records([(job.id, self._cells(job)) for job in recent_jobs(200)])
         self.show_detail()
 
-    def _cells(self, job: Job) -> tuple:
+    def _cells(self, job: Job) -> tuple[Any, ...]:
         view = JobView(job)
         title = job.title or job.kind
         return (

@@ -41,7 +41,7 @@ class ExtractForm(FormModal):
 
 def hook_summary(hook_points: list[dict[str, Any]]) -> str:
     """The hook points in one line: blocks.{0..11}.hook_attn_out|hook_mlp_out|..."""
-    layers = sorted({h.get("layer") for h in hook_points if h.get("layer") is not None})
+    layers = sorted({h["layer"] for h in hook_points if h.get("layer") is not None})
     kinds = sorted({h["name"].split(".")[-1] for h in hook_points if h["name"].startswith("blocks.")})
     span = f"blocks.{{{layers[0]}..{layers[-1]}}}" if layers else "blocks.L"
     return f"{span}.{'|'.join(kinds)}"
@@ -169,7 +169,7 @@ class ModelsScreen(StudioScreen):
         detail.update("\n".join(lines))
         self._fill_tree(tree, arch.get("modules"), hooks)
 
-    def _fill_tree(self, tree: Tree, node: dict[str, Any] | None, hooks: list[dict[str, Any]]) -> None:
+    def _fill_tree(self, tree: Tree[Any], node: dict[str, Any] | None, hooks: list[dict[str, Any]]) -> None:
         tree.clear()
         if not node:
             tree.root.set_label("modules (inspect the model to see them)")

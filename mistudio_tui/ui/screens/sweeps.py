@@ -185,7 +185,7 @@ class SweepsScreen(StudioScreen):
         detail.update("\n".join(lines))
 
     @staticmethod
-    def _trial_cells(row: dict[str, Any], front_key: str) -> tuple:
+    def _trial_cells(row: dict[str, Any], front_key: str) -> tuple[Any, ...]:
         params = " ".join(
             f"{k}={fmt.num(v) if isinstance(v, float) else v}" for k, v in svc.shown_params(row["params"]).items()
         )

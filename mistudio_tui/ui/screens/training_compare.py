@@ -98,7 +98,7 @@ class TrainingCompareScreen(MetricKeys, StudioScreen):
         table.move_cursor(row=min(row, table.row_count - 1))
 
     def draw_curves(self, runs: Sequence[Training]) -> None:
-        series = []
+        series: list[tuple[str, Sequence[float], Sequence[float]]] = []
         for t in runs:
             data = mq.curve(t.id, self.metric)
             series.append((t.name, data.steps, data.values))

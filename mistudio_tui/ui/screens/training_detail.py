@@ -36,7 +36,7 @@ LOG_LINES = 15
 
 def config_lines(config: dict[str, Any]) -> list[str]:
     """`section.key value` lines of a run config."""
-    lines = []
+    lines: list[str] = []
     for section, values in (config or {}).items():
         if isinstance(values, dict):
             lines.extend(f"{section}.{k} {json.dumps(v)}" for k, v in values.items())

@@ -15,6 +15,7 @@ from textual.events import Key, Resize
 from textual.widgets import DataTable, Input, Static
 
 from mistudio_tui.db.models import Job, Training
+from mistudio_tui.db.rows import tuples
 from mistudio_tui.db.states import RunState
 from mistudio_tui.services import features as feature_svc
 from mistudio_tui.services import run_list
@@ -111,7 +112,7 @@ def fit_columns(columns: Sequence[Column], width: int) -> list[Column]:
 
 def cells(
     row: run_list.RunRow, columns: Sequence[Column], marked: bool, sparklines: SparklineCache, narrow: bool = False
-) -> tuple:
+) -> tuple[Any, ...]:
     """The cells of one run for the given columns, names cut in the middle and numbers fitted to their width."""
     t = row.training
     width = {key: w for key, _, w in columns}
@@ -202,7 +203,7 @@ class TrainingsScreen(MetricKeys, StudioScreen):
         if self.live.typing() or not self.is_current:
             return
         query = Training.select(Training.id, Training.steps, Training.job).where(Training.status.in_(RunState.ACTIVE))
-        rows = list(query.tuples())
+        rows = list(tuples(query))
         active = {rid: steps for rid, steps, _ in rows}
         previous, self._polled = self._polled, active
         if set(active) != set(previous):
@@ -272,7 +273,7 @@ class TrainingsScreen(MetricKeys, StudioScreen):
         rows = self.visible_rows()
         self.shown_ids = [r.training.id for r in rows]
         self._drawn_steps = {r.training.id: r.training.steps for r in rows}
-        self.marked &= {rid for (rid,) in Training.select(Training.id).tuples()}
+        self.marked &= {rid for (rid,) in tuples(Training.select(Training.id))}
         self.table.set_records(
             [
                 (r.training.id, cells(r, columns, r.training.id in self.marked, self.sparklines, bool(self._narrow)))

@@ -100,7 +100,7 @@ def technical_origin(technical: str, labels: list[Any]) -> str:
 
 def label_origin(label: Any) -> str:
     """Who or what set a label: its method, model and author (when not the model itself)."""
-    who = label.method + (f" {label.model}" if label.model else "")
+    who: str = label.method + (f" {label.model}" if label.model else "")
     if label.author and label.author != label.model:
         who += f" by {label.author}"
     return who

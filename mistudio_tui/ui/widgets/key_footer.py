@@ -119,7 +119,7 @@ class KeyFooter(Footer):
         """Keys that do not fit one line wrap onto more, so every key the screen's hints mention shows."""
         return self._wrap
 
-    def shown_keys(self, screen: Screen) -> FooterKeys:
+    def shown_keys(self, screen: Screen[Any]) -> FooterKeys:
         """The footer's options and each binding it may show, with its state."""
         app = self.app
         keys = tuple(
@@ -154,7 +154,7 @@ class KeyFooter(Footer):
                 widget.set_class(compact, "-compact", update=False)
             yield widget
 
-    def bindings_changed(self, screen: Screen) -> None:
+    def bindings_changed(self, screen: Screen[Any]) -> None:
         if self._composed_keys is not None and self.is_attached and screen is self.screen:
             keys = self.shown_keys(screen)
             if keys == self._shown_keys or self._show_only(keys):

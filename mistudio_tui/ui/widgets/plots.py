@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 from textual_plotext import PlotextPlot
 
 
-def thin(xs: Sequence[float], ys: Sequence[float], budget: int, keep: str = "both") -> tuple[list, list]:
+def thin(xs: Sequence[float], ys: Sequence[float], budget: int, keep: str = "both") -> tuple[list[float], list[float]]:
     """At most about `budget` points: per bucket its lowest and/or highest point, in x order (spikes survive)."""
     n = len(xs)
     if n <= budget:
@@ -33,7 +34,7 @@ def thin(xs: Sequence[float], ys: Sequence[float], budget: int, keep: str = "bot
 class CurvePlot(PlotextPlot):
     """One or more named series on shared axes; `set_series` replaces them and redraws."""
 
-    def __init__(self, title: str = "", **kwargs) -> None:
+    def __init__(self, title: str = "", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.title = title
         self.series: list[tuple[str, Sequence[float], Sequence[float]]] = []
@@ -93,7 +94,7 @@ class CurvePlot(PlotextPlot):
 class BarPlot(PlotextPlot):
     """A histogram drawn from bin edges and counts."""
 
-    def __init__(self, title: str = "", **kwargs) -> None:
+    def __init__(self, title: str = "", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.title = title
 

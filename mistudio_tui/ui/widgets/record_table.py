@@ -8,11 +8,12 @@ from typing import Any
 from rich.markup import escape
 from textual import events
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey
 
 FLEX_MIN_WIDTH = 10
 
 
-class RecordTable(DataTable):
+class RecordTable(DataTable[Any]):
     """Rows are (id, cells); `set_records` updates changed cells or rebuilds when the ids change.
 
     With `flex` (a column key), that column takes whatever width the others leave (at least FLEX_MIN_WIDTH), so long
@@ -37,7 +38,7 @@ class RecordTable(DataTable):
         available = self.scrollable_content_region.width
         if self.flex is None or available <= 0:
             return
-        column = self.columns[self.flex]
+        column = self.columns[ColumnKey(self.flex)]
         others = sum(c.get_render_width(self) for key, c in self.columns.items() if key != self.flex)
         width = max(FLEX_MIN_WIDTH, available - others - 2 * self.cell_padding)
         if width != column.width:

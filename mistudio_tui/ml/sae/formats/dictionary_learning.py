@@ -13,7 +13,7 @@ from mistudio_tui.ml.device import parse_dtype
 from mistudio_tui.ml.sae.architectures import sae_from_tensors
 from mistudio_tui.ml.sae.base import SparseAutoencoder
 from mistudio_tui.ml.sae.config import SAEConfig
-from mistudio_tui.ml.sae.formats.files import SAEFormatError, read_json, read_torch_state, take
+from mistudio_tui.ml.sae.formats.files import SAEFormatError, json_object, read_json, read_torch_state, take
 
 WEIGHTS_FILE = "ae.pt"
 CFG_FILE = "config.json"
@@ -71,7 +71,7 @@ def load_dictionary_learning(
     path = folder / WEIGHTS_FILE
     state = read_torch_state(path)
     config = read_json(folder / CFG_FILE) if (folder / CFG_FILE).exists() else {}
-    trainer = config.get("trainer") if isinstance(config.get("trainer"), dict) else {}
+    trainer = json_object(config, "trainer")
     dict_class = _dict_class(trainer, state, path)
     architecture, k, apply_b_dec = "standard", None, True
     if dict_class == "AutoEncoder":

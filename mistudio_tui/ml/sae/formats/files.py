@@ -39,6 +39,12 @@ def read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def json_object(parent: dict[str, Any], key: str) -> dict[str, Any]:
+    """`parent[key]` when it is a JSON object, else an empty one."""
+    value = parent.get(key)
+    return value if isinstance(value, dict) else {}
+
+
 def read_safetensors(path: Path) -> dict[str, Tensor]:
     """All tensors of a safetensors file, on the CPU."""
     require_file(path)

@@ -18,7 +18,14 @@ from mistudio_tui.ml.device import dtype_name, parse_dtype
 from mistudio_tui.ml.sae.architectures import sae_from_tensors
 from mistudio_tui.ml.sae.base import SparseAutoencoder
 from mistudio_tui.ml.sae.config import SAEConfig
-from mistudio_tui.ml.sae.formats.files import SAEFormatError, config_int, read_json, read_safetensors, take
+from mistudio_tui.ml.sae.formats.files import (
+    SAEFormatError,
+    config_int,
+    json_object,
+    read_json,
+    read_safetensors,
+    take,
+)
 
 CFG_FILE = "cfg.json"
 WEIGHTS_FILE = "sae_weights.safetensors"
@@ -122,7 +129,7 @@ RUNTIME_NORMALISERS = ("layer_norm", "constant_norm_rescale", "covariance_whiten
 
 def _pre_6(cfg: dict[str, Any]) -> bool:
     """Whether SAELens reads `cfg` as a pre-6.0 config (no version, or one below 6)."""
-    metadata = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else {}
+    metadata = json_object(cfg, "metadata")
     version = str(cfg.get("sae_lens_version") or metadata.get("sae_lens_version") or "")
     major = re.match(r"\d+", version)
     return major is None or int(major.group()) < 6
@@ -216,11 +223,11 @@ def read_saelens_fields(
     folder = Path(folder)
     path = folder / CFG_FILE
     cfg = read_json(path)
-    transcoder = _TRANSCODER_KINDS.get(cfg.get("architecture"))
+    transcoder = _TRANSCODER_KINDS.get(cfg.get("architecture", ""))
     if transcoder is not None:
         cfg = {**cfg, "architecture": transcoder[0]}
     architecture, k = _architecture(cfg, path, catalogued)
-    metadata = cfg.get("metadata") if isinstance(cfg.get("metadata"), dict) else {}
+    metadata = json_object(cfg, "metadata")
     head = metadata.get("hook_head_index", cfg.get("hook_head_index", cfg.get("hook_point_head_index")))
     if head is not None:
         raise SAEFormatError(

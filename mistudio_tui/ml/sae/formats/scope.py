@@ -177,7 +177,7 @@ def load_llama_scope(
         raise SAEFormatError(f"{cfg_path}: field 'jump_relu_threshold' should be a number, found {threshold!r}")
     d_model, d_sae, factor = llama_scope_scaling(hyper, cfg_path)
     raw = read_safetensors(path)
-    shapes = {"encoder.weight": (d_sae, d_model), "decoder.weight": (d_model, d_sae)}
+    shapes: dict[str, tuple[int, ...]] = {"encoder.weight": (d_sae, d_model), "decoder.weight": (d_model, d_sae)}
     shapes.update({"encoder.bias": (d_sae,), "decoder.bias": (d_model,)})
     raw = {name: take(raw, name, shape, path).to(torch.float32) for name, shape in shapes.items()}
     fold = float(norm_scaling_factor) if norm_scaling_factor else factor
