@@ -90,8 +90,11 @@ class Child:
 
     # --- the process -----------------------------------------------------------------------------
     @property
-    def pid(self) -> int | None:
-        return self.process.pid
+    def pid(self) -> int:
+        pid = self.process.pid
+        if pid is None:  # spawn() starts the process before it returns a Child
+            raise RuntimeError(f"{self.process.name} has not started")
+        return pid
 
     @property
     def exitcode(self) -> int | None:

@@ -52,7 +52,7 @@ def int_arg(low: int = 0, high: int | None = None) -> Callable[[str], int]:
 def run_spec(
     args: argparse.Namespace,
     studio: Studio,
-    spec: JobSpec,
+    spec: JobSpec[Any],
     show: Callable[[Any], dict[str, Any]],  # takes the row of spec.resource's model
     tracker: Any = None,
 ) -> None:

@@ -10,9 +10,8 @@ from mistudio_tui.db.models import Job
 from mistudio_tui.db.states import JobState
 from mistudio_tui.display import printable
 from mistudio_tui.jobs import protocol as p
-from mistudio_tui.jobs.interface import EventType, JobEvent
+from mistudio_tui.jobs.interface import EventType, JobEvent, Runner
 from mistudio_tui.jobs.params import JobParams
-from mistudio_tui.jobs.runner import JobRunner
 from mistudio_tui.studio import Studio
 
 
@@ -44,7 +43,7 @@ def run_job(
 
 
 def _submit_and_wait(
-    runner: JobRunner,
+    runner: Runner,
     kind: str,
     params: JobParams | dict[str, Any],
     title: str,
@@ -67,7 +66,7 @@ def _submit_and_wait(
     return job
 
 
-def _wait_with_bar(runner: JobRunner, job_id: int, title: str, quiet: bool) -> Job:
+def _wait_with_bar(runner: Runner, job_id: int, title: str, quiet: bool) -> Job:
     from rich.console import Console
 
     console = Console(stderr=True)

@@ -181,8 +181,8 @@ def cmd_train(args: argparse.Namespace, studio: Studio) -> None:
     if args.resume:
         _refuse_fixed_on_resume(args, group)
     if group:
-        spec = multi_svc.resume_group(args.resume)
-        return run_spec(args, studio, spec, group_summary, _tracker(args, studio, spec))
+        group_spec = multi_svc.resume_group(args.resume)
+        return run_spec(args, studio, group_spec, group_summary, _tracker(args, studio, group_spec))
     if args.resume:
         if args.activations:
             raise CliError("give either --resume RUN or --activations, not both", code=2)

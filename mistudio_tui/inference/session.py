@@ -41,7 +41,7 @@ import itertools
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -78,7 +78,7 @@ class Stream:
     def __next__(self) -> Any:
         return next(self._iter)
 
-    def _run(self) -> Iterator[Any]:
+    def _run(self) -> Generator[Any, None, None]:
         done = False
         try:
             while True:

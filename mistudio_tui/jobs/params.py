@@ -36,12 +36,14 @@ class JobParams:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Self:
         """Rebuild from a row's JSON; unknown keys and wrong types are refused with the field's name."""
-        return _load_dataclass(cls, data, cls.kind or cls.__name__)
+        loaded: Self = _load_dataclass(cls, data, cls.kind or cls.__name__)
+        return loaded
 
 
 def _dump(value: Any) -> Any:
-    if hasattr(value, "to_dict") and dataclasses.is_dataclass(value):
-        return value.to_dict()  # the ml configs keep their own layout (and their own validation on the way back)
+    to_dict = getattr(value, "to_dict", None)
+    if to_dict is not None and dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return to_dict()  # the ml configs keep their own layout (and their own validation on the way back)
     if isinstance(value, JobParams):
         return value.to_json()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
@@ -60,9 +62,10 @@ def _dump(value: Any) -> Any:
 def _load_dataclass(cls: type, data: Any, where: str) -> Any:
     if not isinstance(data, Mapping):
         raise ParamsError(f"{where}: expected an object, got {type(data).__name__}")
-    if hasattr(cls, "from_dict") and not issubclass(cls, JobParams):
+    from_dict = getattr(cls, "from_dict", None)
+    if from_dict is not None and not issubclass(cls, JobParams):
         try:
-            return cls.from_dict(dict(data))
+            return from_dict(dict(data))
         except (TypeError, KeyError) as exc:  # a required field missing from a stored row
             raise ParamsError(f"{where}: {exc}") from None
     hints = typing.get_type_hints(cls)
@@ -94,7 +97,7 @@ def _load(hint: Any, value: Any, where: str) -> Any:
         if value not in args:
             raise ParamsError(f"{where}: {value!r} is not one of {', '.join(map(repr, args))}")
         return value
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return _load_dataclass(hint, value, where)
     if origin in (list, tuple) or hint in (list, tuple):
         if not isinstance(value, (list, tuple)):

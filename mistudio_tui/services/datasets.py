@@ -31,7 +31,7 @@ def add_dataset(
     cleaning: dict[str, Any] | None = None,
     skip_bad_rows: bool = False,
     streaming: bool = True,
-) -> JobSpec:
+) -> JobSpec[IngestParams]:
     """Validate the source, create the Dataset row and describe the ingest job."""
     source = source.strip()
     if not source:
@@ -95,7 +95,7 @@ def _resume_params(row: Dataset | Tokenization, what: str, params_type: type[Res
     return replace(params_type.from_json(row.job.params), resume=True)
 
 
-def resume_ingest(studio: Studio, ref: str | int) -> JobSpec:
+def resume_ingest(studio: Studio, ref: str | int) -> JobSpec[IngestParams]:
     """Continue an interrupted or cancelled ingest where it stopped."""
     dataset = resolve(Dataset, ref)
     params = _resume_params(dataset, "dataset", IngestParams)
@@ -103,7 +103,7 @@ def resume_ingest(studio: Studio, ref: str | int) -> JobSpec:
     return JobSpec("ingest", params, f"Resume ingest {dataset.name}", dataset)
 
 
-def resume_tokenization(studio: Studio, ref: str | int) -> JobSpec:
+def resume_tokenization(studio: Studio, ref: str | int) -> JobSpec[TokenizeParams]:
     """Continue an interrupted or cancelled tokenization from its last checkpoint."""
     tok = resolve(Tokenization, ref)
     params = _resume_params(tok, "tokenization", TokenizeParams)
@@ -125,7 +125,7 @@ def tokenize_dataset(
     separator: str = "eos",
     max_tokens: int | None = None,
     name: str | None = None,
-) -> JobSpec:
+) -> JobSpec[TokenizeParams]:
     """Create a Tokenization row of a ready dataset with a registered model's tokenizer (or any tokenizer)."""
     dataset = resolve(Dataset, dataset_ref)
     if dataset.status != "ready":

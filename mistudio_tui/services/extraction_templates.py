@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from mistudio_tui.db.models import ExtractionTemplate
-from mistudio_tui.jobs.kinds.activations import EXTRACTION_DEFAULTS, STORE_DTYPES, check_settings  # noqa: F401 - the forms' defaults and choices
+from mistudio_tui.jobs.kinds.activations import EXTRACTION_DEFAULTS as EXTRACTION_DEFAULTS  # the forms' defaults
+from mistudio_tui.jobs.kinds.activations import STORE_DTYPES as STORE_DTYPES  # and choices
+from mistudio_tui.jobs.kinds.activations import check_settings
 from mistudio_tui.services.template_store import TemplateStore
 
 FORMAT_NAME = "mistudio.extraction-template"

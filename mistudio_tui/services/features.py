@@ -21,7 +21,7 @@ def extract_features(
     n_tokens: int | None = None,
     name: str | None = None,
     **options: Any,
-) -> JobSpec:
+) -> JobSpec[FeaturesParams]:
     """Create the FeatureSet row and describe the extraction job (model + SAE over the tokenization)."""
     training = resolve(Training, training_ref)
     if training.status not in RunState.USABLE:

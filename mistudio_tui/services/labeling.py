@@ -79,7 +79,7 @@ def start_labeling(
     search: str = "",
     api_key_env: str = "OPENAI_API_KEY",
     **settings: Any,
-) -> JobSpec:
+) -> JobSpec[LabelParams]:
     """Create a LabelingJob and describe the job; settings are validated here (the key never leaves the env)."""
     from mistudio_tui.labeling.types import LabelingSettings
 
@@ -108,7 +108,7 @@ def start_labeling(
     return JobSpec("label", params, f"Label {len(indices)} features of {fset.name}", run)
 
 
-def resume_labeling(ref: int) -> JobSpec:
+def resume_labeling(ref: int) -> JobSpec[LabelParams]:
     """Run a stopped labeling job again; the features it already labeled are skipped."""
     run = LabelingJob.get_or_none(LabelingJob.id == int(ref))
     if run is None:

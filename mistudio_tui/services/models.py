@@ -11,7 +11,8 @@ from mistudio_tui.db.models import ActivationSet, LanguageModel, Tokenization, d
 from mistudio_tui.db.ownership import create_owned_folder
 from mistudio_tui.db.states import RunState
 from mistudio_tui.jobs.kinds.activations import ExtractParams, ImportParams, SynthParams, check_settings
-from mistudio_tui.jobs.kinds.models import DTYPES, ModelAddParams  # noqa: F401 - DTYPES: the form's and CLI's choices
+from mistudio_tui.jobs.kinds.models import DTYPES as DTYPES  # the form's and CLI's choices
+from mistudio_tui.jobs.kinds.models import ModelAddParams
 from mistudio_tui.services.extraction_templates import EXTRACTION_DEFAULTS, template_config
 from mistudio_tui.services.spec import JobSpec, create_pending, slug
 from mistudio_tui.studio import Studio
@@ -26,7 +27,7 @@ def add_model(
     quantization: str | None = None,
     trust_remote_code: bool = False,
     hub: bool | None = None,
-) -> JobSpec:
+) -> JobSpec[ModelAddParams]:
     """Create the LanguageModel row and describe the job that downloads (hub) and inspects it."""
     source = source.strip()
     if not source:
@@ -81,7 +82,7 @@ def extract_activations(
     name: str | None = None,
     template: str | int | None = None,
     **overrides: Any,
-) -> JobSpec:
+) -> JobSpec[ExtractParams]:
     """Create the ActivationSet row and describe the extraction job (template values, then overrides)."""
     model = resolve(LanguageModel, model_ref)
     tokenization = resolve(Tokenization, tokenization_ref)
@@ -132,7 +133,7 @@ def extraction_settings(
     return config
 
 
-def resume_extraction(studio: Studio, ref: str | int) -> JobSpec:
+def resume_extraction(studio: Studio, ref: str | int) -> JobSpec[ExtractParams]:
     """Continue an interrupted, cancelled or failed extraction from its last complete shard."""
     aset = resolve(ActivationSet, ref)
     if aset.origin != "extracted":
@@ -150,10 +151,12 @@ def resume_extraction(studio: Studio, ref: str | int) -> JobSpec:
         if row.status != "ready":
             raise ValueError(f"activation set '{aset.name}' cannot resume: {what} '{row.name}' is {row.status}")
     # the home may have moved since the job started
+    model, tokenization = aset.model, aset.tokenization
+    assert model is not None and tokenization is not None  # checked in the loop above
     params = replace(
         ExtractParams.from_json(stored),
-        model_path=aset.model.path,
-        tokenization_dir=Path(aset.tokenization.path),
+        model_path=model.path,
+        tokenization_dir=Path(tokenization.path),
         out_dir=Path(aset.path),
     )
     return JobSpec("activations.extract", params, f"Resume {aset.name}", aset)
@@ -183,7 +186,9 @@ def _short(n: int) -> str:
     return str(n)
 
 
-def import_activations(studio: Studio, path: str, key: str | None = None, name: str | None = None) -> JobSpec:
+def import_activations(
+    studio: Studio, path: str, key: str | None = None, name: str | None = None
+) -> JobSpec[ImportParams]:
     """Register activations computed elsewhere (a safetensors file or a folder of shards)."""
     src = Path(path).expanduser()
     if not src.exists():
@@ -201,7 +206,7 @@ def import_activations(studio: Studio, path: str, key: str | None = None, name: 
     return JobSpec("activations.import", params, f"Import {aset.name}", aset)
 
 
-def synth_activations(studio: Studio, options: dict[str, Any], name: str | None = None) -> JobSpec:
+def synth_activations(studio: Studio, options: dict[str, Any], name: str | None = None) -> JobSpec[SynthParams]:
     """A synthetic activation set with known true features (needs the optional sae-lens package)."""
     from mistudio_tui.ml.activations.synthetic import SAE_LENS_HINT, SynthOptions, sae_lens_available
 

@@ -76,7 +76,7 @@ def new_multi_training(
     tags: str = "",
     stream: dict[str, Any] | None = None,
     **options: Any,
-) -> JobSpec:
+) -> JobSpec[MultiTrainParams]:
     """Create one Training row per (hook, config) with a shared group name, and the job that trains them all.
 
     `configs` lists per-SAE overrides (e.g. [{'k': 16}, {'k': 64}]) applied on top of `options` for every hook;
@@ -93,13 +93,15 @@ def new_multi_training(
     tpl = dict(resolve(TrainingTemplate, template).config) if template is not None else None
     variants = configs or [{}]
     aset, model, tokenization = _source_rows(activations_ref, model_ref, tokenization_ref, hooks)
-    d_in = aset.d_in if aset is not None else model.d_model
-    if not d_in:
-        where = f"activation set '{aset.name}'" if aset is not None else f"model '{model.name}'"
-        raise ValueError(f"{where} does not record its width (d_in)")
     stream = {k: v for k, v in (stream or {}).items() if k in STREAM_KEYS and v is not None}
-    if model is not None:  # its settings checked before any row exists
-        _stream_source(model, tokenization, stream)
+    if aset is not None:
+        d_in, where = aset.d_in, f"activation set '{aset.name}'"
+    else:
+        assert model is not None and tokenization is not None  # _source_rows gives a set or both of these
+        d_in, where = model.d_model, f"model '{model.name}'"
+        _stream_source(model, tokenization, stream)  # its settings checked before any row exists
+    if not d_in:
+        raise ValueError(f"{where} does not record its width (d_in)")
     planned = []
     for hook in hooks:
         for variant in variants:
@@ -110,7 +112,7 @@ def new_multi_training(
         for key in sorted(set(config["train"]) | set(first["train"])):
             if config["train"].get(key) != first["train"].get(key):
                 raise ValueError(f"every SAE of a group must share {key}; vary SAE settings (k, width, …) instead")
-    group_name = _group_name(group or name, hooks, model or aset.model)
+    group_name = _group_name(group or name, hooks, model or (aset.model if aset is not None else None))
     with database.atomic():
         trainings = []
         for hook, variant, config in planned:
@@ -149,6 +151,8 @@ def _source_rows(
                 f"activation set '{aset.name}' has no hook {', '.join(missing)}; it has {', '.join(aset.hooks or [])}"
             )
         return aset, None, None
+    if model_ref is None or tokenization_ref is None:
+        raise ValueError("streaming from the model needs both --model and --tokenization")
     model = resolve(LanguageModel, model_ref)
     tokenization = resolve(Tokenization, tokenization_ref)
     for row, what in ((model, "model"), (tokenization, "tokenization")):
@@ -156,7 +160,7 @@ def _source_rows(
             raise ValueError(f"{what} '{row.name}' is {row.status}; it must be ready")
     from mistudio_tui.services.models import _check_hooks
 
-    _check_hooks(model, hooks)
+    _check_hooks(model, tuple(hooks))
     return None, model, tokenization
 
 
@@ -173,7 +177,13 @@ def _group_name(requested: str | None, hooks: list[str], model: LanguageModel | 
     return candidate
 
 
-def multi_train_spec(trainings: list[Training], resume: bool) -> JobSpec:
+def _member_hook(training: Training) -> str:
+    if not training.hook_name:
+        raise ValueError(f"training '{training.name}' records no hook, so it cannot train in a group")
+    return training.hook_name
+
+
+def multi_train_spec(trainings: list[Training], resume: bool) -> JobSpec[MultiTrainParams]:
     """The job that trains (or resumes) every run of a group in lockstep."""
     first = trainings[0]
     aset, model, tok = first.activation_set, first.model, first.tokenization
@@ -182,7 +192,7 @@ def multi_train_spec(trainings: list[Training], resume: bool) -> JobSpec:
         GroupMember(
             training_id=t.id,
             label=t.hook_name if distinct_hooks else t.name,
-            hook=t.hook_name,
+            hook=_member_hook(t),
             sae=SAEConfig.from_dict(dict(t.config["sae"])),
             out_dir=Path(t.path),
         )
@@ -191,6 +201,10 @@ def multi_train_spec(trainings: list[Training], resume: bool) -> JobSpec:
     source: ActivationsSource | StreamSource
     if aset is not None:
         source = ActivationsSource(dir=Path(aset.path) if aset.path else None)
+    elif model is None or tok is None:
+        raise ValueError(
+            f"group '{first.group_name}' cannot run: its activation set, or its model and tokenization, were deleted"
+        )
     else:
         source = _stream_source(model, tok, first.config.get("stream") or {})
     params = MultiTrainParams(
@@ -209,7 +223,7 @@ def _stream_source(model: LanguageModel, tok: Tokenization, settings: dict[str, 
     return StreamSource(model_path=model.path, model_dtype=model.dtype, tokenization_dir=Path(tok.path), **settings)
 
 
-def resume_group(group_name: str) -> JobSpec:
+def resume_group(group_name: str) -> JobSpec[MultiTrainParams]:
     """Continue every unfinished run of a group from its checkpoints (one job, in lockstep)."""
     trainings = list(Training.select().where(Training.group_name == group_name).order_by(Training.id))
     if not trainings:

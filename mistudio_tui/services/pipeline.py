@@ -7,6 +7,7 @@ stage when the previous one completes (and stops, saying why, when one does not)
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from mistudio_tui.db.models import Job, LanguageModel
 from mistudio_tui.db.states import JobState
@@ -25,16 +26,16 @@ SAMPLE_TRAIN_TOKENS = 3_000_000
 SAMPLE_FEATURE_TOKENS = 60_000
 
 
-def sample_stages(studio: Studio) -> list[Callable[[], JobSpec]]:
+def sample_stages(studio: Studio) -> list[Callable[[], JobSpec[Any]]]:
     """The stages after the sample job, each building its spec from what the previous stage made."""
     state: dict[str, int] = {}
 
-    def tokenize() -> JobSpec:
+    def tokenize() -> JobSpec[Any]:
         spec = tokenize_dataset(studio, SAMPLE_DATASET, model_ref=SAMPLE_MODEL, context_size=SAMPLE_CONTEXT, name=None)
-        state["tokenization"] = spec.resource.id
+        state["tokenization"] = spec.resource_id
         return spec
 
-    def activations() -> JobSpec:
+    def activations() -> JobSpec[Any]:
         model = LanguageModel.get(LanguageModel.name == SAMPLE_MODEL)
         layer = max((model.n_layers or 2) // 2 - 1, 0)
         spec = extract_activations(
@@ -44,10 +45,10 @@ def sample_stages(studio: Studio) -> list[Callable[[], JobSpec]]:
             hooks=[f"blocks.{layer}.hook_resid_post"],
             n_tokens=SAMPLE_ACTIVATION_TOKENS,
         )
-        state["activations"] = spec.resource.id
+        state["activations"] = spec.resource_id
         return spec
 
-    def train() -> JobSpec:
+    def train() -> JobSpec[Any]:
         spec = new_training(
             studio,
             state["activations"],
@@ -57,10 +58,10 @@ def sample_stages(studio: Studio) -> list[Callable[[], JobSpec]]:
             total_tokens=SAMPLE_TRAIN_TOKENS,
             tags="sample",
         )
-        state["training"] = spec.resource.id
+        state["training"] = spec.resource_id
         return spec
 
-    def features() -> JobSpec:
+    def features() -> JobSpec[Any]:
         return extract_features(studio, state["training"], n_tokens=SAMPLE_FEATURE_TOKENS)
 
     return [tokenize, activations, train, features]
@@ -75,7 +76,7 @@ class SamplePipeline:
         self.current: int | None = None
         self.error: str | None = None
 
-    def start(self, first: JobSpec) -> Job:
+    def start(self, first: JobSpec[Any]) -> Job:
         self.studio.runner.add_listener(self._on_event)
         job = first.submit(self.studio.runner)
         self.current = job.id

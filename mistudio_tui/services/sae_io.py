@@ -34,7 +34,7 @@ def import_sae(
     subfolder: str | None = None,
     revision: str | None = None,
     sae_id: str | None = None,
-) -> JobSpec:
+) -> JobSpec[SAEImportParams]:
     """Create an imported Training row and describe the job that reads the SAE at `source` (a folder or hub repo).
 
     With `sae_id`, `source` is a SAELens pretrained release, found through the installed sae-lens's catalogue.

@@ -19,7 +19,9 @@ def home_is_empty() -> bool:
     return not Dataset.select().exists() and not LanguageModel.select().exists()
 
 
-def sample_spec(studio: Studio, time_budget_s: float | None = None, max_steps: int | None = None) -> JobSpec:
+def sample_spec(
+    studio: Studio, time_budget_s: float | None = None, max_steps: int | None = None
+) -> JobSpec[SampleParams]:
     """The job that builds the corpus, trains the tiny LM and registers both (one at a time).
 
     The LM trains for `max_steps` (default SAMPLE_LM_STEPS), or for `time_budget_s` seconds when only that is given.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from mistudio_tui.db.models import BaseModel, Job
 from mistudio_tui.db.ownership import OwningRow, create_owned_folder
@@ -15,15 +15,25 @@ if TYPE_CHECKING:
     from mistudio_tui.studio import Studio
 
 
+P = TypeVar("P", bound=JobParams)
+
+
 @dataclass
-class JobSpec:
-    """What to run (`kind` with `params`) and the row it fills (`resource`)."""
+class JobSpec(Generic[P]):
+    """What to run (`kind` with its typed `params`) and the row it fills (`resource`)."""
 
     kind: str
-    params: JobParams | dict[str, Any]  # dict: a kind without a params class yet
+    params: P
     title: str
     resource: BaseModel | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def resource_id(self) -> int:
+        """The id of the row the job fills (the services that make one create it before the spec)."""
+        if self.resource is None:
+            raise ValueError(f"the {self.kind} job fills no row")
+        return self.resource.id
 
     def submit(self, runner: Runner) -> Job:
         return runner.submit(self.kind, self.params, title=self.title, resource=self.resource)

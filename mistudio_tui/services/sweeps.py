@@ -310,7 +310,7 @@ def trial_params(sweep: Sweep, training: Training) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for dim in sweep.space.get("dimensions", []):
         section = config.get(dim["section"]) or {}
-        if dim["name"] == "expansion" and training.d_in:
+        if dim["name"] == "expansion" and training.d_in and training.d_sae:
             out["expansion"] = training.d_sae / training.d_in
         elif dim["name"] == "architecture":  # an older run may hold the shown name
             out["architecture"] = architecture_id(section.get("architecture", "topk"))
@@ -395,7 +395,7 @@ class SweepRequest:
     fixed: dict[str, Any] = field(default_factory=dict)
 
 
-def new_sweep(request: SweepRequest) -> JobSpec:
+def new_sweep(request: SweepRequest) -> JobSpec[SweepParams]:
     """Validate the request, create the Sweep row and describe its orchestrating job."""
     from mistudio_tui.services.templates import config_from_values, template_config
 
@@ -443,13 +443,13 @@ def new_sweep(request: SweepRequest) -> JobSpec:
     return sweep_spec(sweep)
 
 
-def sweep_spec(sweep: Sweep, resume: bool = False) -> JobSpec:
+def sweep_spec(sweep: Sweep, resume: bool = False) -> JobSpec[SweepParams]:
     """The orchestrating job of `sweep`."""
     verb = "Resume sweep" if resume else "Sweep"
     return JobSpec("sweep", SweepParams(sweep_id=sweep.id, resume=resume), f"{verb} {sweep.name}", sweep)
 
 
-def resume_sweep(ref: str | int) -> JobSpec:
+def resume_sweep(ref: str | int) -> JobSpec[SweepParams]:
     """Run a stopped sweep's remaining trials (unfinished trials resume from their checkpoints)."""
     sweep = resolve(Sweep, ref)
     job = sweep_job(sweep)

@@ -22,13 +22,15 @@ from mistudio_tui.jobs.kinds.sae import EvalSource, SAEEvalParams
 from mistudio_tui.jobs.kinds.train import ActivationsSource, EvalModel, TrainParams
 from mistudio_tui.ml.sae.config import (
     ARCHITECTURE_NAMES,
-    K_ARCHITECTURES,
     SHOWN_ARCHITECTURES,
     SAEConfig,
     TrainConfig,
-    architecture_id,
-    shown_architecture,
 )
+
+# re-exported: the forms and commands name architectures through this module
+from mistudio_tui.ml.sae.config import K_ARCHITECTURES as K_ARCHITECTURES
+from mistudio_tui.ml.sae.config import architecture_id as architecture_id
+from mistudio_tui.ml.sae.config import shown_architecture as shown_architecture
 from mistudio_tui.services.spec import FieldError, JobSpec, create_pending
 from mistudio_tui.studio import Studio
 
@@ -169,7 +171,7 @@ def new_training(
     transcode: str | None = None,
     skip: bool = False,
     **options: Any,
-) -> JobSpec:
+) -> JobSpec[TrainParams]:
     """Create the Training row on an activation set and describe the training job; with `transcode`
     ('IN_HOOK:OUT_HOOK') a transcoder that reads one hook of the set and writes another (`skip`: with W_skip)."""
     aset = resolve(ActivationSet, activations_ref)
@@ -228,7 +230,10 @@ def _transcoder_hooks(text: str) -> tuple[str, str]:
 def _hook_width(aset: ActivationSet, hook: str | None) -> int:
     """The width of one hook of an activation set (its per-hook record where the widths differ)."""
     by_hook = (aset.manifest or {}).get("d_in_by_hook") or {}
-    return int(by_hook.get(hook) or aset.d_in)
+    width = by_hook.get(hook) or aset.d_in
+    if width is None:
+        raise ValueError(f"activation set '{aset.name}' does not record its width (d_in)")
+    return int(width)
 
 
 def create_training(studio: Studio, config: dict[str, Any], **fields: Any) -> Training:
@@ -256,7 +261,7 @@ def _name(name: str | None) -> str | None:
     return name or None
 
 
-def train_spec(training: Training, resume: bool, config: dict[str, Any] | None = None) -> JobSpec:
+def train_spec(training: Training, resume: bool, config: dict[str, Any] | None = None) -> JobSpec[TrainParams]:
     """The job that trains (or resumes) `training` (with `config` instead of the row's)."""
     config = config or training.config
     aset = training.activation_set
@@ -303,7 +308,7 @@ def eval_params(model: LanguageModel | None, tok: Tokenization | None, **more: A
     )
 
 
-def resume_training(ref: str | int, total_tokens: int | None = None) -> JobSpec:
+def resume_training(ref: str | int, total_tokens: int | None = None) -> JobSpec[TrainParams]:
     """Continue a cancelled, paused, interrupted or failed training from its last checkpoint, optionally with a
     new token budget (see `extended_config`); the run's row takes the new budget when the job starts."""
     training = resolve(Training, ref)
@@ -351,7 +356,7 @@ def extended_config(training: Training, total_tokens: int) -> dict[str, Any]:
     return {**training.config, "train": train}
 
 
-def clone_training(studio: Studio, ref: str | int, name: str | None = None, **changes: Any) -> JobSpec:
+def clone_training(studio: Studio, ref: str | int, name: str | None = None, **changes: Any) -> JobSpec[TrainParams]:
     """A new run with the same configuration (optionally changed)."""
     training = resolve(Training, ref)
     if training.activation_set is None:
@@ -387,7 +392,7 @@ def evaluate_training(
     device: str | None = None,
     tokenization: str | int | None = None,
     ground_truth: str | None = None,
-) -> JobSpec:
+) -> JobSpec[SAEEvalParams]:
     """The job that re-evaluates a finished SAE (held-out reconstruction, CE loss) into `Training.evaluation`.
 
     With `ground_truth` (or a synthetic activation set's own file) it also scores the decoder against the true

@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from peewee import Model
-
 from mistudio_tui.db.cascade import execute_delete, plan_delete
 from mistudio_tui.db.jobs import ResourceBusy
 from mistudio_tui.db.lookup import NotFound
+from mistudio_tui.db.models import BaseModel
 from mistudio_tui.db.states import RunState
 from mistudio_tui.services.spec import JobSpec
 from mistudio_tui.ui.messages import DataChanged
@@ -21,7 +20,7 @@ if TYPE_CHECKING:
 USER_ERRORS = (ValueError, FileNotFoundError, NotFound, PermissionError)
 
 
-def submit_spec(screen: StudioScreen, spec: JobSpec) -> int | None:
+def submit_spec(screen: StudioScreen, spec: JobSpec[Any]) -> int | None:
     """Submit a built job, say so and let the screens reload (a row another job holds: say which, start nothing)."""
     try:
         job = spec.submit(screen.studio.runner)
@@ -33,7 +32,7 @@ def submit_spec(screen: StudioScreen, spec: JobSpec) -> int | None:
     return job.id
 
 
-def start_spec(screen: StudioScreen, make_spec: Callable[[], JobSpec]) -> int | None:
+def start_spec(screen: StudioScreen, make_spec: Callable[[], JobSpec[Any]]) -> int | None:
     """Build the job (validation errors become a notification naming the problem) and submit it."""
     try:
         spec = make_spec()
@@ -53,7 +52,7 @@ def open_job_form(screen: StudioScreen, form: FormModal) -> None:
     screen.app.push_screen(form, done)
 
 
-def confirm_delete(screen: StudioScreen, row: Model) -> None:
+def confirm_delete(screen: StudioScreen, row: BaseModel) -> None:
     """Show what a delete cascades to; delete rows and owned files on confirmation."""
     from mistudio_tui.ui.modals.confirm import ConfirmModal
 

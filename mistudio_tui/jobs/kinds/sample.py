@@ -39,7 +39,7 @@ def finish_sample(job: Job, status: str, result: dict[str, Any]) -> None:
     dataset.source_type = "sample"
     dataset.source = ds.get("source", "Python standard library docstrings")
     dataset.text_field = "text"
-    dataset.job = job.id
+    dataset.job = job
     for key in ("path", "n_documents", "n_chars", "stats", "cleaning"):
         if key in ds:
             setattr(dataset, key, ds[key])
@@ -48,7 +48,7 @@ def finish_sample(job: Job, status: str, result: dict[str, Any]) -> None:
     model = LanguageModel.get_or_none(LanguageModel.name == lm["name"]) or LanguageModel(name=lm["name"])
     model.source_type = "sample"
     model.source = lm["path"]
-    model.job = job.id
+    model.job = job
     for key, value in lm.items():
         if key in LanguageModel._meta.fields and key not in ("id", "name"):
             setattr(model, key, value)

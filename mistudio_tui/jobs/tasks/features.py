@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,8 @@ def extract(params: FeaturesParams, ctx: JobContext) -> dict[str, Any]:
     W_dec = sae.W_dec.detach().float()
     lens = None
     if params.is_causal_lm:
-        head = loaded.model.get_output_embeddings() if hasattr(loaded.model, "get_output_embeddings") else None
+        embeddings = getattr(loaded.model, "get_output_embeddings", None)  # a transformers model's output head
+        head = embeddings() if embeddings is not None else None
         if head is not None:
             lens = logit_lens(W_dec, head.weight.detach().float(), top=10, norm_weight=final_norm_weight(loaded.model))
     similar = similar_by_decoder(W_dec, top=10)
@@ -112,7 +113,9 @@ def special_ids(tokens: Any, exclude_bos: bool = True, exclude_special: bool = T
     return sorted(ids)
 
 
-def sequence_batches(loaded: Any, tokens: Any, hook: str, batch_size: int, special: list[int]) -> Iterator[Any]:
+def sequence_batches(
+    loaded: Any, tokens: Any, hook: str, batch_size: int, special: list[int]
+) -> Generator[Any, None, None]:
     """SequenceBatch per `batch_size` rows of the tokenization, activations captured at `hook`."""
     import torch
 

@@ -135,12 +135,11 @@ class _Orchestrator:
             self.done += 1
             self._report()
             return
-        Training.update(sweep=self.sweep.id, group_name=self.sweep.name).where(
-            Training.id == spec.resource.id
-        ).execute()
+        trial = Training.get_by_id(spec.resource_id)
+        Training.update(sweep=self.sweep.id, group_name=self.sweep.name).where(Training.id == trial.id).execute()
         job = spec.submit(self.studio.runner)
-        self.active[job.id] = _Active(number, spec.resource.id)
-        self.ctx.log(f"trial {number} started: {spec.resource.name} ({shown})")
+        self.active[job.id] = _Active(number, trial.id)
+        self.ctx.log(f"trial {number} started: {trial.name} ({shown})")
 
     def _start_existing(self, training: Any) -> None:
         from pathlib import Path

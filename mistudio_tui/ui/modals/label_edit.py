@@ -81,12 +81,12 @@ class LabelHistoryModal(ModalScreen[int | None]):
             yield Static("Enter or c: make current · esc: close", classes="hint")
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
-        self.dismiss(int(event.option.id))
+        self.dismiss(int(event.option.id or 0))
 
     def action_make_current(self) -> None:
         options = self.query_one(OptionList)
         if options.highlighted is not None:
-            self.dismiss(int(options.get_option_at_index(options.highlighted).id))
+            self.dismiss(int(options.get_option_at_index(options.highlighted).id or 0))
 
     def action_cancel(self) -> None:
         self.dismiss(None)

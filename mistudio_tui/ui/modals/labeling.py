@@ -162,7 +162,7 @@ class LabelingRunsModal(ModalScreen[int | None]):
         if table.row_count == 0:
             return
         key = table.coordinate_to_cell_key(table.cursor_coordinate).row_key
-        run = LabelingJob.get_by_id(int(key.value))
+        run = LabelingJob.get_by_id(int(str(key.value)))
         if run_status(run) in RunState.ACTIVE:
             self.notify(f"labeling run {run.id} is {run_status(run)}", severity="warning")
             return

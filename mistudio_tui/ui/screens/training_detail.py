@@ -230,9 +230,9 @@ class TrainingDetailScreen(MetricKeys, StudioScreen):
         def decided(ok: bool | None) -> None:
             if not ok:
                 return
-            if running:
+            if running and training.job is not None:
                 self.cancel_requested = True
-                self.studio.runner.cancel(training.job_id)
+                self.studio.runner.cancel(training.job.id)
             else:
                 Training.update(status="cancelled").where(Training.id == training.id).execute()
             self.notify(f"cancelled '{training.name}'")

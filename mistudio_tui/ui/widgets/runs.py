@@ -93,6 +93,6 @@ def pause_training(screen: StudioScreen, training: Training | None) -> bool:
     if training is None or training.job is None or training.job.status not in JobState.ACTIVE:
         screen.notify("Select a running training", severity="warning")
         return False
-    screen.studio.runner.cancel(training.job_id)
+    screen.studio.runner.cancel(training.job.id)
     screen.notify(f"pausing '{training.name}': it saves a checkpoint, then stops (r resumes)")
     return True
