@@ -14,12 +14,14 @@ from mistudio_tui.db.connection import open_database
 from mistudio_tui.db.home_params import HOME_MARK, PATH_KEYS, load_params, store_params
 from mistudio_tui.db.jobs import finish_job
 from mistudio_tui.db.models import ActivationSet, Dataset, FeatureSet, Job, LanguageModel, Tokenization, Training
+from mistudio_tui.jobs.kinds.label import LabelParams
+from mistudio_tui.labeling.types import LabelingSettings
 from mistudio_tui.services.spec import JobSpec
 from mistudio_tui.studio import Studio
 from tests.home_chain import HOOK, TRAIN, build_chain, queue
 from tests.old_schema import database_at, insert_job
 
-PROMPT_KEY = "system_prompt"
+PROMPT_KEY = "model"  # a labeling setting holding free text (an LLM's name), never a path entry
 
 
 def path_entries(params: Any, where: str = "") -> dict[str, str]:
@@ -74,7 +76,15 @@ def moved_home(tmp_path_factory: pytest.TempPathFactory, tiny_lm_dir: Path, tiny
         prompt = str(studio.paths.dir("saes") / "not-a-path-key")  # user text that merely looks like a home path
         queued["text"] = queue(
             studio,
-            JobSpec("label", {"settings": {PROMPT_KEY: prompt}, "feature_dir": FeatureSet.get().path}, "Label"),
+            JobSpec(
+                "label",
+                LabelParams(
+                    settings=LabelingSettings(base_url="http://localhost:1/v1", model=prompt),
+                    indices=(0,),
+                    feature_dir=Path(FeatureSet.get().path),
+                ),
+                "Label",
+            ),
         )
     finally:
         studio.close()

@@ -352,3 +352,19 @@ def test_cancelled_build_keeps_previous_sample(small_stdlib: Path, tmp_path: Pat
     assert (models_dir / MODEL_NAME / "model.safetensors").read_bytes() == before
     assert sorted(q.name for q in datasets_dir.iterdir()) == [DATASET_NAME]
     assert sorted(q.name for q in models_dir.iterdir()) == [MODEL_NAME]
+
+
+def test_the_sample_model_writes_no_massive_activation(stdlib_corpus, tmp_path: Path) -> None:
+    """The sample's model at its own size and learning rate: the first block's output stays on the scale of the
+    embeddings. At the old 3e-3 it grew to ~90x them in 300 steps, a near-constant vector that left the residual
+    stream (what the sample's SAE reads) almost one-dimensional and most of that SAE's latents dead."""
+    from transformers import GPT2LMHeadModel
+
+    out = tmp_path / "lm"
+    train_tiny_lm(stdlib_corpus[0], out, max_steps=300, seed=0)
+    model = GPT2LMHeadModel.from_pretrained(out).eval()
+    ids = torch.randint(10, model.config.vocab_size, (8, 128), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        embedded, after_block0 = model(ids, output_hidden_states=True).hidden_states[:2]
+    ratio = float(after_block0.norm(dim=-1).mean() / embedded.norm(dim=-1).mean())
+    assert ratio < 15, f"block 0 writes {ratio:.0f}x the embedding norm"
