@@ -274,7 +274,9 @@ def test_a_resumed_tokenization_reads_the_old_row_and_sets_resume(studio: Studio
     check_row(studio, spec)
 
 
-def test_model_and_activation_specs_are_stored_as_their_params(studio: Studio, tmp_path: Path) -> None:
+def test_model_and_activation_specs_are_stored_as_their_params(
+    studio: Studio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from mistudio_tui.services import models as svc
 
     folder = tmp_path / "model"
@@ -299,6 +301,8 @@ def test_model_and_activation_specs_are_stored_as_their_params(studio: Studio, t
         "out_dir": ActivationSet.get_by_id(job.resource_id).path,
     }
 
+    # building the spec needs no sae-lens (only the worker does): pretend the extra is there, as CI lacks it
+    monkeypatch.setattr("mistudio_tui.ml.activations.synthetic.sae_lens_available", lambda: True)
     synth = svc.synth_activations(studio, {"features": 64, "d_in": 8, "tokens": 1000, "target_l0": 4.0})
     job = check_row(studio, synth)
     assert job.params["options"] == OLD_ROWS["activations.synth"][1]["options"]
