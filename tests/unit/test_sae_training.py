@@ -486,3 +486,22 @@ def test_skip_transcoder_carries_the_dense_linear_part(tmp_path: Path) -> None:
     sae, _, _ = load_saelens(tmp_path / "True")
     assert sae.W_skip is not None and float(sae.W_skip.detach().abs().max()) > 0.05
     assert results[True] > results[False] + 0.03, results
+
+
+def test_dead_latents_biases_are_lifted_to_the_live_ones_in_both_copies_of_the_averaged_optimiser() -> None:
+    from mistudio_tui.ml.sae.optim import DEAD_BIAS_QUANTILE, build_optimizer, lift_dead_biases
+
+    b_enc = torch.nn.Parameter(torch.tensor([-1.0, -0.5, 0.0, 0.5, -9.0, 3.0]))
+    optimizer = build_optimizer([b_enc], "signum", lr=0.1, betas=(0.9, 0.999))
+    b_enc.grad = torch.ones_like(b_enc)
+    optimizer.step()  # creates the averaged optimiser's z copy
+    z = optimizer.state[b_enc]["z"]
+    dead = torch.tensor([False, False, False, False, True, True])
+    live_before, z_live_before = b_enc[~dead].clone(), z[~dead].clone()
+    lift_dead_biases(b_enc, dead, optimizer)
+    floor = torch.quantile(live_before, DEAD_BIAS_QUANTILE)
+    assert torch.equal(b_enc[~dead], live_before) and torch.equal(z[~dead], z_live_before)
+    assert torch.allclose(b_enc[4], floor) and torch.allclose(z[4], floor)  # the sunken one is lifted
+    assert b_enc[5] > floor  # a dead latent already above the floor keeps its bias
+    lift_dead_biases(b_enc, torch.ones(6, dtype=torch.bool), optimizer)  # no live latent: nothing to lift to
+    assert torch.isfinite(b_enc).all()

@@ -34,7 +34,7 @@ from mistudio_tui.ml.sae.evaluate import (
 )
 from mistudio_tui.ml.sae.formats.saelens import CFG_FILE, SPARSITY_FILE, WEIGHTS_FILE, save_saelens
 from mistudio_tui.ml.sae.initialization import activation_scale, initial_b_dec
-from mistudio_tui.ml.sae.optim import averaged_weights, build_optimizer
+from mistudio_tui.ml.sae.optim import averaged_weights, build_optimizer, lift_dead_biases
 from mistudio_tui.ml.sae.schedule import LRSchedule, sparsity_coefficient_at, sparsity_warmup_steps
 from mistudio_tui.reporting import JobCancelled, JobContext
 
@@ -215,6 +215,8 @@ class SAETrainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.sae.after_optimizer_step()
+        if dead_mask is not None:
+            lift_dead_biases(self.sae.b_enc, dead_mask, self.optimizer)
         self._record(x, outputs)
         self.step += 1
         self.tokens += n
