@@ -11,7 +11,7 @@ from typing import Any
 
 from mistudio_tui.db.models import Job, LanguageModel
 from mistudio_tui.db.states import JobState
-from mistudio_tui.jobs.interface import JobEvent
+from mistudio_tui.jobs.interface import EventType, JobEvent
 from mistudio_tui.services.datasets import tokenize_dataset
 from mistudio_tui.services.features import extract_features
 from mistudio_tui.services.models import extract_activations
@@ -83,7 +83,7 @@ class SamplePipeline:
         return job
 
     def _on_event(self, event: JobEvent) -> None:
-        if event.job_id != self.current or event.type != "state":
+        if event.job_id != self.current or event.type != EventType.STATE:
             return
         if event.status == "completed" and self.stages:
             stage = self.stages.pop(0)

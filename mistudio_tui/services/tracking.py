@@ -11,6 +11,8 @@ import importlib
 import math
 from typing import Any
 
+from mistudio_tui.jobs.interface import EventType, JobEvent
+
 INSTALL_HINT = "--wandb needs the wandb package: pip install 'mistudio[wandb]' (or pip install wandb)"
 
 
@@ -37,9 +39,9 @@ class WandbTracker:
         """Open a wandb run named `name` in `project` (wandb writes its files under `folder`)."""
         return cls(wandb.init(project=project, name=name, config=config, dir=folder))
 
-    def listener(self, event: Any) -> None:
+    def listener(self, event: JobEvent) -> None:
         """A runner listener: log the metric rows of this tracker's job."""
-        if event.type == "metrics" and self.job_id is not None and event.job_id == self.job_id:
+        if event.type == EventType.METRICS and self.job_id is not None and event.job_id == self.job_id:
             for row in event.data:
                 values = metric_values(row)
                 if values:
