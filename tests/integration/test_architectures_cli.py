@@ -36,13 +36,7 @@ def test_train_matryoshka_from_the_cli(capsys, activation_set: int) -> None:
     assert loaded.sae.saved_architecture == "jumprelu" and float(loaded.sae.threshold.detach().min()) > 0
     assert json.loads((Path(run["path"]) / "cfg.json").read_text())["architecture"] == "jumprelu"
     # its features are extracted, browsed and steered like any SAE's
-    fset = cli(capsys, "features", "extract", str(run["id"]), "--tokens", "2000")
-    assert fset["status"] == "ready" and fset["d_sae"] == 64
-    top = cli(capsys, "features", "list", str(fset["id"]), "--sort", "density", "--limit", "1")[0]
-    steered = cli(capsys, "steer", "--training", str(run["id"]), "--feature", str(top["index"]), "--strength", "0",
-                  "--strength", "40", "--prompt", "once upon a time", "--max-tokens", "4", "--temperature", "0",
-                  "--device", "cpu")  # fmt: skip
-    assert steered["texts"]["steered:0"] == steered["texts"]["normal"] != steered["texts"]["steered:40"]
+    extract_list_and_steer(capsys, run["id"])
 
     error = cli(capsys, "train", "--activations", str(activation_set), "--arch", "topk",
                 "--matryoshka-widths", "8", *SMALL, ok=False)  # fmt: skip
@@ -50,6 +44,17 @@ def test_train_matryoshka_from_the_cli(capsys, activation_set: int) -> None:
     error = cli(capsys, "train", "--activations", str(activation_set), "--arch", "matryoshka",
                 "--matryoshka-widths", "32,16", *SMALL, ok=False)  # fmt: skip
     assert "matryoshka_widths must increase strictly" in error["error"]
+
+
+def extract_list_and_steer(capsys, run_id: int) -> None:
+    """A 64-wide run's features extract and list; steering its densest one changes the text (strength 0 does not)."""
+    fset = cli(capsys, "features", "extract", str(run_id), "--tokens", "2000")
+    assert fset["status"] == "ready" and fset["d_sae"] == 64
+    top = cli(capsys, "features", "list", str(fset["id"]), "--sort", "density", "--limit", "1")[0]
+    steered = cli(capsys, "steer", "--training", str(run_id), "--feature", str(top["index"]), "--strength", "0",
+                  "--strength", "40", "--prompt", "once upon a time", "--max-tokens", "4", "--temperature", "0",
+                  "--device", "cpu")  # fmt: skip
+    assert steered["texts"]["steered:0"] == steered["texts"]["normal"] != steered["texts"]["steered:40"]
 
 
 def test_train_transcoders_from_the_cli(capsys, studio, activation_set: int) -> None:
@@ -67,13 +72,7 @@ def test_train_transcoders_from_the_cli(capsys, studio, activation_set: int) -> 
     assert 0.2 < training.explained_variance <= 1 and training.evaluation["source"] == "held_out"
     assert training.evaluation["ce_loss_sae"] > 0 and "ce_loss_recovered" in training.evaluation
     # its features are browsed like an SAE's (read at the input hook) and steer at the output hook
-    fset = cli(capsys, "features", "extract", str(run["id"]), "--tokens", "2000")
-    assert fset["status"] == "ready" and fset["d_sae"] == 64
-    top = cli(capsys, "features", "list", str(fset["id"]), "--sort", "density", "--limit", "1")[0]
-    steered = cli(capsys, "steer", "--training", str(run["id"]), "--feature", str(top["index"]), "--strength", "0",
-                  "--strength", "40", "--prompt", "once upon a time", "--max-tokens", "4", "--temperature", "0",
-                  "--device", "cpu")  # fmt: skip
-    assert steered["texts"]["steered:0"] == steered["texts"]["normal"] != steered["texts"]["steered:40"]
+    extract_list_and_steer(capsys, run["id"])
 
     skip = cli(capsys, "train", "--activations", str(activation_set), "--transcode", transcode, "--skip",
                "--arch", "batchtopk", "--tokens", "2000", *SMALL)  # fmt: skip
