@@ -65,18 +65,18 @@ class Child:
         *,
         name: str,
         duplex: bool = False,
-        daemon: bool = False,
     ) -> Child:
         """Start `target(*args)` in a spawned process, `CHILD_END` in `args` replaced by the child's end of a pipe.
 
-        One-way (child to parent) unless `duplex`. A child that cannot start raises, with both ends closed.
+        One-way (child to parent) unless `duplex`. A child that cannot start raises, with both ends closed. Never a
+        daemon process: a daemon cannot start processes of its own and is killed at exit without its cleanup; each
+        child here ends when its parent's end of the pipe closes, and its owner stops it (terminate, then kill).
         """
         parent_end, child_end = SPAWN.Pipe(duplex=duplex)  # one-way: the first end receives, the second sends
         process = SPAWN.Process(
             target=target,
             args=tuple(child_end if arg is CHILD_END else arg for arg in args),
             name=name,
-            daemon=daemon,
         )
         try:
             with real_stdio():

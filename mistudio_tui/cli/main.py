@@ -102,11 +102,37 @@ def _main(argv: list[str]) -> int:
         known = one_line_error(exc)
         if known is None:  # a bug: keep its traceback
             raise
-        _report(args, known[0])
+        _report(args, _named_by_flag(exc, parser, argv) or known[0])
         return known[1]
     finally:
         if studio is not None:
             studio.close()
+
+
+def _named_by_flag(exc: BaseException, parser: argparse.ArgumentParser, argv: list[str]) -> str | None:
+    """A refused value the user gave with a flag, named by that flag: `--l1 must be >= 0, got -1.0` rather than
+    the config key `l1_coefficient` (None when `exc` names no field, or its value came from elsewhere)."""
+    from mistudio_tui.jobs.params import FieldError
+
+    if not isinstance(exc, FieldError) or not exc.field or not str(exc).startswith(exc.field):
+        return None
+    given = {arg.split("=", 1)[0] for arg in argv if arg.startswith("--")}
+    for action in _actions(parser):
+        if action.dest == exc.field:
+            for flag in action.option_strings:
+                if flag in given:
+                    return flag + str(exc)[len(exc.field) :]
+    return None
+
+
+def _actions(parser: argparse.ArgumentParser) -> list[argparse.Action]:
+    """Every option of `parser` and of its subcommands, at any depth."""
+    found = list(parser._actions)
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):
+                found += _actions(sub)
+    return found
 
 
 # What a database failure means for the person at the terminal, by the text of SQLite's error.

@@ -11,6 +11,7 @@ from mistudio_tui.cli.output import emit, format_cell, format_table
 from mistudio_tui.db.lookup import resolve
 from mistudio_tui.db.models import Sweep
 from mistudio_tui.db.states import RunState
+from mistudio_tui.jobs.sweep_planner import METHODS, OBJECTIVES, shown_params
 from mistudio_tui.services import sweeps as svc
 from mistudio_tui.services.trainings import ARCHITECTURES
 from mistudio_tui.studio import Studio
@@ -71,9 +72,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
         required=True,
         help="e.g. 'k=8,16,32 lr=1e-4..1e-3:log' (a grid visits ':N' points of a range, default 3)",
     )
-    p.add_argument("--method", choices=list(svc.METHODS), default="grid")
+    p.add_argument("--method", choices=list(METHODS), default="grid")
     p.add_argument("--trials", type=int, help="number of trials (grid: at most this many)")
-    p.add_argument("--objective", choices=list(svc.OBJECTIVES), default="ev")
+    p.add_argument("--objective", choices=list(OBJECTIVES), default="ev")
     p.add_argument("--l0-weight", type=float, default=0.001, help="weight of L0 in the ev-l0 objective")
     p.add_argument("--parallel", type=int, default=1, help="trials at once (spread over GPUs when several)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random / TPE sampler")
@@ -167,7 +168,7 @@ def _human(data: dict[str, Any], trials: list[dict[str, Any]]) -> str:
         f"space: {data['space']}",
     ]
     for row in trials:
-        row["params_text"] = " ".join(f"{k}={format_cell(v)}" for k, v in svc.shown_params(row["params"]).items())
+        row["params_text"] = " ".join(f"{k}={format_cell(v)}" for k, v in shown_params(row["params"]).items())
         row["front"] = "EV" * row["pareto_ev"] + ("+CE" if row["pareto_ce"] else "")
     lines = [*head, "", format_table(trials, TRIAL_COLUMNS), ""]
     lines.append("Pareto front, L0 vs explained variance: " + (" → ".join(data["pareto_ev"]) or "(no finished trials)"))

@@ -18,9 +18,11 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, TypeVar
 
+from mistudio_tui.config import Paths
 from mistudio_tui.db.models import (
     ActivationSet,
     BaseModel,
@@ -164,3 +166,18 @@ def refuse_rebuild(db_path: Path, home: Path) -> None:
             f"mistudio.db from a backup, or set {NEW_DATABASE_ENV}=1 to start an empty studio beside the old "
             "folders (it never deletes them)"
         )
+
+
+def slug(text: str, fallback: str = "item") -> str:
+    """A filesystem- and CLI-friendly name: lowercase letters, digits, dots, dashes."""
+    out = re.sub(r"[^a-zA-Z0-9._-]+", "-", text.strip()).strip("-.").lower()
+    return out[:60] or fallback
+
+
+def create_pending(paths: Paths, table: type[OwningRow], folder: str, /, **fields: Any) -> OwningRow:
+    """A new pending `table` row whose files go in a new folder `<folder>/<id>-<slug of its name>` of the home
+    `paths` (suffixed when that name is taken), marked as the row's own (see db.ownership)."""
+    row = table.create(status="pending", **fields)
+    row.path = str(create_owned_folder(row, paths.dir(folder), f"{row.id}-{slug(row.name)}"))
+    row.save()
+    return row

@@ -140,7 +140,6 @@ class InferenceSession:
                 (CHILD_END, str(self.home), str(self.log_path)),
                 name="mistudio-inference",
                 duplex=True,  # requests go down the same pipe
-                daemon=True,
             )
             self._child, self._conn = child, child.conn
             self._reader = threading.Thread(target=self._read, args=(child,), name="inference-replies")

@@ -21,6 +21,14 @@ class ParamsError(ValueError):
     """A job's stored parameters do not fit its kind's class (named, with the offending field)."""
 
 
+class FieldError(ValueError):
+    """A value that would be refused; `field` names it, so a form can focus that field and say why beside it."""
+
+    def __init__(self, field_name: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field_name
+
+
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class JobParams:
     """Base of every kind's parameters (`kind`: the job kind's name, used in error messages)."""

@@ -8,10 +8,11 @@ from typing import Any, TypeVar
 
 from mistudio_tui.db.lookup import new_name, resolve
 from mistudio_tui.db.models import Dataset, LanguageModel, Tokenization, database
+from mistudio_tui.db.ownership import create_pending, slug
 from mistudio_tui.db.states import RunState
 from mistudio_tui.jobs.kinds.datasets import IngestParams, TokenizeParams
 from mistudio_tui.ml.data.cleaning import CleaningOptions
-from mistudio_tui.services.spec import JobSpec, create_pending, slug
+from mistudio_tui.services.spec import JobSpec
 from mistudio_tui.studio import Studio
 
 LOCAL_SUFFIXES = (".txt", ".jsonl", ".json", ".csv", ".parquet")
@@ -67,7 +68,7 @@ def add_dataset(
     base = name or (source.rstrip("/").split("/")[-1] if is_hub else path.stem)
     with database.atomic():
         dataset = create_pending(
-            studio,
+            studio.paths,
             Dataset,
             "datasets",
             name=new_name(Dataset, name, slug(base, "dataset")),
@@ -154,7 +155,7 @@ def tokenize_dataset(
     default_name = f"{dataset.name}-{label}-ctx{context_size}"
     with database.atomic():
         tok = create_pending(
-            studio,
+            studio.paths,
             Tokenization,
             "tokenizations",
             dataset=dataset,

@@ -8,9 +8,10 @@ from typing import Any
 
 from mistudio_tui.db.lookup import new_name, resolve
 from mistudio_tui.db.models import FeatureSet, Tokenization, Training, database
+from mistudio_tui.db.ownership import create_pending
 from mistudio_tui.db.states import RunState
 from mistudio_tui.jobs.kinds.features import EXTRACTION_DEFAULTS, FeaturesParams
-from mistudio_tui.services.spec import JobSpec, create_pending
+from mistudio_tui.services.spec import JobSpec
 from mistudio_tui.studio import Studio
 
 
@@ -54,7 +55,7 @@ def extract_features(
     default = f"{training.name}-features"
     with database.atomic():
         fset = create_pending(
-            studio,
+            studio.paths,
             FeatureSet,
             "features",
             name=new_name(FeatureSet, name, default),

@@ -12,7 +12,8 @@ from mistudio_tui.db import features as fq
 from mistudio_tui.db.lookup import resolve
 from mistudio_tui.db.models import Feature, FeatureLabel, FeatureSet, LabelingJob, database
 from mistudio_tui.jobs.kinds.label import LabelParams
-from mistudio_tui.services.spec import FieldError, JobSpec
+from mistudio_tui.jobs.params import FieldError
+from mistudio_tui.services.spec import JobSpec
 from mistudio_tui.studio import Studio
 
 SELECTIONS = ("all", "unlabeled", "alive")

@@ -8,13 +8,13 @@ from typing import Any
 
 from mistudio_tui.db.lookup import new_name, resolve
 from mistudio_tui.db.models import ActivationSet, LanguageModel, Tokenization, database
-from mistudio_tui.db.ownership import create_owned_folder
+from mistudio_tui.db.ownership import create_owned_folder, create_pending, slug
 from mistudio_tui.db.states import RunState
 from mistudio_tui.jobs.kinds.activations import ExtractParams, ImportParams, SynthParams, check_settings
 from mistudio_tui.jobs.kinds.models import DTYPES as DTYPES  # the form's and CLI's choices
 from mistudio_tui.jobs.kinds.models import ModelAddParams
 from mistudio_tui.services.extraction_templates import EXTRACTION_DEFAULTS, template_config
-from mistudio_tui.services.spec import JobSpec, create_pending, slug
+from mistudio_tui.services.spec import JobSpec
 from mistudio_tui.studio import Studio
 
 
@@ -104,7 +104,7 @@ def extract_activations(
     default = f"{model.name}-{hook_label}-{_short(int(config['n_tokens']))}"
     with database.atomic():
         aset = create_pending(
-            studio,
+            studio.paths,
             ActivationSet,
             "activations",
             name=new_name(ActivationSet, name, slug(default)),
@@ -195,7 +195,7 @@ def import_activations(
         raise FileNotFoundError(f"activations not found: {src}")
     with database.atomic():
         aset = create_pending(
-            studio,
+            studio.paths,
             ActivationSet,
             "activations",
             name=new_name(ActivationSet, name, slug(f"imported-{src.stem}")),
@@ -218,6 +218,6 @@ def synth_activations(studio: Studio, options: dict[str, Any], name: str | None 
     default = f"synth-{_short(synth.features)}f-{synth.d_in}d-{_short(synth.tokens)}"
     with database.atomic():
         aset = create_pending(
-            studio, ActivationSet, "activations", name=new_name(ActivationSet, name, default), origin="synthetic"
+            studio.paths, ActivationSet, "activations", name=new_name(ActivationSet, name, default), origin="synthetic"
         )
     return JobSpec("activations.synth", replace(params, out_dir=Path(aset.path)), f"Synthesize {aset.name}", aset)

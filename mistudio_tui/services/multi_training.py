@@ -15,11 +15,12 @@ from mistudio_tui.db.models import (
     database,
     refuse_id_like_name,
 )
+from mistudio_tui.db.ownership import slug
 from mistudio_tui.db.states import JobState, RunState
 from mistudio_tui.jobs.kinds.train import ActivationsSource, GroupMember, MultiTrainParams, StreamSource
+from mistudio_tui.jobs.kinds.train_runs import create_training, eval_params, run_metadata, training_config
 from mistudio_tui.ml.sae.config import SAEConfig, TrainConfig
-from mistudio_tui.services.spec import JobSpec, slug
-from mistudio_tui.services.trainings import create_training, eval_params, run_metadata, training_config
+from mistudio_tui.services.spec import JobSpec
 from mistudio_tui.studio import Studio
 
 STREAM_KEYS = ("buffer_tokens", "batch_size", "exclude_bos", "exclude_special")
@@ -121,7 +122,7 @@ def new_multi_training(
             if stream:
                 config["stream"] = stream
             training = create_training(
-                studio,
+                studio.paths,
                 config,
                 name=unique_name(Training, default),
                 activation_set=aset,

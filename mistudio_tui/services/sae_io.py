@@ -8,10 +8,11 @@ from pathlib import Path
 
 from mistudio_tui.db.lookup import new_name, resolve
 from mistudio_tui.db.models import LanguageModel, Training, database
+from mistudio_tui.db.ownership import create_pending, slug
 from mistudio_tui.db.states import RunState
 from mistudio_tui.jobs.kinds.sae import SAEImportParams
 from mistudio_tui.services import sae_releases
-from mistudio_tui.services.spec import JobSpec, create_pending, slug
+from mistudio_tui.services.spec import JobSpec
 from mistudio_tui.services.staging import staged_folder
 from mistudio_tui.studio import Studio
 
@@ -66,7 +67,7 @@ def import_sae(
     base = Path(subfolder).name if subfolder else Path(source.rstrip("/")).name
     with database.atomic():
         training = create_pending(
-            studio,
+            studio.paths,
             Training,
             "saes",
             name=new_name(Training, name, f"imported-{slug(base, 'sae')}"),

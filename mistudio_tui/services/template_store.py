@@ -13,7 +13,7 @@ from typing import Any, Generic, TypeVar
 
 from mistudio_tui.db.lookup import resolve
 from mistudio_tui.db.models import ExtractionTemplate, TrainingTemplate, database, utcnow
-from mistudio_tui.services.spec import slug
+from mistudio_tui.db.ownership import slug
 
 T = TypeVar("T", ExtractionTemplate, TrainingTemplate)  # the template tables (the same columns)
 

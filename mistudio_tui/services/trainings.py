@@ -10,7 +10,6 @@ from typing import Any
 from mistudio_tui.db.lookup import resolve
 from mistudio_tui.db.models import (
     ActivationSet,
-    LanguageModel,
     Tokenization,
     Training,
     TrainingTemplate,
@@ -19,11 +18,24 @@ from mistudio_tui.db.models import (
 )
 from mistudio_tui.db.states import RunState
 from mistudio_tui.jobs.kinds.sae import EvalSource, SAEEvalParams
-from mistudio_tui.jobs.kinds.train import ActivationsSource, EvalModel, TrainParams
+from mistudio_tui.jobs.kinds.train import TrainParams
+from mistudio_tui.jobs.kinds.train_runs import (
+    SAE_KEYS,
+    create_training,
+    eval_params,
+    hook_width,
+    train_job_title,
+    train_params,
+    training_config,
+)
+
+# re-exported: the forms ask this module for defaults and for what the trainer refuses in a stored config
+from mistudio_tui.jobs.kinds.train_runs import config_default as config_default
+from mistudio_tui.jobs.kinds.train_runs import config_problem as config_problem
+from mistudio_tui.jobs.params import FieldError
 from mistudio_tui.ml.sae.config import (
     ARCHITECTURE_NAMES,
     SHOWN_ARCHITECTURES,
-    SAEConfig,
     TrainConfig,
 )
 
@@ -31,120 +43,13 @@ from mistudio_tui.ml.sae.config import (
 from mistudio_tui.ml.sae.config import K_ARCHITECTURES as K_ARCHITECTURES
 from mistudio_tui.ml.sae.config import architecture_id as architecture_id
 from mistudio_tui.ml.sae.config import shown_architecture as shown_architecture
-from mistudio_tui.services.spec import FieldError, JobSpec, create_pending
+from mistudio_tui.services.spec import JobSpec
 from mistudio_tui.studio import Studio
 
 # The architectures as people type and read them (CLI --arch, form choices); rows hold the internal names
 # (ARCHITECTURE_IDS), which the services also accept.
 ARCHITECTURES = SHOWN_ARCHITECTURES
 ARCHITECTURE_IDS = tuple(ARCHITECTURE_NAMES)
-SAE_KEYS = (
-    "architecture",
-    "d_sae",
-    "k",
-    "l1_coefficient",
-    "jumprelu_bandwidth",
-    "jumprelu_init_threshold",
-    "l0_coefficient",
-    "aux_k",
-    "aux_k_coefficient",
-    "dead_tokens_threshold",
-    "apply_b_dec_to_input",
-    "matryoshka_widths",
-)
-TRAIN_DEFAULTS: dict[str, Any] = {
-    "total_tokens": 2_000_000,
-    "batch_size": 4096,
-    "lr": None,
-    "device": "auto",
-    "dtype": "fp32",
-    "seed": 0,
-    "checkpoint_every": 500,
-    "metrics_every": 10,
-}
-
-
-def training_config(
-    d_in: int,
-    architecture: str = "topk",
-    k: int | None = None,
-    l1_coefficient: float | None = None,
-    expansion: int | None = None,
-    d_sae: int | None = None,
-    template: dict[str, Any] | None = None,
-    matryoshka_widths: list[int] | None = None,
-    **train: Any,
-) -> dict[str, Any]:
-    """The {'sae': ..., 'train': ...} config of a run: template first, then explicit values (checked by the trainer's
-    SAEConfig and TrainConfig, see `checked_configs`)."""
-    base = template or {}
-    sae: dict[str, Any] = dict(base.get("sae", {}))
-    train_cfg: dict[str, Any] = dict(TRAIN_DEFAULTS)
-    train_cfg.update(base.get("train", {}))
-    sae["architecture"] = architecture_id(architecture or sae.get("architecture") or "topk")
-    if d_sae is not None and expansion is not None:
-        raise ValueError("give either --expansion or --d-sae, not both")
-    factor = sae.pop("expansion", None)
-    if d_sae is None:
-        d_sae = int(d_in * (expansion if expansion is not None else factor or 8))
-    if d_sae <= 0:
-        raise ValueError("the SAE width must be positive")
-    sae.update(d_in=int(d_in), d_sae=int(d_sae))
-    if k is not None:
-        sae["k"] = int(k)
-    if l1_coefficient is not None:
-        sae["l1_coefficient"] = float(l1_coefficient)
-    if sae["architecture"] in K_ARCHITECTURES:
-        sae.setdefault("k", config_default("k"))  # stored, so the run list can show it
-    for key in [key for key in train if key in SAE_KEYS]:  # SAE fields given with the training options
-        value = train.pop(key)
-        if value is not None:
-            sae[key] = value
-    if matryoshka_widths is not None:
-        sae["matryoshka_widths"] = matryoshka_widths
-    elif sae["architecture"] != "matryoshka":
-        sae.pop("matryoshka_widths", None)  # a cloned matryoshka run's widths, when its clone is another kind
-    train_cfg.update({key: value for key, value in train.items() if value is not None})
-    config = {"sae": sae, "train": train_cfg}
-    sae_cfg, _ = checked_configs(config)
-    if "matryoshka_widths" in sae:
-        sae["matryoshka_widths"] = sae_cfg.matryoshka_widths  # as trained (d_sae appended when not last)
-    return config
-
-
-def checked_configs(config: dict[str, Any]) -> tuple[SAEConfig, TrainConfig]:
-    """The trainer's (torch-free) SAEConfig and TrainConfig of a run config: the one check of its values, run before
-    any row exists; FieldError names the config key (their messages start with it)."""
-    try:
-        return SAEConfig.from_dict(dict(config["sae"])), TrainConfig.from_dict(dict(config["train"]))
-    except (ValueError, TypeError, OverflowError) as exc:
-        message = str(exc)
-        key = message.split(" ", 1)[0]
-        raise FieldError(key if key in config["sae"] or key in config["train"] else "", message) from None
-
-
-def config_problem(config: dict[str, Any] | None) -> str | None:
-    """What the trainer refuses in a stored run config (None when it accepts it): such a run re-fails on resume."""
-    try:
-        checked_configs({"sae": (config or {}).get("sae") or {}, "train": (config or {}).get("train") or {}})
-    except ValueError as exc:
-        return str(exc)
-    return None
-
-
-def config_default(key: str) -> Any:
-    """The trainer's default for an SAE or training config key (shown in forms)."""
-    import dataclasses
-
-    from mistudio_tui.ml.sae.config import SAEConfig, TrainConfig
-
-    if key in TRAIN_DEFAULTS:
-        return TRAIN_DEFAULTS[key]
-    for cls in (SAEConfig, TrainConfig):
-        for f in dataclasses.fields(cls):
-            if f.name == key:
-                return f.default
-    raise KeyError(key)
 
 
 def default_name(architecture: str, hook: str | None, d_sae: int, kind: str | None = None) -> str:
@@ -194,16 +99,16 @@ def new_training(
     tpl = template_config
     if template is not None:
         tpl = dict(resolve(TrainingTemplate, template).config)
-    config = training_config(_hook_width(aset, hook), template=tpl, **options)
+    config = training_config(hook_width(aset, hook), template=tpl, **options)
     sae = config["sae"]
     kind = None
     if hook_out is not None:
-        sae.update(d_out=_hook_width(aset, hook_out), skip_connection=bool(skip), apply_b_dec_to_input=False)
+        sae.update(d_out=hook_width(aset, hook_out), skip_connection=bool(skip), apply_b_dec_to_input=False)
         config["hook_name_out"] = hook_out
         kind = "skip-transcoder" if skip else "transcoder"
     with database.atomic():
         training = create_training(
-            studio,
+            studio.paths,
             config,
             name=_name(name) or default_name(sae["architecture"], hook, sae["d_sae"], kind),
             activation_set=aset,
@@ -227,31 +132,6 @@ def _transcoder_hooks(text: str) -> tuple[str, str]:
     return hook_in.strip(), hook_out.strip()
 
 
-def _hook_width(aset: ActivationSet, hook: str | None) -> int:
-    """The width of one hook of an activation set (its per-hook record where the widths differ)."""
-    by_hook = (aset.manifest or {}).get("d_in_by_hook") or {}
-    width = by_hook.get(hook) or aset.d_in
-    if width is None:
-        raise ValueError(f"activation set '{aset.name}' does not record its width (d_in)")
-    return int(width)
-
-
-def create_training(studio: Studio, config: dict[str, Any], **fields: Any) -> Training:
-    """A pending Training row for `config` (plus `fields`), with its folder under the studio's saes/."""
-    sae = config["sae"]
-    return create_pending(
-        studio,
-        Training,
-        "saes",
-        architecture=sae["architecture"],
-        d_in=sae["d_in"],
-        d_sae=sae["d_sae"],
-        config=config,
-        total_tokens=int(config["train"]["total_tokens"]),
-        **fields,
-    )
-
-
 def _name(name: str | None) -> str | None:
     """`name` if it is free (None when not given)."""
     if name:
@@ -263,49 +143,7 @@ def _name(name: str | None) -> str | None:
 
 def train_spec(training: Training, resume: bool, config: dict[str, Any] | None = None) -> JobSpec[TrainParams]:
     """The job that trains (or resumes) `training` (with `config` instead of the row's)."""
-    config = config or training.config
-    aset = training.activation_set
-    model = training.model
-    tok = training.tokenization
-    metadata = {**run_metadata(model, tok, aset.context_size if aset else None), "hook_name": training.hook_name}
-    hook_out = training.config.get("hook_name_out")
-    if hook_out:  # a transcoder: rows are [input hook | output hook]
-        metadata["hook_name_out"] = hook_out
-    sae, train = checked_configs(config)
-    params = TrainParams(
-        sae=sae,
-        train=train,
-        source=ActivationsSource(
-            dir=Path(aset.path) if aset and aset.path else None, hook=training.hook_name, hook_out=hook_out
-        ),
-        out_dir=Path(training.path),
-        resume=resume,
-        metadata=metadata,
-        eval=eval_params(model, tok),
-    )
-    verb = "Resume" if resume else "Train"
-    return JobSpec("train", params, f"{verb} {training.name}", training)
-
-
-def run_metadata(model: LanguageModel | None, tok: Tokenization | None, context_size: int | None) -> dict[str, Any]:
-    """Where a run's activations come from, as recorded with the trained SAE."""
-    return {
-        "model_name": model.reference if model else None,
-        "context_size": context_size,
-        "prepend_bos": tok.prepend_bos if tok else True,
-        "dataset_path": tok.dataset.source if tok else None,
-    }
-
-
-def eval_params(model: LanguageModel | None, tok: Tokenization | None, **more: Any) -> EvalModel:
-    """The model and tokenization an SAE evaluation runs through (none where the run has none)."""
-    return EvalModel(
-        model_path=model.path if model else None,
-        model_dtype=model.dtype if model else None,
-        tokenization_dir=Path(tok.path) if tok and tok.path else None,
-        is_causal_lm=bool(model.is_causal_lm) if model else False,
-        **more,
-    )
+    return JobSpec("train", train_params(training, resume, config), train_job_title(training, resume), training)
 
 
 def resume_training(ref: str | int, total_tokens: int | None = None) -> JobSpec[TrainParams]:
@@ -335,7 +173,7 @@ def extended_config(training: Training, total_tokens: int) -> dict[str, Any]:
     but the lr and sparsity-coefficient warmups keep the lengths the run started with, so they never restart.
     """
     from mistudio_tui.ml.sae.checkpoint_files import latest_checkpoint_step
-    from mistudio_tui.ml.sae.config import TrainConfig, resolve_optimizer
+    from mistudio_tui.ml.sae.config import resolve_optimizer
     from mistudio_tui.ml.sae.schedule import LRSchedule, sparsity_warmup_steps
 
     train = dict(training.config["train"])

@@ -31,11 +31,12 @@ def run(argv: list[str]) -> int:
 @pytest.mark.parametrize(
     ("args", "message", "code"),
     [
-        (["--lr", "nan"], "lr must be a finite number, got nan", 1),
-        (["--lr", "inf"], "lr must be a finite number, got inf", 1),
-        (["--lr", "-1"], "lr must be positive", 1),
-        (["--arch", "relu", "--l1", "nan"], "l1_coefficient must be a finite number, got nan", 1),
-        (["--k", "1000"], "k must be between 1 and d_sae=64, got 1000", 1),  # SAEConfig says it, once
+        (["--lr", "nan"], "error: --lr must be a finite number, got nan", 1),
+        (["--lr=inf"], "error: --lr must be a finite number, got inf", 1),
+        (["--lr", "-1"], "error: --lr must be positive", 1),
+        # named by the flag the user typed, not the config key (l1_coefficient)
+        (["--arch", "relu", "--l1", "nan"], "error: --l1 must be a finite number, got nan", 1),
+        (["--k", "1000"], "error: --k must be between 1 and d_sae=64, got 1000", 1),  # SAEConfig says it, once
         (["--tokens", "1e999"], "'1e999' is not a finite count", 2),
         (["--nproc", "0"], "--nproc must be at least 1", 2),
     ],

@@ -13,10 +13,9 @@ import pytest
 from mistudio_tui.cli.main import main
 from mistudio_tui.db.jobs import create_job, finish_job
 from mistudio_tui.db.models import ActivationSet, Dataset, FeatureSet, LanguageModel, Tokenization, Training
-from mistudio_tui.db.ownership import ADOPTED, MARKER, NEW_DATABASE_ENV, read_marker
+from mistudio_tui.db.ownership import ADOPTED, MARKER, NEW_DATABASE_ENV, create_pending, read_marker
 from mistudio_tui.services import models as model_svc
 from mistudio_tui.services import trainings as training_svc
-from mistudio_tui.services.spec import create_pending
 from mistudio_tui.studio import Studio
 from tests.faults.tiny_runs import random_activations
 
@@ -46,14 +45,14 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 def test_every_kind_of_folder_is_created_new_and_marked(studio: Studio) -> None:
-    ds = create_pending(studio, Dataset, "datasets", name="d")
+    ds = create_pending(studio.paths, Dataset, "datasets", name="d")
     taken = studio.paths.dir("tokenizations") / "1-t"
     taken.mkdir()
     (taken / "old.bin").write_bytes(b"old")
-    tok = create_pending(studio, Tokenization, "tokenizations", name="t", dataset=ds)
-    aset = create_pending(studio, ActivationSet, "activations", name="a", tokenization=tok)
-    run = create_pending(studio, Training, "saes", name="r", activation_set=aset)
-    fset = create_pending(studio, FeatureSet, "features", name="f", training=run)
+    tok = create_pending(studio.paths, Tokenization, "tokenizations", name="t", dataset=ds)
+    aset = create_pending(studio.paths, ActivationSet, "activations", name="a", tokenization=tok)
+    run = create_pending(studio.paths, Training, "saes", name="r", activation_set=aset)
+    fset = create_pending(studio.paths, FeatureSet, "features", name="f", training=run)
     model = LanguageModel.get_by_id(model_svc.add_model(studio, "org/remote", name="m", hub=True).resource.id)
     assert Path(tok.path).name == "1-t-2" and files(taken) == {"old.bin"}  # never adopted, never touched
     for row in (ds, tok, aset, run, fset, model):

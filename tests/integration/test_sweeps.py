@@ -46,26 +46,16 @@ def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> dict | list:
     return json.loads(out)
 
 
+def start_sweep(capsys: pytest.CaptureFixture[str], aset: ActivationSet, space: str, *more: str) -> dict:
+    """`mistudio sweep start` on `aset` with 32 latents (expansion 2) and 256-row batches; its JSON summary."""
+    argv = ["sweep", "start", "--activations", str(aset.id), "--space", space, "--expansion", "2"]
+    shown = cli(capsys, *argv, "--batch-size", "256", *more)
+    assert isinstance(shown, dict)
+    return shown
+
+
 def test_grid_sweep_runs_each_trial_as_a_linked_training_and_shows_the_front(capsys, activation_set):
-    shown = cli(
-        capsys,
-        "sweep",
-        "start",
-        "--activations",
-        str(activation_set.id),
-        "--space",
-        "k=2,4",
-        "--parallel",
-        "2",
-        "--expansion",
-        "2",
-        "--tokens",
-        "6k",
-        "--batch-size",
-        "256",
-        "--name",
-        "ks",
-    )
+    shown = start_sweep(capsys, activation_set, "k=2,4", "--parallel", "2", "--tokens", "6k", "--name", "ks")
     assert shown["status"] == "completed" and shown["trials_done"] == 2
     trials = shown["trials_detail"]
     assert [t["params"] for t in trials] == [{"k": 2}, {"k": 4}]
@@ -127,3 +117,13 @@ def test_cancelled_sweep_stops_its_trial_and_resumes_to_the_end(studio, activati
     assert all(r["score"] is not None for r in rows)
     with pytest.raises(ValueError, match="has finished all its trials"):
         svc.resume_sweep(sweep_id)
+
+
+def test_a_trial_the_trainer_refuses_is_skipped_with_its_reason_and_the_sweep_goes_on(capsys, activation_set):
+    # k=64 exceeds the 32 latents of expansion 2: the train kind's config check refuses that trial in the sweep job
+    shown = start_sweep(capsys, activation_set, "k=64,2", "--tokens", "3k", "--name", "refused")
+    assert shown["status"] == "completed"
+    assert [(t["params"], t["status"]) for t in shown["trials_detail"]] == [({"k": 2}, "completed")]
+    job = Job.get(Job.kind == "sweep")
+    log = Path(job.log_path).read_text()
+    assert "trial 0 (k=64) skipped: k" in log and "d_sae" in log

@@ -12,13 +12,14 @@ import pytest
 from mistudio_tui.cli.train_cmd import training_summary
 from mistudio_tui.db.jobs import create_job
 from mistudio_tui.db.models import Job, Training
+from mistudio_tui.jobs import sweep_planner
 from mistudio_tui.jobs.kinds.sae import SAEEvalParams, SAEImportParams
 from mistudio_tui.jobs.kinds.sweep import SweepParams
 from mistudio_tui.jobs.kinds.train import MultiTrainParams, StreamSource, TrainParams
-from mistudio_tui.jobs.params import JobParams, ParamsError
+from mistudio_tui.jobs.params import FieldError, JobParams, ParamsError
 from mistudio_tui.jobs.registry import get_kind
 from mistudio_tui.services import multi_training, sae_io, sweeps, trainings
-from mistudio_tui.services.spec import FieldError, JobSpec
+from mistudio_tui.services.spec import JobSpec
 from tests.ui.populate import populate
 
 ASET, HOOK = "tiny-L0-resid_post", "blocks.0.hook_resid_post"
@@ -86,7 +87,7 @@ def test_the_training_row_holds_internal_names_and_shows_the_typed_one(studio, t
     assert training.architecture == training.config["sae"]["architecture"] == "standard"
     assert training.name.startswith("relu-L0-")  # run names use the name people type
     assert training_summary(training)["architecture"] == "relu"  # so does the CLI
-    assert sweeps.shown_params({"architecture": "standard", "k": 4}) == {"architecture": "relu", "k": 4}
+    assert sweep_planner.shown_params({"architecture": "standard", "k": 4}) == {"architecture": "relu", "k": 4}
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from mistudio_tui.db.connection import close_database, open_database
 from mistudio_tui.db.models import LanguageModel
-from mistudio_tui.services.trainings import run_metadata
+from mistudio_tui.jobs.kinds.train_runs import run_metadata
 from mistudio_tui.ui.screens.models import model_origin
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import signal
@@ -162,6 +163,7 @@ def test_a_closed_pipe_wakes_the_owner_once_and_the_exit_still_does():
 def test_a_duplex_child_answers_down_the_same_pipe():
     child = Child.spawn(echo, (CHILD_END,), name="sup-echo", duplex=True)
     try:
+        assert child.process.daemon is False  # DESIGN: never daemon=True (the inference worker, too)
         child.conn.send(21)
         assert first_message(child) == 42
         child.conn.send(None)
@@ -194,3 +196,4 @@ def test_no_other_module_starts_its_own_processes():
         if starts.search(line)
     ]
     assert found == [], "spawn through mistudio_tui.supervisor.Child instead"
+    assert "daemon" not in inspect.signature(Child.spawn).parameters

@@ -8,6 +8,7 @@ import random
 import pytest
 
 from mistudio_tui.db.models import ActivationSet, Sweep, Training
+from mistudio_tui.jobs import sweep_planner as planner
 from mistudio_tui.services import sweeps as svc
 from mistudio_tui.services.pareto import is_on_front, pareto_front
 
@@ -21,9 +22,9 @@ def test_space_parses_lists_and_ranges_with_types():
     assert (arch.name, arch.choices) == ("architecture", ("topk", "standard"))  # stored by the internal name
     assert arch.describe() == "architecture=topk,relu"  # shown by the name people type
     assert (expansion.count, expansion.integer) == (3, False)
-    assert svc.Dimension.from_dict(lr.to_dict()) == lr
+    assert planner.Dimension.from_dict(lr.to_dict()) == lr
     old_row = {"name": "architecture", "section": "sae", "choices": ["topk", "relu"]}  # as sweeps stored it before
-    assert svc.Dimension.from_dict(old_row) == arch
+    assert planner.Dimension.from_dict(old_row) == arch
 
 
 @pytest.mark.parametrize(
@@ -50,21 +51,23 @@ def test_space_errors_name_the_field(text, message):
 
 def test_grid_enumerates_every_combination_and_spaces_range_points():
     dims = svc.parse_space("k=8,16 lr=1e-4..1e-2:log:3")
-    trials = svc.grid_trials(dims)
+    trials = planner.grid_trials(dims)
     assert len(trials) == 6
     assert trials[0] == {"k": 8, "lr": 1e-4} and trials[-1] == {"k": 16, "lr": 1e-2}
     assert sorted({t["lr"] for t in trials}) == pytest.approx([1e-4, 1e-3, 1e-2])
     assert {(t["k"], t["lr"]) for t in trials} == {(k, lr) for k in (8, 16) for lr in {t["lr"] for t in trials}}
-    assert [t["lr"] for t in svc.grid_trials(svc.parse_space("lr=1e-4..1e-2:log"))] == pytest.approx([1e-4, 1e-3, 1e-2])
-    linear = svc.grid_trials(svc.parse_space("batch_size=256..1024:4"))
+    assert [t["lr"] for t in planner.grid_trials(svc.parse_space("lr=1e-4..1e-2:log"))] == pytest.approx(
+        [1e-4, 1e-3, 1e-2]
+    )
+    linear = planner.grid_trials(svc.parse_space("batch_size=256..1024:4"))
     assert [t["batch_size"] for t in linear] == [256, 512, 768, 1024]
 
 
 def test_random_draws_stay_in_the_space_and_repeat_with_the_seed():
     dims = svc.parse_space("k=4..64:log lr=1e-5..1e-2:log arch=topk,batchtopk")
-    trials = svc.random_trials(dims, 200, seed=7)
-    assert trials == svc.random_trials(dims, 200, seed=7)
-    assert trials != svc.random_trials(dims, 200, seed=8)
+    trials = planner.random_trials(dims, 200, seed=7)
+    assert trials == planner.random_trials(dims, 200, seed=7)
+    assert trials != planner.random_trials(dims, 200, seed=8)
     assert all(isinstance(t["k"], int) and 4 <= t["k"] <= 64 for t in trials)
     assert all(1e-5 <= t["lr"] <= 1e-2 for t in trials)
     assert {t["architecture"] for t in trials} == {"topk", "batchtopk"}
@@ -73,11 +76,11 @@ def test_random_draws_stay_in_the_space_and_repeat_with_the_seed():
 
 
 def test_planner_grid_caps_trials_and_tpe_learns_from_told_scores():
-    grid = svc.TrialPlanner("grid", svc.parse_space("k=1,2,3,4"), n_trials=3, seed=0)
+    grid = planner.TrialPlanner("grid", svc.parse_space("k=1,2,3,4"), n_trials=3, seed=0)
     assert grid.n_trials == 3 and [grid.ask(i)["k"] for i in range(3)] == [1, 2, 3]
 
-    dims = [svc.Dimension("lr", "train", low=0.0, high=1.0)]
-    tpe = svc.TrialPlanner("tpe", dims, n_trials=30, seed=0)
+    dims = [planner.Dimension("lr", "train", low=0.0, high=1.0)]
+    tpe = planner.TrialPlanner("tpe", dims, n_trials=30, seed=0)
     asked = []
     for number in range(30):
         value = tpe.ask(number)["lr"]
@@ -173,16 +176,16 @@ def test_trial_rows_score_only_finished_runs_and_mark_both_fronts(studio, aset):
 
 def test_trial_config_sets_searched_values_in_their_sections():
     base = {"sae": {"architecture": "topk"}, "train": {"total_tokens": 1000}}
-    config = svc.trial_config(base, {"k": 4, "lr": 1e-3})
+    config = planner.trial_config(base, svc.parse_space("k=2,4 lr=1e-4..1e-2"), {"k": 4, "lr": 1e-3})
     assert config == {"sae": {"architecture": "topk", "k": 4}, "train": {"total_tokens": 1000, "lr": 1e-3}}
     assert base == {"sae": {"architecture": "topk"}, "train": {"total_tokens": 1000}}
 
 
 def test_tpe_replay_teaches_a_fresh_study_finished_trials():
     dims = svc.parse_space("k=2,4,8 lr=1e-4..1e-2:log")
-    planner = svc.TrialPlanner("tpe", dims, n_trials=6, seed=0)
-    planner.replay({"k": 4, "lr": 1e-3}, 0.9)
-    planner.replay({"k": 3, "lr": 1e-3}, 0.5)  # outside the space: ignored
-    planner.replay({"k": 4}, 0.5)  # incomplete: ignored
-    assert [t.params for t in planner._study.trials] == [{"k": 4, "lr": 1e-3}]
-    assert planner.ask(1)["k"] in (2, 4, 8)
+    tpe = planner.TrialPlanner("tpe", dims, n_trials=6, seed=0)
+    tpe.replay({"k": 4, "lr": 1e-3}, 0.9)
+    tpe.replay({"k": 3, "lr": 1e-3}, 0.5)  # outside the space: ignored
+    tpe.replay({"k": 4}, 0.5)  # incomplete: ignored
+    assert [t.params for t in tpe._study.trials] == [{"k": 4, "lr": 1e-3}]
+    assert tpe.ask(1)["k"] in (2, 4, 8)

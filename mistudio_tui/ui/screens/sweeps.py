@@ -12,6 +12,7 @@ from textual_plotext import PlotextPlot
 
 from mistudio_tui.db.models import Sweep
 from mistudio_tui.db.states import RunState
+from mistudio_tui.jobs.sweep_planner import METHODS, OBJECTIVES, shown_params
 from mistudio_tui.services import sweeps as svc
 from mistudio_tui.ui import format as fmt
 from mistudio_tui.ui.actions import open_job_form, start_spec, training_form_choices
@@ -187,7 +188,7 @@ class SweepsScreen(StudioScreen):
     @staticmethod
     def _trial_cells(row: dict[str, Any], front_key: str) -> tuple[Any, ...]:
         params = " ".join(
-            f"{k}={fmt.num(v) if isinstance(v, float) else v}" for k, v in svc.shown_params(row["params"]).items()
+            f"{k}={fmt.num(v) if isinstance(v, float) else v}" for k, v in shown_params(row["params"]).items()
         )
         return (
             "◆" if row[front_key] else " ",
@@ -241,14 +242,14 @@ class SweepsScreen(StudioScreen):
                 help="name=a,b,c lists values; name=low..high[:log][:points] is a range (grid: 3 points unless :N)",
                 validate=_space_problem,
             ),
-            Field("method", "Method", "choice", "grid", choices=[(m, m) for m in svc.METHODS], required=True),
+            Field("method", "Method", "choice", "grid", choices=[(m, m) for m in METHODS], required=True),
             Field("trials", "Trials", "int", help="random/tpe: how many; grid: at most this many"),
             Field(
                 "objective",
                 "Objective",
                 "choice",
                 "ev",
-                choices=[(f"{k}: {v}", k) for k, v in svc.OBJECTIVES.items()],
+                choices=[(f"{k}: {v}", k) for k, v in OBJECTIVES.items()],
                 required=True,
             ),
             Field("template", "Template (fixed settings)", "choice", None, choices=templates),
