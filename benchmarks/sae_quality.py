@@ -189,6 +189,25 @@ def sample_rows(model, n: int, seed: int) -> tuple[Tensor, float]:
     return torch.cat(rows), l0_sum / n
 
 
+def cached_rows(model, world: World, n: int, seed: int, cache: Path | None) -> tuple[Tensor, float]:
+    """`sample_rows`, kept in `cache` (keyed by the world's definition, n and seed): sampling a 2M-row world takes
+    minutes on a CPU, and separate runs (anchors now, miStudio's recipe later) then train on identical rows."""
+    if cache is None:
+        return sample_rows(model, n, seed)
+    import hashlib
+
+    key = hashlib.sha256(f"{world!r} {n} {seed}".encode()).hexdigest()[:16]
+    path = cache / f"{world.name}-{n}-{seed}-{key}.pt"
+    if path.exists():
+        saved = torch.load(path)
+        return saved["rows"], float(saved["l0"])
+    rows, l0 = sample_rows(model, n, seed)
+    cache.mkdir(parents=True, exist_ok=True)
+    torch.save({"rows": rows, "l0": l0}, path.with_suffix(".part"))
+    path.with_suffix(".part").replace(path)  # a run stopped mid-write leaves no half file under the real name
+    return rows, l0
+
+
 # --- what every trainer returns -----------------------------------------------------------------------
 @dataclass
 class Trained:
@@ -504,6 +523,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real-tokens", type=int, default=1_000_000)
     parser.add_argument("--real-k", type=int, default=32)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--cache", type=Path, default=None, help="keep the sampled worlds' rows in this folder")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -524,8 +544,8 @@ def main(argv: list[str] | None = None) -> int:
         model = world.build()
         tokens = args.tokens or world.tokens
         t0 = time.perf_counter()
-        train, _ = sample_rows(model, min(tokens, 2_000_000), seed=1)
-        held_out, true_l0 = sample_rows(model, HELD_OUT, seed=2)
+        train, _ = cached_rows(model, world, min(tokens, 2_000_000), 1, args.cache)
+        held_out, true_l0 = cached_rows(model, world, HELD_OUT, 2, args.cache)
         k = max(1, round(true_l0))
         true = model.feature_dict.feature_vectors.detach().float()
         print(

@@ -46,6 +46,24 @@ def test_sae_quality_scores_ours_against_ground_truth_and_names_the_best_anchor(
         module.main(["--worlds", "nowhere"])
 
 
+def test_sae_quality_keeps_a_sampled_world_for_the_next_run(tmp_path) -> None:
+    module = load_script("sae_quality")
+
+    class World:  # sae_lens's SyntheticModel, as far as sampling goes
+        calls = 0
+
+        def sample_with_features(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+            World.calls += 1
+            return torch.randn(n, 4), (torch.rand(n, 8) < 0.25).float()
+
+    world = module.WORLDS["quick"]
+    rows, l0 = module.cached_rows(World(), world, 100, 1, tmp_path)
+    again, l0_again = module.cached_rows(World(), world, 100, 1, tmp_path)
+    assert World.calls == 1 and torch.equal(rows, again) and l0 == l0_again
+    module.cached_rows(World(), world, 100, 2, tmp_path)  # another seed is other rows
+    assert World.calls == 2 and len(list(tmp_path.glob("quick-100-*.pt"))) == 2
+
+
 def test_train_benchmark_prints_every_figure(capsys: pytest.CaptureFixture[str]) -> None:
     module = load_script("train")
     args = ["--quick", "--d-in", "16", "--expansion", "4", "--batch-size", "64", "--k", "4", "--device", "cpu"]
