@@ -107,6 +107,32 @@ def test_batch_topk_loss_terms_and_threshold_by_hand(sparse: bool) -> None:
     torch.testing.assert_close(codes, torch.tensor([[0.0, 0.0, 3.0], [0.0, 0.0, 0.0]]))
 
 
+@pytest.mark.parametrize("sparse", [True, False])
+def test_batch_topk_selects_per_row_in_its_topk_phase_and_batch_wide_after(sparse: bool) -> None:
+    sae = _topk_sae(BatchTopKSAE)
+    sae.use_sparse_kernels = sparse
+    x = torch.tensor([[2.0, 1.0], [0.5, 0.1]])  # pre rows [2, 1, 3] and [0.5, 0.1, 0.6]
+    sae.start_step(4, 10)  # the first half: every row keeps its own largest (latent 2 in both)
+    assert sae.loss(x).fired.tolist() == [0, 0, 2]
+    assert int(sae.threshold_updates) == 0  # the inference threshold is learned from batch-wide cuts only
+    sae.start_step(5, 10)  # then the batch's 2 largest, 3 and 2, both in row 1
+    assert sae.loss(x).fired.tolist() == [1, 0, 1]
+    assert sae.threshold.tolist() == pytest.approx([2.0] * 3)
+    sae.start_step(0, 1)  # a one-step run is batch-wide, so it still learns a threshold
+    assert sae.batch_topk
+
+
+def test_batch_topk_threshold_is_calibrated_to_the_mean_cut_of_the_given_batches() -> None:
+    sae = _topk_sae(BatchTopKSAE)
+    batches = [
+        torch.tensor([[2.0, 1.0], [0.5, 0.1]]),  # the 2 largest pre-activations are 3 and 2: cut 2
+        torch.tensor([[1.0, 0.0], [0.0, 0.0]]),  # pre [1, 0, 1] and zeros: cut 1
+        -torch.ones(2, 2),  # nothing positive: skipped
+    ]
+    sae.calibrate_threshold(batches)
+    assert sae.threshold.tolist() == pytest.approx([1.5] * 3)
+
+
 def test_jumprelu_loss_terms_and_threshold_gradient_by_hand() -> None:
     cfg = SAEConfig(d_in=2, d_sae=2, architecture="jumprelu", jumprelu_bandwidth=2.0)
     sae = JumpReLUSAE(cfg)

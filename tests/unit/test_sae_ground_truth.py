@@ -51,6 +51,8 @@ def test_the_default_recipe_recovers_planted_features(tmp_path: Path, architectu
     # dead: TopK 0.056; BatchTopK 0.011 since dead latents' biases are lifted (0.044 before, 0.19 on the quick world)
     assert mcc > 0.85 and recovered > 0.6, (mcc, recovered)
     assert dead <= (0.1 if architecture == "topk" else 0.03), dead
+    if architecture == "batchtopk":  # its TopK phase and rare latents counted as dead: 0.844 (0.698 without)
+        assert recovered > 0.78, recovered
 
 
 def test_score_decoder_matches_and_ignores_signs(tmp_path: Path) -> None:

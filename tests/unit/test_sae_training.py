@@ -293,6 +293,26 @@ def test_auxk_runs_only_once_latents_can_be_dead_and_the_check_is_checkpointed(t
     assert trainer._dead_mask() is None and trainer.auxk_active is False
 
 
+def test_batchtopk_counts_rarely_firing_latents_as_dead_and_topk_does_not(tmp_path: Path) -> None:
+    data, _ = planted_data(4096, d_in=8, n_features=12, per_token=2)
+    for architecture, expected in (("batchtopk", [3]), ("topk", None)):
+        sae_cfg = SAEConfig(d_in=8, d_sae=16, k=2, architecture=architecture)
+        source = TensorBatchSource(data)
+        trainer = SAETrainer(sae_cfg, small_train_cfg(), source, tmp_path / architecture, LocalContext())
+        trainer.prepare(resume=False)
+        while trainer.tokens < trainer.dead_threshold:
+            trainer.train_step()
+        if architecture == "batchtopk":  # the rate is tracked: about k latents fire per token
+            assert float(trainer.fire_rate.sum()) == pytest.approx(2.0, rel=0.25)
+        trainer.tokens_since_fired.zero_()  # no latent silent for the dead threshold
+        trainer.fire_rate.fill_(2 / 16)
+        trainer.fire_rate[3] = 0.2 * 2 / 16  # under a quarter of k / d_sae
+        trainer.auxk_active = None
+        mask = trainer._dead_mask()
+        assert (None if mask is None else mask.nonzero().squeeze(1).tolist()) == expected, architecture
+        assert load_checkpoint(trainer.save_checkpoint())["fire_rate"][3] == pytest.approx(0.025)
+
+
 def test_out_of_memory_retries_with_half_the_rows_and_keeps_the_result(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -69,6 +69,9 @@ class SparseAutoencoder(nn.Module):
     architecture: ClassVar[str] = ""
     saved_architecture: ClassVar[str] = ""  # the SAELens name written to cfg.json
     unit_norm_decoder: ClassVar[bool] = False
+    # AuxK architectures: a latent whose firing rate (an EMA over steps) is below this fraction of k / d_sae counts
+    # as dead too, for AuxK and the bias lift (0: only latents silent for the trainer's dead threshold)
+    rare_as_dead: ClassVar[float] = 0.0
 
     def __init__(self, cfg: SAEConfig) -> None:
         super().__init__()
@@ -163,6 +166,9 @@ class SparseAutoencoder(nn.Module):
     def mse(x: Tensor, x_hat: Tensor) -> Tensor:
         """Squared error summed over d_in, averaged over tokens."""
         return F.mse_loss(x_hat.float(), x.float(), reduction="sum") / x.shape[0]
+
+    def start_step(self, step: int, total_steps: int) -> None:
+        """Called before each training step with the step's index and the run's length (default: nothing)."""
 
     @torch.no_grad()
     def before_optimizer_step(self) -> None:

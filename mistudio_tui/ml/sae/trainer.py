@@ -40,6 +40,7 @@ from mistudio_tui.reporting import JobCancelled, JobContext
 
 CHECKPOINT_VERSION = 1
 AUXK_ARCHITECTURES = K_ARCHITECTURES
+FIRE_RATE_EMA = 0.9  # per step: the firing rate behind SparseAutoencoder.rare_as_dead
 DEAD_CHECK_EVERY = 16  # steps between host reads of "any latent dead?" (each read waits for the GPU)
 _T = TypeVar("_T")
 
@@ -110,6 +111,7 @@ class SAETrainer:
         self.act_scale = 1.0
         self.micro_batch_size = train_cfg.batch_size
         self.tokens_since_fired = torch.zeros(self.d_sae, dtype=torch.int64, device=self.device)
+        self.fire_rate = torch.full((self.d_sae,), (sae_cfg.k or 0) / self.d_sae, device=self.device)
         # the metric window; its extra sums are the loss terms (LOSS_TERMS)
         self.window = ReconstructionStats(self.sae.d_out, self.d_sae, self.device, extra=len(LOSS_TERMS))
         self._zero = torch.zeros((), device=self.device)  # a loss term the architecture does not have
@@ -121,6 +123,7 @@ class SAETrainer:
         self.last_checkpoint_step = -1
         self.resumed_from: int | None = None
         self.auxk_active: bool | None = None  # whether some latent was dead at the last check
+        self._last_batch: Tensor | None = None  # rows of the last full step, as the SAE took them
         self._window_start = time.perf_counter()
 
     # --- set-up ----------------------------------------------------------------------------------
@@ -202,11 +205,14 @@ class SAETrainer:
         x = self._next_batch(n)
         if self.act_scale != 1.0:
             x = x * self.act_scale
+        if n == self.train_cfg.batch_size or self._last_batch is None:  # a short last batch gives a noisy cut
+            self._last_batch = x
         lr = self.schedule.lr_at(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         coefficient = sparsity_coefficient_at(self.step, self.base_coefficient, self.sparsity_warmup)
         dead_mask = self._dead_mask()
+        self.sae.start_step(self.step, self.total_steps)
         outputs = self._gradients_with_oom_retry(x, coefficient, dead_mask)
         self._reduce_gradients(x.shape[0], n)
         self.sae.before_optimizer_step()
@@ -227,6 +233,8 @@ class SAETrainer:
         if not self.uses_auxk or self.tokens < self.dead_threshold:  # nothing can have been silent that long yet
             return None
         mask = self.tokens_since_fired >= self.dead_threshold
+        if self.sae.rare_as_dead:
+            mask |= self.fire_rate < self.sae.rare_as_dead * (self.sae_cfg.k or 0) / self.d_sae
         if self.auxk_active is None or self.step % DEAD_CHECK_EVERY == 0:
             self.auxk_active = bool(mask.any())
         return mask if self.auxk_active else None
@@ -287,6 +295,8 @@ class SAETrainer:
         fired, rows = self._reduce_fired(fired, x.shape[0])
         self.tokens_since_fired += rows
         self.tokens_since_fired.masked_fill_(fired > 0, 0)
+        if self.sae.rare_as_dead:
+            self.fire_rate.lerp_(fired.float() / rows, 1.0 - FIRE_RATE_EMA)
         self.histogram_fired += fired
         self.histogram_tokens += rows
 
@@ -366,6 +376,7 @@ class SAETrainer:
             "act_scale": self.act_scale,
             "micro_batch_size": self.micro_batch_size,
             "tokens_since_fired": self.tokens_since_fired,
+            "fire_rate": self.fire_rate,
             "window": self.window.state_dict(),
             "histogram_fired": self.histogram_fired,
             "histogram_tokens": self.histogram_tokens,
@@ -397,6 +408,8 @@ class SAETrainer:
         self.act_scale = float(state["act_scale"])
         self.micro_batch_size = int(state["micro_batch_size"])
         self.tokens_since_fired = state["tokens_since_fired"].to(self.device)
+        if "fire_rate" in state:  # written before the rate was kept: it restarts at k / d_sae
+            self.fire_rate = state["fire_rate"].to(self.device)
         self.window.load_state_dict(state["window"])
         if "extra" not in state["window"]:  # written before the loss terms joined the window
             self.window.extra_sums().copy_(state["window_losses"])
@@ -408,6 +421,14 @@ class SAETrainer:
         self.resumed_from = self.step
 
     # --- the end ---------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _calibrate_threshold(self) -> None:
+        """A BatchTopK SAE's inference threshold, from the weights it is saved with on the last full training batch (the
+        stream is not read further: members of a multi-SAE run share it)."""
+        calibrate = getattr(self.sae, "calibrate_threshold", None)
+        if calibrate is not None and self._last_batch is not None:  # (none after a resume at the very end)
+            calibrate([self._last_batch])
+
     def finish(self, eval_source: BatchSource | None) -> dict[str, Any]:
         """Report the last window, checkpoint, fold the normaliser, evaluate, save the SAELens folder."""
         self._emit_metrics()
@@ -415,6 +436,7 @@ class SAETrainer:
         if self.last_checkpoint_step != self.step:
             self.save_checkpoint()
         with averaged_weights(self.optimizer):  # schedule-free: save the average, not the last iterate
+            self._calibrate_threshold()
             sae = copy.deepcopy(self.sae).eval()
         sae.fold_activation_scale(self.act_scale)
         evaluation: dict[str, Any] | None = None
