@@ -15,13 +15,18 @@ and batches of 4,096 tokens; each SAE is scored by the same code on held-out row
 decoder rows to the true features), the fraction of true features recovered at |cos| >= 0.9, explained variance,
 L0 and the fraction of latents that never fire. `--real-model DIR` (a Hugging Face folder, e.g. all-MiniLM-L6-v2)
 adds two real activation sets: two layers of that model on two different texts (EV, L0, dead; no ground truth).
-Ends with `BENCH` lines comparing miStudio's TopK and BatchTopK with the best anchor on every row.
+ReLU-L1 and JumpReLU (`ours-relu`, `ours-jumprelu`; not in `--quick`) are compared with TopK at equal L0: their
+sparsity coefficient is searched with full-budget runs (secant on log coefficient vs log L0) until the L0 on training
+rows is within 10% of k; the coefficient found, the runs and the calibration time are printed.
+Ends with `BENCH` lines comparing miStudio's TopK and BatchTopK with the best anchor on every row, and ReLU /
+JumpReLU's EV with TopK's (goal: within 0.02).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import math
 import statistics
@@ -216,6 +221,8 @@ class Trained:
     encode: Callable[[Tensor], Tensor]  # dense codes [n, d_sae]
     decode: Callable[[Tensor], Tensor]
     decoder: Tensor  # [d_sae, d_in]
+    coefficient: float | None = None  # ReLU / JumpReLU: the sparsity coefficient it trained with
+    runs: int = 1  # trainings it took (more than one when the coefficient was calibrated)
 
 
 @dataclass
@@ -227,16 +234,87 @@ class Job:
     k: int
     tokens: int
     seed: int
+    coefficient: float | None = None  # ReLU / JumpReLU sparsity coefficient; None: the default
 
 
 def _ours(architecture: str) -> Callable[[Job], Trained]:
     def run(job: Job) -> Trained:
-        sae_cfg = SAEConfig(d_in=job.train.shape[1], d_sae=job.d_sae, k=job.k, architecture=architecture)
+        coefficient = {} if job.coefficient is None else {COEFFICIENTS[architecture]: job.coefficient}
+        sae_cfg = SAEConfig(d_in=job.train.shape[1], d_sae=job.d_sae, k=job.k, architecture=architecture, **coefficient)
         train_cfg = TrainConfig(total_tokens=job.tokens, batch_size=BATCH, seed=job.seed, eval_tokens=0)
         with tempfile.TemporaryDirectory() as folder:
             train_sae(sae_cfg, train_cfg, TensorBatchSource(job.train, seed=job.seed), Path(folder), LocalContext())
             sae = load_any(Path(folder)).sae.eval()
-        return Trained(sae.encode, sae.decode, sae.W_dec.detach())
+        return Trained(sae.encode, sae.decode, sae.W_dec.detach(), coefficient=job.coefficient)
+
+    return run
+
+
+# --- equal L0 for the architectures whose sparsity a coefficient sets ---------------------------------
+COEFFICIENTS = {"standard": "l1_coefficient", "jumprelu": "l0_coefficient"}
+L0_TOLERANCE = 0.10  # a calibrated SAE's L0 is within 10% of k
+CALIBRATION_RUNS = 7
+CALIBRATION_ROWS = 16_384
+
+
+@torch.no_grad()
+def mean_l0(trained: Trained, rows: Tensor) -> float:
+    """Mean number of active latents per row."""
+    return sum(float((trained.encode(x) != 0).sum()) for x in rows.split(BATCH)) / len(rows)
+
+
+def next_coefficient(probes: list[tuple[float, float]], target: float) -> float:
+    """The coefficient to try next for L0 `target`, from (coefficient, L0) probes: log L0 taken as linear in
+    log coefficient, through the closest probes on either side of the target once they exist (so the search
+    cannot leave the bracket), else through the last two (slope clipped), else L0 ~ 1 / coefficient."""
+    logs = [(math.log(c), math.log(max(l0, 1e-3))) for c, l0 in probes]
+    goal = math.log(target)
+    above = [p for p in logs if p[1] > goal]  # too dense: the coefficient must grow
+    below = [p for p in logs if p[1] <= goal]
+    if above and below:
+        (c1, l1), (c2, l2) = max(above, key=lambda p: p[0]), min(below, key=lambda p: p[0])
+        slope = (l2 - l1) / (c2 - c1) if c2 != c1 else -1.0
+        step = (goal - l1) / slope if slope < 0 else 0.5 * (c2 - c1)
+        return math.exp(min(max(c1 + step, c1 + 0.1 * (c2 - c1)), c2 - 0.1 * (c2 - c1)))
+    slope = -1.0
+    if len(logs) > 1:
+        (c1, l1), (c2, l2) = logs[-2], logs[-1]
+        if c2 != c1:
+            slope = min(-0.2, max(-5.0, (l2 - l1) / (c2 - c1)))
+    c, l0 = logs[-1]
+    return math.exp(c + (goal - l0) / slope)
+
+
+def _calibrated(architecture: str) -> Callable[[Job], Trained]:
+    """`_ours(architecture)` with its sparsity coefficient searched (full-budget runs) until the L0 on training
+    rows is within L0_TOLERANCE of k; returns the run closest to k."""
+
+    def run(job: Job) -> Trained:
+        train_one = _ours(architecture)
+        probes: list[tuple[float, float]] = []
+        best: tuple[float, Trained] | None = None
+        coefficient = job.coefficient or 1.0
+        start = time.perf_counter()
+        for _ in range(CALIBRATION_RUNS):
+            trained = train_one(dataclasses.replace(job, coefficient=coefficient))
+            l0 = mean_l0(trained, job.train[:CALIBRATION_ROWS])
+            probes.append((coefficient, l0))
+            print(f"    {architecture} seed {job.seed}: coefficient {coefficient:.4g} -> L0 {l0:.2f}", flush=True)
+            miss = abs(math.log(l0 / job.k)) if l0 > 0 else math.inf
+            if best is None or miss < best[0]:
+                best = (miss, trained)
+            if abs(l0 / job.k - 1) <= L0_TOLERANCE:
+                break
+            coefficient = next_coefficient(probes, job.k)
+        assert best is not None
+        found = best[1]
+        found.runs = len(probes)
+        print(
+            f"    {architecture} seed {job.seed}: coefficient {found.coefficient:.4g} for L0 {job.k}: "
+            f"{len(probes)} runs, calibration {time.perf_counter() - start:.0f} s",
+            flush=True,
+        )
+        return found
 
     return run
 
@@ -342,14 +420,16 @@ def _saelens(architecture: str) -> Callable[[Job], Trained]:
 TRAINERS: dict[str, Callable[[Job], Trained]] = {
     "ours-topk": _ours("topk"),
     "ours-batchtopk": _ours("batchtopk"),
-    "ours-jumprelu": _ours("jumprelu"),
-    "ours-relu": _ours("standard"),
+    "ours-jumprelu": _calibrated("jumprelu"),
+    "ours-relu": _calibrated("standard"),
     "sparsify": _sparsify,
     "saelens": _saelens("topk"),
     "saelens-batchtopk": _saelens("batchtopk"),
 }
 ANCHORS = ("sparsify", "saelens", "saelens-batchtopk")
 DEFENDED = ("ours-topk", "ours-batchtopk")
+AT_EQUAL_L0 = ("ours-jumprelu", "ours-relu")  # their EV within EV_MARGIN of miStudio's TopK at the same L0
+EV_MARGIN = 0.02
 
 
 # --- scoring ------------------------------------------------------------------------------------------
@@ -418,7 +498,8 @@ def print_table(rows: list[Row], trainers: list[str]) -> None:
 
 
 def bench_lines(rows: list[Row]) -> list[str]:
-    """miStudio's TopK / BatchTopK against the best anchor on every row (MCC, recovered, EV), and dead <= 3%."""
+    """miStudio's TopK / BatchTopK against the best anchor on every row (MCC, recovered, EV), and dead <= 3%;
+    JumpReLU / ReLU (calibrated to TopK's L0) within EV_MARGIN of TopK's EV."""
     lines = []
     for row in rows:
         anchors = [a for a in ANCHORS if a in row.scores]
@@ -433,6 +514,11 @@ def bench_lines(rows: list[Row]) -> list[str]:
             dead = row.mean(ours, "dead")
             ok = "ok" if dead <= 0.03 else "short"
             lines.append(f"BENCH quality_{row.name}_{ours}_dead {dead:.4f} fraction goal <= 0.03 {ok}")
+        topk = row.mean("ours-topk", "ev")
+        for other in (t for t in AT_EQUAL_L0 if t in row.scores and topk is not None):
+            gap = (row.mean(other, "ev") or 0.0) - topk
+            ok = "ok" if gap >= -EV_MARGIN - 1e-9 else "short"
+            lines.append(f"BENCH quality_{row.name}_{other}_ev_minus_topk {gap:.4f} ev goal >= {-EV_MARGIN} {ok}")
     return lines
 
 
@@ -504,9 +590,14 @@ def run_row(
             result = score(trained, held_out, true, time.perf_counter() - start)
             row.scores.setdefault(trainer, []).append(result)
             gt = f" mcc {result.mcc:.3f} recovered {result.recovered:.3f}" if result.mcc is not None else ""
+            calibrated = (
+                f", coefficient {trained.coefficient:.4g}, {trained.runs} runs"
+                if trained.coefficient is not None
+                else ""
+            )
             print(
                 f"  {name} {trainer} seed {seed}:{gt} ev {result.ev:.3f} l0 {result.l0:.1f} "
-                f"dead {result.dead:.3f} ({result.seconds:.0f} s)",
+                f"dead {result.dead:.3f} ({result.seconds:.0f} s{calibrated})",
                 flush=True,
             )
     return row

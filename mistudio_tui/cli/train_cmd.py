@@ -99,7 +99,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser], common:
     p.add_argument(
         "--optimizer",
         choices=list(OPTIMIZERS),
-        help="auto (default): schedule-free sign descent for topk / batchtopk, Adam for relu / jumprelu",
+        help="auto (default): schedule-free sign descent, Adam for matryoshka",
     )
     p.add_argument("--batch-size", type=int)
     p.add_argument("--tokens", dest="total_tokens", type=count_arg("--tokens"))

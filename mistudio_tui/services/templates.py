@@ -57,6 +57,7 @@ _BOUNDS: dict[str, tuple[str, ...]] = {
         "l0_coefficient",
         "aux_k_coefficient",
         "decoder_init_norm",
+        "jumprelu_pre_act_coefficient",
         "lr_warmup_steps",
         "sparsity_warmup_steps",
         "keep_checkpoints",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import pytest
@@ -128,3 +129,36 @@ def test_matryoshka_benchmark_scores_absorption(capsys: pytest.CaptureFixture[st
     assert set(lines) == {f"matryoshka_hier_{name}" for name in
                           ("mcc", "parents_recovered", "absorbed_children", "explained_variance")}  # fmt: skip
     assert all(0.0 <= value <= 1.0 for value, _ in lines.values())
+
+
+@pytest.mark.parametrize(
+    "curve",
+    [
+        lambda c: 90.0 * c**-0.6,  # a power law
+        lambda c: 2.0 + 60.0 / (1.0 + c**2),  # saturating: L0 flattens out at both ends
+        lambda c: 4.0 * math.exp(-3.0 * math.log10(c)),  # steep: k sits at the default coefficient's L0
+    ],
+)
+def test_sae_quality_calibrates_the_sparsity_coefficient_to_k(monkeypatch: pytest.MonkeyPatch, curve) -> None:
+    """ReLU / JumpReLU are compared with TopK at equal L0: the coefficient search lands within 10% of k."""
+    module = load_script("sae_quality")
+
+    def fake_ours(architecture: str):
+        def run(job):
+            return module.Trained(lambda x: x, lambda c: c, torch.eye(2), coefficient=job.coefficient)
+
+        return run
+
+    monkeypatch.setattr(module, "_ours", fake_ours)
+    monkeypatch.setattr(module, "mean_l0", lambda trained, rows: curve(trained.coefficient))
+    found = module.TRAINERS["ours-jumprelu"](module.Job(torch.zeros(8, 2), d_sae=2, k=4, tokens=1, seed=0))
+    assert abs(curve(found.coefficient) / 4 - 1) <= module.L0_TOLERANCE
+    assert found.runs <= module.CALIBRATION_RUNS
+
+    row = module.Row("w")
+    row.scores["ours-topk"] = [module.Score(ev=0.80, l0=4.0, dead=0.0, seconds=1.0)]
+    row.scores["ours-jumprelu"] = [module.Score(ev=0.79, l0=4.1, dead=0.0, seconds=1.0)]
+    row.scores["ours-relu"] = [module.Score(ev=0.75, l0=3.9, dead=0.0, seconds=1.0)]
+    lines = bench_lines("\n".join(module.bench_lines([row])))
+    assert lines["quality_w_ours-jumprelu_ev_minus_topk"] == (pytest.approx(-0.01), "ok")
+    assert lines["quality_w_ours-relu_ev_minus_topk"] == (pytest.approx(-0.05), "short")

@@ -134,7 +134,7 @@ def test_batch_topk_threshold_is_calibrated_to_the_mean_cut_of_the_given_batches
 
 
 def test_jumprelu_loss_terms_and_threshold_gradient_by_hand() -> None:
-    cfg = SAEConfig(d_in=2, d_sae=2, architecture="jumprelu", jumprelu_bandwidth=2.0)
+    cfg = SAEConfig(d_in=2, d_sae=2, architecture="jumprelu", jumprelu_bandwidth=2.0, jumprelu_pre_act_coefficient=0)
     sae = JumpReLUSAE(cfg)
     _set(sae, W_enc=[[1, 0], [0, 1]], W_dec=[[1, 0], [0, 1]], b_enc=[0, 0], b_dec=[0, 0], threshold=[0.5, 2.0])
     x = torch.tensor([[1.0, 1.5]])
@@ -148,6 +148,20 @@ def test_jumprelu_loss_terms_and_threshold_gradient_by_hand() -> None:
     # latent 0: dL/dcode = 0 (exact reconstruction); L0 term gives -(1/2) * 0.3 = -0.15
     # latent 1: dL/dcode = 2 * (0 - 1.5) = -3, jump term -(2/2) * (-3) = 3; plus the L0 term -0.15
     assert sae.threshold.grad.tolist() == pytest.approx([-0.15, 2.85])
+
+
+def test_jumprelu_pre_activation_loss_gives_a_dead_latent_a_way_back() -> None:
+    """A latent below its threshold on every row gets no gradient from the MSE or the L0 term; the pre-activation
+    loss pulls its pre-activations up toward the threshold (weighted by its decoder norm)."""
+    for coefficient in (0.0, 0.5):
+        cfg = SAEConfig(d_in=2, d_sae=2, architecture="jumprelu", jumprelu_pre_act_coefficient=coefficient)
+        sae = JumpReLUSAE(cfg)
+        _set(sae, W_enc=[[1, 0], [0, 1]], W_dec=[[1, 0], [0, 2]], b_enc=[0, 0], b_dec=[0, 0], threshold=[0.5, 3.0])
+        out = sae.loss(torch.tensor([[1.0, 1.5], [1.0, 1.0]]), sparsity_coefficient=0.3)
+        out.total.backward()
+        # latent 1 is dead (pre 1.5 and 1 < 3): the loss is 0.5 * mean(relu(3 - pre)) * ||W_dec_1|| = 0.5 * 1.75 * 2
+        assert out.sparsity.item() == pytest.approx(0.3 + coefficient * 1.75 * 2)
+        assert sae.b_enc.grad[1].item() == pytest.approx(-coefficient * 2)
 
 
 DEVICES = [

@@ -20,7 +20,7 @@ from mistudio_tui.ml.sae.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from mistudio_tui.ml.sae.config import TrainConfig, default_lr
+from mistudio_tui.ml.sae.config import TrainConfig, default_lr, resolve_optimizer
 from mistudio_tui.ml.sae.initialization import activation_scale, geometric_median, initial_b_dec
 from mistudio_tui.ml.sae.schedule import LRSchedule, sparsity_coefficient_at, sparsity_warmup_steps
 
@@ -64,6 +64,16 @@ def test_sparsity_warmup() -> None:
 def test_default_lr_rule() -> None:
     assert default_lr(2**14) == pytest.approx(2e-4)
     assert default_lr(2**16) == pytest.approx(1e-4)
+
+
+def test_auto_optimizer_is_sign_descent_for_relu_and_jumprelu_too() -> None:
+    """Adam at the rule-of-thumb lr could not reach a chosen L0 in a short run with ReLU-L1 or JumpReLU
+    (benchmarks/RESULTS.md, issue 16): "auto" trains them with schedule-free sign descent, like TopK."""
+    for architecture in ("topk", "batchtopk", "standard", "jumprelu"):
+        assert resolve_optimizer("auto", architecture) == "signum"
+        assert LRSchedule.from_config(TrainConfig(), 1.0, resolve_optimizer("auto", architecture)).warmup_steps == 0
+    assert resolve_optimizer("auto", "matryoshka") == "adam"
+    assert resolve_optimizer("adam", "jumprelu") == "adam"
 
 
 def test_geometric_median_resists_outliers_and_minimises_distance() -> None:

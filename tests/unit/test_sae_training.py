@@ -107,9 +107,9 @@ def test_each_architecture_recovers_a_planted_dictionary(
 ) -> None:
     data, dictionary = planted_data(20_000, d_in=16, n_features=24, per_token=2)
     sae_cfg = SAEConfig(d_in=16, d_sae=48, k=2, architecture=architecture, **extra)
-    # TopK and BatchTopK train with their default optimiser and lr (schedule-free sign descent); the others with
-    # this file's Adam lr
-    lr = None if architecture in ("topk", "batchtopk") else 1e-2
+    # every architecture but Matryoshka trains with its default optimiser and lr (schedule-free sign descent);
+    # Matryoshka with this file's Adam lr
+    lr = 1e-2 if architecture == "matryoshka" else None
     summary = train_sae(
         sae_cfg,
         small_train_cfg(total_tokens=50_000, metrics_every=100, sparse_kernels=sparse, lr=lr),

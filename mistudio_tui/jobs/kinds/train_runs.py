@@ -23,6 +23,7 @@ SAE_KEYS = (
     "l1_coefficient",
     "jumprelu_bandwidth",
     "jumprelu_init_threshold",
+    "jumprelu_pre_act_coefficient",
     "l0_coefficient",
     "aux_k",
     "aux_k_coefficient",

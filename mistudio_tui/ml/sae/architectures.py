@@ -119,6 +119,12 @@ class JumpReLUSAE(_ThresholdFP32, SparseAutoencoder):
         x_hat = codes @ self.W_dec + self.output_base(x)
         mse = self.mse(target, x_hat)
         sparsity = coefficient * l0
+        if self.cfg.jumprelu_pre_act_coefficient > 0:
+            # Anthropic's pre-activation loss (Jan 2025; SAELens's pre_act_loss_coefficient): a latent below its
+            # threshold on every token gets no other gradient, so nothing could bring a dead latent back.
+            below = (self.threshold - pre.float()).relu().sum(0)
+            pre_act = torch.dot(below, self.W_dec.norm(dim=1).float()) / x.shape[0]
+            sparsity = sparsity + self.cfg.jumprelu_pre_act_coefficient * pre_act
         return LossOutput(
             total=mse + sparsity,
             mse=mse,

@@ -23,7 +23,11 @@ K_ARCHITECTURES = ("topk", "batchtopk", "matryoshka")  # sparsity set by k, dead
 MATRYOSHKA_LEVELS = 5  # default nesting: widths d_sae / 16, / 8, / 4, / 2, d_sae
 LR_DECAYS = ("constant", "cosine", "linear")
 OPTIMIZERS = ("auto", "signum", "adam")
-SIGNUM_ARCHITECTURES = ("topk", "batchtopk")  # "auto" picks signum for these, Adam for ReLU-L1 and JumpReLU
+# "auto" picks signum for these, Adam for Matryoshka. ReLU-L1 and JumpReLU too: with Adam at the rule-of-thumb lr a
+# short run could not be put at a chosen L0 (quick world, 1M tokens: JumpReLU's L0 was 90 for k 4 at l0_coefficient 1
+# and 4 alike, its thresholds barely moved; ReLU at L0 4 had EV 0.001); under sign descent the coefficient sets the
+# L0 smoothly, and at TopK's L0 ReLU's EV rose to 0.735 and JumpReLU's to 0.78 (benchmarks/RESULTS.md, issue 16).
+SIGNUM_ARCHITECTURES = ("topk", "batchtopk", "standard", "jumprelu")
 B_DEC_INITS = ("geometric_median", "mean", "zeros")
 TRAIN_DTYPES = ("fp32", "bf16")
 _DTYPE_ALIASES = {"float32": "fp32", "bfloat16": "bf16"}
@@ -75,6 +79,9 @@ class SAEConfig:
     l0_coefficient: float = 1.0  # jumprelu: weight of the (straight-through) L0 penalty
     jumprelu_bandwidth: float = 0.05  # width of the rectangle kernel of the threshold's pseudo-gradient
     jumprelu_init_threshold: float = 0.1
+    # jumprelu: weight of the loss pulling pre-activations up to the threshold. Without it no gradient reaches a dead
+    # latent: 12-16% of the quick world's latents ended dead, 0% with it (benchmarks/RESULTS.md, issue 16)
+    jumprelu_pre_act_coefficient: float = 1e-3
     aux_k: int | None = None  # topk / batchtopk: dead latents used by AuxK; None: d_in // 2
     aux_k_coefficient: float = 1.0 / 32.0
     dead_tokens_threshold: int = 10_000_000  # scaled down by the trainer for short runs
@@ -107,7 +114,13 @@ class SAEConfig:
             self.matryoshka_widths = resolve_matryoshka_widths(self.d_sae, self.matryoshka_widths)
         else:
             _require(self.matryoshka_widths is None, "matryoshka_widths applies to the matryoshka architecture only")
-        for name in ("l1_coefficient", "l0_coefficient", "aux_k_coefficient", "decoder_init_norm"):
+        for name in (
+            "l1_coefficient",
+            "l0_coefficient",
+            "aux_k_coefficient",
+            "decoder_init_norm",
+            "jumprelu_pre_act_coefficient",
+        ):
             _require(getattr(self, name) >= 0, f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("jumprelu_bandwidth", "jumprelu_init_threshold"):
             _require(getattr(self, name) > 0, f"{name} must be > 0, got {getattr(self, name)}")
@@ -154,7 +167,7 @@ class TrainConfig:
 
     total_tokens: int = 100_000_000
     batch_size: int = 4096
-    # auto: sign descent with schedule-free averaging for TopK / BatchTopK (see ml/sae/optim.py), Adam otherwise
+    # auto: sign descent with schedule-free averaging (see ml/sae/optim.py), Adam for Matryoshka (SIGNUM_ARCHITECTURES)
     optimizer: str = "auto"
     lr: float | None = None  # None: default_lr(d_sae, optimizer)
     lr_warmup_steps: int | None = None  # None: 1000 for Adam, 0 for signum; capped at a tenth of the run
@@ -261,7 +274,7 @@ def resolve_matryoshka_widths(d_sae: int, widths: list[int] | None = None) -> li
 
 
 def resolve_optimizer(name: str, architecture: str) -> str:
-    """The optimiser `name` stands for: "auto" is signum for TopK / BatchTopK and Adam otherwise."""
+    """The optimiser `name` stands for: "auto" is signum for SIGNUM_ARCHITECTURES and Adam otherwise."""
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer {name!r} unknown; expected one of {', '.join(OPTIMIZERS)}")
     if name != "auto":
