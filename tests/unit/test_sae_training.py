@@ -525,3 +525,35 @@ def test_dead_latents_biases_are_lifted_to_the_live_ones_in_both_copies_of_the_a
     assert b_enc[5] > floor  # a dead latent already above the floor keeps its bias
     lift_dead_biases(b_enc, torch.ones(6, dtype=torch.bool), optimizer)  # no live latent: nothing to lift to
     assert torch.isfinite(b_enc).all()
+
+
+@pytest.mark.parametrize("recorded", [True, False], ids=["recorded", "older-checkpoint"])
+def test_a_run_resumes_with_the_optimiser_it_started_with_when_auto_now_picks_another(
+    tmp_path: Path, recorded: bool
+) -> None:
+    """A ReLU run paused while "auto" meant Adam resumes with Adam (its moments), not the sign descent auto now picks;
+    a run whose config names the other optimiser is refused in one line."""
+    data, _ = planted_data(2048, d_in=8, n_features=12, per_token=2)
+    sae_cfg = SAEConfig(d_in=8, d_sae=16, architecture="standard")
+    started = SAETrainer(sae_cfg, small_train_cfg(optimizer="adam"), TensorBatchSource(data), tmp_path, LocalContext())
+    started.prepare(resume=False)
+    for _ in range(3):
+        started.train_step()
+    state = started._state()
+    if not recorded:
+        del state["optimizer_name"]  # written before the name was kept: read from the optimiser state
+    path = tmp_path / "paused.pt"
+    torch.save(state, path)
+
+    resumed = SAETrainer(sae_cfg, small_train_cfg(), TensorBatchSource(data), tmp_path / "r", LocalContext())
+    assert resumed.optimizer_name == "signum"  # what auto picks for ReLU today
+    resumed._restore(path)
+    assert resumed.optimizer_name == "adam" and isinstance(resumed.optimizer, torch.optim.Adam)
+    assert resumed.peak_lr == started.peak_lr and resumed.schedule == started.schedule
+    resumed.train_step()  # its Adam moments loaded and used
+
+    pinned = SAETrainer(
+        sae_cfg, small_train_cfg(optimizer="signum"), TensorBatchSource(data), tmp_path / "p", LocalContext()
+    )
+    with pytest.raises(ValueError, match="was trained with adam, but the training config asks for signum"):
+        pinned._restore(path)

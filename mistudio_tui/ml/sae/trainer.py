@@ -60,6 +60,16 @@ class StepSums(NamedTuple, Generic[_T]):
 LOSS_TERMS = StepSums._fields[len(SCALAR_SUMS) :]  # ("loss", "aux_loss", "sparsity_loss")
 
 
+def checkpoint_optimizer(state: dict[str, Any]) -> str:
+    """The optimiser a checkpoint was trained with: recorded since the automatic choice changed, else read from the
+    optimiser state (Adam keeps moment estimates, the schedule-free averager a `z` per parameter)."""
+    if "optimizer_name" in state:
+        return str(state["optimizer_name"])
+    per_param = state["optimizer"].get("state", {})
+    first: dict[str, Any] = next(iter(per_param.values()), {})
+    return "adam" if "exp_avg" in first else "signum"
+
+
 def effective_dead_threshold(sae_cfg: SAEConfig, train_cfg: TrainConfig) -> int:
     """Tokens without firing after which a latent is dead: the configured value, at most 1/20 of a short run."""
     return min(sae_cfg.dead_tokens_threshold, max(train_cfg.total_tokens // 20, 4 * train_cfg.batch_size))
@@ -96,10 +106,7 @@ class SAETrainer:
         sparse = train_cfg.sparse_kernels
         self.sae.use_sparse_kernels = self.device.type != "cuda" if sparse is None else sparse
         self.d_sae = self.sae.d_sae
-        self.optimizer_name = resolve_optimizer(train_cfg.optimizer, sae_cfg.architecture)
-        self.peak_lr = train_cfg.lr if train_cfg.lr is not None else default_lr(self.d_sae, self.optimizer_name)
-        self.optimizer = build_optimizer(self.sae.parameters(), self.optimizer_name, self.peak_lr, train_cfg.adam_betas)
-        self.schedule = LRSchedule.from_config(train_cfg, self.peak_lr, self.optimizer_name)
+        self._use_optimizer(resolve_optimizer(train_cfg.optimizer, sae_cfg.architecture))
         self.total_steps = train_cfg.total_steps
         self.sparsity_warmup = sparsity_warmup_steps(train_cfg)
         self.base_coefficient = sae_cfg.l0_coefficient if sae_cfg.architecture == "jumprelu" else sae_cfg.l1_coefficient
@@ -360,10 +367,19 @@ class SAETrainer:
         self.histogram_fired.zero_()
         self.histogram_tokens = 0
 
+    def _use_optimizer(self, name: str) -> None:
+        """Train with optimiser `name` ("adam" or "signum"): its automatic lr and schedule unless configured."""
+        self.optimizer_name = name
+        lr = self.train_cfg.lr
+        self.peak_lr = lr if lr is not None else default_lr(self.d_sae, name)
+        self.optimizer = build_optimizer(self.sae.parameters(), name, self.peak_lr, self.train_cfg.adam_betas)
+        self.schedule = LRSchedule.from_config(self.train_cfg, self.peak_lr, name)
+
     # --- checkpoints -----------------------------------------------------------------------------
     def _state(self) -> dict[str, Any]:
         return {
             "version": CHECKPOINT_VERSION,
+            "optimizer_name": self.optimizer_name,
             "step": self.step,
             "tokens": self.tokens,
             "sae_config": self.sae_cfg.to_dict(),
@@ -401,6 +417,18 @@ class SAETrainer:
                     f"but the SAE config asks for {getattr(self.sae_cfg, name)!r}"
                 )
         self.sae.load_state_dict(state["model"])
+        used = checkpoint_optimizer(state)
+        if used != self.optimizer_name:
+            if self.train_cfg.optimizer != "auto":
+                raise ValueError(
+                    f"checkpoint {path} was trained with {used}, but the training config asks for "
+                    f"{self.optimizer_name}; resume with optimizer {used} (or auto), or start a new run"
+                )
+            # "auto" chose differently when this run started (the default changed since): finish it as it began
+            self.ctx.log(
+                f"resuming with {used}, the optimiser this run started with (auto now picks {self.optimizer_name})"
+            )
+            self._use_optimizer(used)
         self.optimizer.load_state_dict(state["optimizer"])
         self.source.load_state_dict(state["source"])
         restore_rng_state(state["rng"])
