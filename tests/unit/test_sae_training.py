@@ -293,16 +293,16 @@ def test_auxk_runs_only_once_latents_can_be_dead_and_the_check_is_checkpointed(t
     assert trainer._dead_mask() is None and trainer.auxk_active is False
 
 
-def test_batchtopk_counts_rarely_firing_latents_as_dead_and_topk_does_not(tmp_path: Path) -> None:
+def test_topk_and_batchtopk_count_rarely_firing_latents_as_dead_and_matryoshka_does_not(tmp_path: Path) -> None:
     data, _ = planted_data(4096, d_in=8, n_features=12, per_token=2)
-    for architecture, expected in (("batchtopk", [3]), ("topk", None)):
+    for architecture, expected in (("batchtopk", [3]), ("topk", [3]), ("matryoshka", None)):
         sae_cfg = SAEConfig(d_in=8, d_sae=16, k=2, architecture=architecture)
         source = TensorBatchSource(data)
         trainer = SAETrainer(sae_cfg, small_train_cfg(), source, tmp_path / architecture, LocalContext())
         trainer.prepare(resume=False)
         while trainer.tokens < trainer.dead_threshold:
             trainer.train_step()
-        if architecture == "batchtopk":  # the rate is tracked: about k latents fire per token
+        if architecture != "matryoshka":  # the rate is tracked: about k latents fire per token
             assert float(trainer.fire_rate.sum()) == pytest.approx(2.0, rel=0.25)
         trainer.tokens_since_fired.zero_()  # no latent silent for the dead threshold
         trainer.fire_rate.fill_(2 / 16)

@@ -150,6 +150,12 @@ class TopKSAE(SparseAutoencoder):
     saved_architecture = "topk"
     unit_norm_decoder = True
     batch_topk = False
+    # Latents that fire once in ~10k tokens are never silent long enough to count as dead, yet too rare to learn
+    # (their encoder and decoder drift apart, |cos| 0.11; 188 of 480 under BatchTopK on the quick world). Counted as
+    # dead, AuxK and the bias lift retrain them. BatchTopK: quick MCC 0.835 -> 0.870 on top of its TopK phase; TopK,
+    # seed 0: MCC quick 0.864 -> 0.896, base 0.777 -> 0.822 (dead 3.8% -> 1.6%), dense4x 0.814 -> 0.841, absorb
+    # 0.633 -> 0.698, EV up on all four (benchmarks/RESULTS.md, issue 16).
+    rare_as_dead = 0.25
 
     @torch.no_grad()
     def initialize_from_batch(self, x: Tensor) -> None:
@@ -225,10 +231,6 @@ class BatchTopKSAE(_ThresholdFP32, TopKSAE):
     # their codes fall below the batch's cut, their latents starve (benchmarks/RESULTS.md, issue 16; quick world
     # MCC 0.725 -> 0.835 with the first half as TopK). Every row taking k latents early, as TopK does, trains them.
     topk_phase = 0.5
-    # Batch-wide selection also leaves latents that fire once in ~10k tokens: never silent long enough to count as
-    # dead, too rare to learn (their encoder and decoder drift apart, |cos| 0.11), 188 of 480 on the quick world.
-    # Counting them as dead lets AuxK and the bias lift revive them: quick MCC 0.835 -> 0.870 on top of the TopK phase.
-    rare_as_dead = 0.25
 
     def __init__(self, cfg: SAEConfig) -> None:
         super().__init__(cfg)
