@@ -127,3 +127,13 @@ def test_a_trial_the_trainer_refuses_is_skipped_with_its_reason_and_the_sweep_go
     job = Job.get(Job.kind == "sweep")
     log = Path(job.log_path).read_text()
     assert "trial 0 (k=64) skipped: k" in log and "d_sae" in log
+
+
+def test_a_sweep_whose_every_trial_is_refused_fails_naming_why(capsys, activation_set):
+    code = main(["sweep", "start", "--activations", str(activation_set.id), "--space", "k=64", "--expansion", "2",
+                 "--tokens", "3k", "--name", "none", "--json"])  # fmt: skip
+    capsys.readouterr()
+    assert code != 0
+    job = Job.get(Job.kind == "sweep")
+    assert job.status == "failed" and "every trial was refused; the first: k=64: k must be between" in job.error
+    assert Sweep.get(Sweep.name == "none").status == "failed"

@@ -90,6 +90,7 @@ class _Orchestrator:
         self.active: dict[int, _Active] = {}
         self.done = 0
         self.best: tuple[float, str] | None = None
+        self.refused: list[str] = []  # why trials were skipped (the trainer refused their values)
 
     # --- the loop --------------------------------------------------------------------------------
     def run(self, resume: bool) -> dict[str, Any]:
@@ -114,6 +115,8 @@ class _Orchestrator:
                 job = self.runner.wait(job_id, timeout=CHILD_WAIT_S / max(1, len(self.active)))
                 if job.status in JobState.TERMINAL:
                     self._finished(self.active.pop(job_id), job)
+        if self.refused and len(self.refused) == self.done:  # nothing trained: a failure, not "completed"
+            raise ValueError(f"every trial was refused; the first: {self.refused[0]}")
         best = {"score": self.best[0], "training": self.best[1]} if self.best else None
         self.ctx.log(f"sweep '{self.sweep.name}' finished {self.done} trials; best: {best}")
         return {"trials_done": self.done, "best": best}
@@ -140,6 +143,7 @@ class _Orchestrator:
             trial = self._new_trial(number, config)
         except ValueError as exc:
             self.ctx.log(f"trial {number} ({shown}) skipped: {exc}", level="warning")
+            self.refused.append(f"{shown}: {exc}")
             self.planner.tell(number, None)
             self.done += 1
             self._report()
