@@ -36,6 +36,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -194,23 +195,32 @@ def sample_rows(model, n: int, seed: int) -> tuple[Tensor, float]:
     return torch.cat(rows), l0_sum / n
 
 
+def _cached(cache: Path | None, stem: str, key: str, build: Callable[[], Any]) -> Any:
+    """`build()`, kept in `cache` as `<stem>-<hash of key>.pt`; without a cache, built every time."""
+    if cache is None:
+        return build()
+    import hashlib
+
+    path = cache / f"{stem}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
+    if path.exists():
+        return torch.load(path)
+    value = build()
+    cache.mkdir(parents=True, exist_ok=True)
+    torch.save(value, path.with_suffix(".part"))
+    path.with_suffix(".part").replace(path)  # a run stopped mid-write leaves no half file under the real name
+    return value
+
+
 def cached_rows(model, world: World, n: int, seed: int, cache: Path | None) -> tuple[Tensor, float]:
     """`sample_rows`, kept in `cache` (keyed by the world's definition, n and seed): sampling a 2M-row world takes
     minutes on a CPU, and separate runs (anchors now, miStudio's recipe later) then train on identical rows."""
-    if cache is None:
-        return sample_rows(model, n, seed)
-    import hashlib
 
-    key = hashlib.sha256(f"{world!r} {n} {seed}".encode()).hexdigest()[:16]
-    path = cache / f"{world.name}-{n}-{seed}-{key}.pt"
-    if path.exists():
-        saved = torch.load(path)
-        return saved["rows"], float(saved["l0"])
-    rows, l0 = sample_rows(model, n, seed)
-    cache.mkdir(parents=True, exist_ok=True)
-    torch.save({"rows": rows, "l0": l0}, path.with_suffix(".part"))
-    path.with_suffix(".part").replace(path)  # a run stopped mid-write leaves no half file under the real name
-    return rows, l0
+    def build() -> dict[str, Any]:
+        rows, l0 = sample_rows(model, n, seed)
+        return {"rows": rows, "l0": l0}
+
+    saved = _cached(cache, f"{world.name}-{n}-{seed}", f"{world!r} {n} {seed}", build)
+    return saved["rows"], float(saved["l0"])
 
 
 # --- what every trainer returns -----------------------------------------------------------------------
@@ -570,6 +580,15 @@ def real_sets(model_dir: Path, tokens: int) -> dict[str, Tensor]:
     return out
 
 
+def cached_real_sets(model_dir: Path, tokens: int, cache: Path | None) -> dict[str, Tensor]:
+    """`real_sets`, kept in `cache` (keyed by the model folder and the token count): a CPU forward pass over the
+    texts takes minutes, and separate runs then train on identical rows."""
+    sets: dict[str, Tensor] = _cached(
+        cache, f"real-{tokens}", f"{model_dir.resolve()} {tokens}", lambda: real_sets(model_dir, tokens)
+    )
+    return sets
+
+
 # --- main ---------------------------------------------------------------------------------------------
 def run_row(
     name: str,
@@ -647,7 +666,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         rows.append(run_row(name, train, held_out, true, world.width, k, tokens, trainers, seeds))
     if args.real_model is not None and not args.quick:
-        for name, data in real_sets(args.real_model, args.real_tokens + HELD_OUT).items():
+        for name, data in cached_real_sets(args.real_model, args.real_tokens + HELD_OUT, args.cache).items():
             d_in = data.shape[1]
             rows.append(
                 run_row(

@@ -527,6 +527,25 @@ def test_dead_latents_biases_are_lifted_to_the_live_ones_in_both_copies_of_the_a
     assert torch.isfinite(b_enc).all()
 
 
+def test_the_signum_recipe_sets_how_late_the_average_leans() -> None:
+    """Constant sign steps walk the iterate 0, -lr, -2 lr, ...: the uniform average (sparsify's r = 0) ends near the
+    middle of the walk, TopK's (r = 3) near its end."""
+    from mistudio_tui.ml.sae.architectures import TopKSAE
+    from mistudio_tui.ml.sae.optim import SPARSIFY_SIGNUM, averaged_weights, build_optimizer
+
+    ends = {}
+    for recipe in (SPARSIFY_SIGNUM, TopKSAE.signum):
+        w = torch.nn.Parameter(torch.zeros(1))
+        optimizer = build_optimizer([w], "signum", lr=1.0, betas=(0.9, 0.999), signum=recipe)
+        for _ in range(100):
+            w.grad = torch.ones(1)
+            optimizer.step()
+        with averaged_weights(optimizer):
+            ends[recipe.r] = -float(w.detach())
+    assert 45 < ends[0.0] < 55
+    assert ends[TopKSAE.signum.r] > 70
+
+
 @pytest.mark.parametrize("recorded", [True, False], ids=["recorded", "older-checkpoint"])
 def test_a_run_resumes_with_the_optimiser_it_started_with_when_auto_now_picks_another(
     tmp_path: Path, recorded: bool

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from mistudio_tui.ml.sae.base import LossOutput, SparseAutoencoder
 from mistudio_tui.ml.sae.config import SAEConfig
 from mistudio_tui.ml.sae.dense_ops import auxk_codes, batch_topk_codes, column_counts, fired_counts, topk_codes
+from mistudio_tui.ml.sae.optim import LATE_AVERAGE_SIGNUM, SPARSIFY_SIGNUM
 from mistudio_tui.ml.sae.sparse_ops import SparseCodes, sparse_decode, sparse_encode
 
 THRESHOLD_EMA = 0.99  # BatchTopK: weight of the running threshold against each batch's cut
@@ -156,6 +157,12 @@ class TopKSAE(SparseAutoencoder):
     # seed 0: MCC quick 0.864 -> 0.896, base 0.777 -> 0.822 (dead 3.8% -> 1.6%), dense4x 0.814 -> 0.841, absorb
     # 0.633 -> 0.698, EV up on all four (benchmarks/RESULTS.md, issue 16).
     rare_as_dead = 0.25
+    signum = LATE_AVERAGE_SIGNUM
+    # Its average leans on the end of the run, so the biases stop being lifted before the end: a latent lifted to
+    # the last step fired spuriously in the saved weights wherever it had nothing to learn (a 48-wide SAE on 24
+    # planted features: EV 0.78-0.83 lifted to the end, 0.94-0.95 stopped at 75-95% of the run,
+    # tests/unit/test_sae_training.py). 90% rather than 75%: base world dead 3.3% -> 2.0%, seed 2.
+    lift_dead_until = 0.9
 
     @torch.no_grad()
     def initialize_from_batch(self, x: Tensor) -> None:
@@ -231,6 +238,10 @@ class BatchTopKSAE(_ThresholdFP32, TopKSAE):
     # their codes fall below the batch's cut, their latents starve (benchmarks/RESULTS.md, issue 16; quick world
     # MCC 0.725 -> 0.835 with the first half as TopK). Every row taking k latents early, as TopK does, trains them.
     topk_phase = 0.5
+    # Averaged toward late iterates (TopK's recipe), BatchTopK ended with 5-8% of its latents dead on the base world
+    # (3.0% as sparsify averages), for MCC 0.767 -> 0.80-0.83 (benchmarks/RESULTS.md, issue 16).
+    signum = SPARSIFY_SIGNUM
+    lift_dead_until = 1.0
 
     def __init__(self, cfg: SAEConfig) -> None:
         super().__init__(cfg)

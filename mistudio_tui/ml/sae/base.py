@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mistudio_tui.ml.sae.config import SAEConfig
+from mistudio_tui.ml.sae.optim import SPARSIFY_SIGNUM, SignumRecipe
 
 INIT_ROWS = 16384  # rows of the first batch used by data-dependent initialisation
 
@@ -72,6 +73,10 @@ class SparseAutoencoder(nn.Module):
     # AuxK architectures: a latent whose firing rate (an EMA over steps) is below this fraction of k / d_sae counts
     # as dead too, for AuxK and the bias lift (0: only latents silent for the trainer's dead threshold)
     rare_as_dead: ClassVar[float] = 0.0
+    # the fraction of the run during which dead latents' encoder biases are lifted (optim.lift_dead_biases)
+    lift_dead_until: ClassVar[float] = 1.0
+    # how sign descent (the "auto" optimiser of most architectures) steps and averages this architecture's weights
+    signum: ClassVar[SignumRecipe] = SPARSIFY_SIGNUM
 
     def __init__(self, cfg: SAEConfig) -> None:
         super().__init__()

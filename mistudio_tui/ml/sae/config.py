@@ -282,8 +282,9 @@ def resolve_optimizer(name: str, architecture: str) -> str:
     return "signum" if architecture in SIGNUM_ARCHITECTURES else "adam"
 
 
-def default_lr(d_sae: int, optimizer: str = "adam") -> float:
-    """The automatic learning rate: 2e-4 (Adam) or 5e-3 (signum) / sqrt(d_sae / 2**14), the rules of Gao et al.
-    and sparsify (a sign step moves every weight by the whole lr, so its lr is the larger)."""
-    base = 5e-3 if optimizer == "signum" else 2e-4
+def default_lr(d_sae: int, optimizer: str = "adam", signum_lr: float = 5e-3) -> float:
+    """The automatic learning rate: 2e-4 (Adam) or `signum_lr` (the architecture's optim.SignumRecipe) divided by
+    sqrt(d_sae / 2**14), the rule of Gao et al. (a sign step moves every weight by the whole lr, so its lr is the
+    larger)."""
+    base = signum_lr if optimizer == "signum" else 2e-4
     return base / math.sqrt(d_sae / 2**14)

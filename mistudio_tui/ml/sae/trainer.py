@@ -228,7 +228,7 @@ class SAETrainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.sae.after_optimizer_step()
-        if dead_mask is not None:
+        if dead_mask is not None and self.step < self.sae.lift_dead_until * self.total_steps:
             lift_dead_biases(self.sae.b_enc, dead_mask, self.optimizer)
         self._record(x, outputs)
         self.step += 1
@@ -371,8 +371,9 @@ class SAETrainer:
         """Train with optimiser `name` ("adam" or "signum"): its automatic lr and schedule unless configured."""
         self.optimizer_name = name
         lr = self.train_cfg.lr
-        self.peak_lr = lr if lr is not None else default_lr(self.d_sae, name)
-        self.optimizer = build_optimizer(self.sae.parameters(), name, self.peak_lr, self.train_cfg.adam_betas)
+        signum = self.sae.signum
+        self.peak_lr = lr if lr is not None else default_lr(self.d_sae, name, signum.lr)
+        self.optimizer = build_optimizer(self.sae.parameters(), name, self.peak_lr, self.train_cfg.adam_betas, signum)
         self.schedule = LRSchedule.from_config(self.train_cfg, self.peak_lr, name)
 
     # --- checkpoints -----------------------------------------------------------------------------
