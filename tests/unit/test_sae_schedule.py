@@ -20,7 +20,7 @@ from mistudio_tui.ml.sae.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from mistudio_tui.ml.sae.config import TrainConfig, default_lr, resolve_optimizer
+from mistudio_tui.ml.sae.config import SIGNUM_REFERENCE_STEPS, TrainConfig, default_lr, resolve_optimizer
 from mistudio_tui.ml.sae.initialization import activation_scale, geometric_median, initial_b_dec
 from mistudio_tui.ml.sae.schedule import LRSchedule, sparsity_coefficient_at, sparsity_warmup_steps
 
@@ -64,6 +64,11 @@ def test_sparsity_warmup() -> None:
 def test_default_lr_rule() -> None:
     assert default_lr(2**14) == pytest.approx(2e-4)
     assert default_lr(2**16) == pytest.approx(1e-4)
+    # sign descent: the architecture's base, the same up to SIGNUM_REFERENCE_STEPS, then falling as 1/sqrt(steps)
+    assert default_lr(2**14, "signum", 3e-3, total_steps=SIGNUM_REFERENCE_STEPS) == pytest.approx(3e-3)
+    assert default_lr(2**14, "signum", 3e-3, total_steps=100) == pytest.approx(3e-3)
+    assert default_lr(2**16, "signum", 3e-3, total_steps=4 * SIGNUM_REFERENCE_STEPS) == pytest.approx(3e-3 / 4)
+    assert default_lr(2**14, "adam", total_steps=10**6) == pytest.approx(2e-4)  # Adam has its schedule
 
 
 def test_auto_optimizer_is_sign_descent_for_relu_and_jumprelu_too() -> None:

@@ -282,9 +282,17 @@ def resolve_optimizer(name: str, architecture: str) -> str:
     return "signum" if architecture in SIGNUM_ARCHITECTURES else "adam"
 
 
-def default_lr(d_sae: int, optimizer: str = "adam", signum_lr: float = 5e-3) -> float:
+# Sign descent never shrinks its own step, so a long run at a short run's lr ends noisier: on the quick world at 8M
+# tokens (1,953 steps) TopK's EV was 0.828 at its 1M-token lr and 0.855 at half of it, BatchTopK's 0.757 and 0.816,
+# MCC unchanged (benchmarks/RESULTS.md, issue 16). Beyond this many steps the signum lr falls as 1/sqrt(steps).
+SIGNUM_REFERENCE_STEPS = 500
+
+
+def default_lr(d_sae: int, optimizer: str = "adam", signum_lr: float = 5e-3, total_steps: int = 0) -> float:
     """The automatic learning rate: 2e-4 (Adam) or `signum_lr` (the architecture's optim.SignumRecipe) divided by
     sqrt(d_sae / 2**14), the rule of Gao et al. (a sign step moves every weight by the whole lr, so its lr is the
-    larger)."""
-    base = signum_lr if optimizer == "signum" else 2e-4
-    return base / math.sqrt(d_sae / 2**14)
+    larger); the signum lr is further scaled by sqrt(SIGNUM_REFERENCE_STEPS / total_steps) for longer runs."""
+    if optimizer != "signum":
+        return 2e-4 / math.sqrt(d_sae / 2**14)
+    budget = math.sqrt(min(1.0, SIGNUM_REFERENCE_STEPS / total_steps)) if total_steps > 0 else 1.0
+    return signum_lr / math.sqrt(d_sae / 2**14) * budget

@@ -372,7 +372,7 @@ class SAETrainer:
         self.optimizer_name = name
         lr = self.train_cfg.lr
         signum = self.sae.signum
-        self.peak_lr = lr if lr is not None else default_lr(self.d_sae, name, signum.lr)
+        self.peak_lr = lr if lr is not None else default_lr(self.d_sae, name, signum.lr, self.train_cfg.total_steps)
         self.optimizer = build_optimizer(self.sae.parameters(), name, self.peak_lr, self.train_cfg.adam_betas, signum)
         self.schedule = LRSchedule.from_config(self.train_cfg, self.peak_lr, name)
 
