@@ -238,7 +238,7 @@ class BatchTopKSAE(_ThresholdFP32, TopKSAE):
     # their codes fall below the batch's cut, their latents starve (benchmarks/RESULTS.md, issue 16; quick world
     # MCC 0.725 -> 0.835 with the first half as TopK). Every row taking k latents early, as TopK does, trains them.
     topk_phase = 0.5
-    # Averaged toward late iterates (TopK's recipe), BatchTopK ended with 5-8% of its latents dead on the base world
+    # Averaged toward late iterates (TopK's recipe), BatchTopK ended with 4-9% of its latents dead on the base world
     # (3.0% as sparsify averages), for MCC 0.767 -> 0.80-0.83 (benchmarks/RESULTS.md, issue 16).
     signum = SPARSIFY_SIGNUM
     lift_dead_until = 1.0
