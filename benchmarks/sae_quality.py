@@ -633,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--real-tokens", type=int, default=1_000_000)
     parser.add_argument("--real-k", type=int, default=32)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
-    parser.add_argument("--cache", type=Path, default=None, help="keep the sampled worlds' rows in this folder")
+    parser.add_argument("--cache", type=Path, default=None, help="keep sampled worlds and real sets here")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
