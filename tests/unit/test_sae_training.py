@@ -284,13 +284,13 @@ def test_auxk_runs_only_once_latents_can_be_dead_and_the_check_is_checkpointed(t
     while trainer.tokens < trainer.dead_threshold:
         trainer.train_step()
     trainer.tokens_since_fired[3] = trainer.dead_threshold  # latent 3 has been silent long enough
-    trainer.auxk_active = None
+    trainer.dead_count = None
     mask = trainer._dead_mask()
-    assert mask is not None and mask.nonzero().squeeze(1).tolist() == [3] and trainer.auxk_active is True
-    assert load_checkpoint(trainer.save_checkpoint())["auxk_active"] is True
+    assert mask is not None and mask.nonzero().squeeze(1).tolist() == [3] and trainer.dead_count == 1
+    assert load_checkpoint(trainer.save_checkpoint())["dead_count"] == 1
     trainer.tokens_since_fired.zero_()
     trainer.step = DEAD_CHECK_EVERY * 100  # the host re-reads "any dead?" every few steps only
-    assert trainer._dead_mask() is None and trainer.auxk_active is False
+    assert trainer._dead_mask() is None and trainer.dead_count == 0
 
 
 def test_topk_and_batchtopk_count_rarely_firing_latents_as_dead_and_matryoshka_does_not(tmp_path: Path) -> None:
@@ -307,7 +307,7 @@ def test_topk_and_batchtopk_count_rarely_firing_latents_as_dead_and_matryoshka_d
         trainer.tokens_since_fired.zero_()  # no latent silent for the dead threshold
         trainer.fire_rate.fill_(2 / 16)
         trainer.fire_rate[3] = 0.2 * 2 / 16  # under a quarter of k / d_sae
-        trainer.auxk_active = None
+        trainer.dead_count = None
         mask = trainer._dead_mask()
         assert (None if mask is None else mask.nonzero().squeeze(1).tolist()) == expected, architecture
         assert load_checkpoint(trainer.save_checkpoint())["fire_rate"][3] == pytest.approx(0.025)
@@ -508,8 +508,8 @@ def test_skip_transcoder_carries_the_dense_linear_part(tmp_path: Path) -> None:
     assert results[True] > results[False] + 0.03, results
 
 
-def test_dead_latents_biases_are_lifted_to_the_live_ones_in_both_copies_of_the_averaged_optimiser() -> None:
-    from mistudio_tui.ml.sae.optim import DEAD_BIAS_QUANTILE, build_optimizer, lift_dead_biases
+def test_dead_latents_biases_are_lifted_to_their_floors_in_both_copies_of_the_averaged_optimiser() -> None:
+    from mistudio_tui.ml.sae.optim import build_optimizer, lift_dead_biases
 
     b_enc = torch.nn.Parameter(torch.tensor([-1.0, -0.5, 0.0, 0.5, -9.0, 3.0]))
     optimizer = build_optimizer([b_enc], "signum", lr=0.1, betas=(0.9, 0.999))
@@ -517,14 +517,46 @@ def test_dead_latents_biases_are_lifted_to_the_live_ones_in_both_copies_of_the_a
     optimizer.step()  # creates the averaged optimiser's z copy
     z = optimizer.state[b_enc]["z"]
     dead = torch.tensor([False, False, False, False, True, True])
-    live_before, z_live_before = b_enc[~dead].clone(), z[~dead].clone()
-    lift_dead_biases(b_enc, dead, optimizer)
-    floor = torch.quantile(live_before, DEAD_BIAS_QUANTILE)
-    assert torch.equal(b_enc[~dead], live_before) and torch.equal(z[~dead], z_live_before)
-    assert torch.allclose(b_enc[4], floor) and torch.allclose(z[4], floor)  # the sunken one is lifted
-    assert b_enc[5] > floor  # a dead latent already above the floor keeps its bias
-    lift_dead_biases(b_enc, torch.ones(6, dtype=torch.bool), optimizer)  # no live latent: nothing to lift to
-    assert torch.isfinite(b_enc).all()
+    floor = torch.tensor([5.0, 5.0, 5.0, 5.0, -2.0, -2.0])
+    before, z_before = b_enc.detach().clone(), z.clone()
+    lift_dead_biases(b_enc, dead, floor, optimizer)
+    assert torch.equal(b_enc[~dead], before[~dead]) and torch.equal(z[~dead], z_before[~dead])  # live: untouched
+    assert b_enc[4] == -2.0 and z[4] == -2.0  # the sunken one is lifted, in the average's copy too
+    assert b_enc[5] == before[5] and z[5] == z_before[5]  # one already above its floor keeps its bias
+
+
+def test_a_dead_latent_lifted_to_its_floor_fires_on_a_few_rows_of_its_own() -> None:
+    """The floor is per latent, from its own pre-activations: a latent whose encoder column is 100x smaller than
+    the others' is lifted just as far as makes it fire, where one floor for all would leave it silent or firing
+    everywhere; many dead share k slots a row; and no bias rises more than LIFT_STEPS lr in one step."""
+    from mistudio_tui.ml.sae.trainer import DEAD_FIRING_RATE, LIFT_ROWS, LIFT_STEPS
+
+    torch.manual_seed(0)
+    cfg = SAEConfig(d_in=16, d_sae=64, k=4, architecture="topk")
+    source = TensorBatchSource(torch.randn(2048, 16))
+    trainer = SAETrainer(cfg, small_train_cfg(), source, Path("unused"), LocalContext())
+    sae = trainer.sae
+    x = torch.randn(LIFT_ROWS, 16)
+
+    def rates_at_the_floor() -> torch.Tensor:
+        with torch.no_grad():
+            sae.b_enc.fill_(1e6)  # far above any floor: the step limit does not bind
+            sae.b_enc.copy_(trainer.dead_bias_floor(x))
+        return (sae.pre_activations(x) > 0).float().mean(0)
+
+    with torch.no_grad():
+        sae.W_enc[:, 7] *= 0.01
+    expected = DEAD_FIRING_RATE * cfg.k / cfg.d_sae
+    rate = rates_at_the_floor()
+    assert float(rate[7]) == pytest.approx(expected, abs=2 / LIFT_ROWS)
+    assert torch.allclose(rate, torch.full_like(rate, expected), atol=2 / LIFT_ROWS)
+    trainer.dead_count = 32  # many dead: together they may take k slots a row, so each fires on k / 32 of the rows
+    rate = rates_at_the_floor()
+    assert torch.allclose(rate, torch.full_like(rate, cfg.k / 32), atol=2 / LIFT_ROWS)
+    with torch.no_grad():
+        sae.b_enc.fill_(-100.0)  # sunk far below: lifted by LIFT_STEPS lr this step, not all the way
+    lr = trainer.optimizer.param_groups[0]["lr"]
+    assert torch.allclose(trainer.dead_bias_floor(x), torch.full((64,), -100.0 + LIFT_STEPS * lr))
 
 
 def test_the_signum_recipe_sets_how_late_the_average_leans() -> None:

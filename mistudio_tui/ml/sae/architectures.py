@@ -157,12 +157,11 @@ class TopKSAE(SparseAutoencoder):
     # seed 0: MCC quick 0.864 -> 0.896, base 0.777 -> 0.822 (dead 3.8% -> 1.6%), dense4x 0.814 -> 0.841, absorb
     # 0.633 -> 0.698, EV up on all four (benchmarks/RESULTS.md, issue 16).
     rare_as_dead = 0.25
+    # Its average leans on the end of the run; dead latents are lifted to its end, each only as far as makes it fire
+    # on a few rows (trainer.dead_bias_floor). Lifted to the live latents' 99th percentile instead, they fired
+    # spuriously in the saved weights, so that lift stopped at 90% of the run (absorb world, seed 0: dead 26% ->
+    # 1.9%, MCC 0.730 -> 0.804, EV 0.900 -> 0.910 with the per-latent lift to the end; benchmarks/RESULTS.md).
     signum = LATE_AVERAGE_SIGNUM
-    # Its average leans on the end of the run, so the biases stop being lifted before the end: a latent lifted to
-    # the last step fired spuriously in the saved weights wherever it had nothing to learn (a 48-wide SAE on 24
-    # planted features: EV 0.78-0.83 lifted to the end, 0.94-0.95 stopped at 75-95% of the run,
-    # tests/unit/test_sae_training.py). 90% rather than 75%: base world dead 3.3% -> 2.0%, seed 2.
-    lift_dead_until = 0.9
 
     @torch.no_grad()
     def initialize_from_batch(self, x: Tensor) -> None:
@@ -238,10 +237,9 @@ class BatchTopKSAE(_ThresholdFP32, TopKSAE):
     # their codes fall below the batch's cut, their latents starve (benchmarks/RESULTS.md, issue 16; quick world
     # MCC 0.725 -> 0.835 with the first half as TopK). Every row taking k latents early, as TopK does, trains them.
     topk_phase = 0.5
-    # Averaged toward late iterates (TopK's recipe), BatchTopK ended with 4-9% of its latents dead on the base world
-    # (3.0% as sparsify averages), for MCC 0.767 -> 0.80-0.83 (benchmarks/RESULTS.md, issue 16).
-    signum = SPARSIFY_SIGNUM
-    lift_dead_until = 1.0
+    # TopK's recipe (late-leaning average, per-latent lift): with the lift to the live biases' 99th percentile it left
+    # 4-9% of BatchTopK's latents dead on the base world; with the per-latent lift, quick world seed 0 EV 0.800 ->
+    # 0.813, base MCC 0.767 -> 0.81, EV 0.745 -> 0.787 (benchmarks/RESULTS.md, issue 16).
 
     def __init__(self, cfg: SAEConfig) -> None:
         super().__init__(cfg)
@@ -299,9 +297,10 @@ class MatryoshkaSAE(BatchTopKSAE):
     """
 
     architecture = "matryoshka"
-    # not measured against ground truth: batch-wide from the start and only silent latents dead, as before
+    # not measured against ground truth: batch-wide from the start, only silent latents dead, sparsify's average
     topk_phase = 0.0
     rare_as_dead = 0.0
+    signum = SPARSIFY_SIGNUM
 
     def _reconstruct(self, target: Tensor, codes: Tensor | SparseCodes, base: Tensor) -> tuple[Tensor, Tensor | None]:
         """The full x_hat and the sum of the inner prefixes' squared errors; each prefix adds its group's decode to

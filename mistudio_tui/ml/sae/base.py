@@ -73,8 +73,6 @@ class SparseAutoencoder(nn.Module):
     # AuxK architectures: a latent whose firing rate (an EMA over steps) is below this fraction of k / d_sae counts
     # as dead too, for AuxK and the bias lift (0: only latents silent for the trainer's dead threshold)
     rare_as_dead: ClassVar[float] = 0.0
-    # the fraction of the run during which dead latents' encoder biases are lifted (optim.lift_dead_biases)
-    lift_dead_until: ClassVar[float] = 1.0
     # how sign descent (the "auto" optimiser of most architectures) steps and averages this architecture's weights
     signum: ClassVar[SignumRecipe] = SPARSIFY_SIGNUM
 

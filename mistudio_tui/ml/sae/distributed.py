@@ -126,6 +126,10 @@ class DistributedSAETrainer(SAETrainer):
         dist.all_reduce(packed)
         return packed[:-1], int(packed[-1])
 
+    def _reduce_floor(self, floor: Tensor) -> Tensor:
+        dist.all_reduce(floor)
+        return floor / self.world
+
     def _reduce_window(self) -> None:
         if self.collectives_done:
             return

@@ -31,12 +31,11 @@ class SignumRecipe:
 # sparsify's defaults (on raw activations; ours are scaled to norm sqrt(d_in), which makes an lr act larger on the
 # encoder: 1.6-9x on the worlds and real sets of benchmarks/sae_quality.py)
 SPARSIFY_SIGNUM = SignumRecipe(lr=5e-3)
-# TopK's: a smaller step, the average weighted toward late iterates. Against SPARSIFY_SIGNUM, seed 0, same rows
-# (benchmarks/RESULTS.md, issue 16): base world MCC 0.822 -> 0.864, EV 0.776 -> 0.818; dense4x MCC 0.841 -> 0.881,
-# EV 0.673 -> 0.739; real MiniLM EV 0.879 -> 0.890 and 0.844 -> 0.854, where sparsify has 0.884 and 0.854.
+# TopK's and BatchTopK's: a smaller step, the average weighted toward late iterates. Against SPARSIFY_SIGNUM, TopK,
+# seed 0, same rows (benchmarks/RESULTS.md, issue 16): base world MCC 0.822 -> 0.864, EV 0.776 -> 0.818; dense4x
+# MCC 0.841 -> 0.881, EV 0.673 -> 0.739; real MiniLM EV 0.879 -> 0.890 and 0.844 -> 0.854, where sparsify has
+# 0.884 and 0.854.
 LATE_AVERAGE_SIGNUM = SignumRecipe(lr=3e-3, r=3.0)
-# Dead latents' encoder biases are kept at or above this quantile of the live latents' (see lift_dead_biases).
-DEAD_BIAS_QUANTILE = 0.99
 
 
 class SignSGD(torch.optim.Optimizer):
@@ -88,17 +87,18 @@ def averaged_weights(optimizer: torch.optim.Optimizer) -> Iterator[None]:
 
 
 @torch.no_grad()
-def lift_dead_biases(b_enc: Tensor, dead: Tensor, optimizer: torch.optim.Optimizer) -> None:
-    """Raise the encoder bias of each dead latent to at least the live latents' DEAD_BIAS_QUANTILE.
+def lift_dead_biases(b_enc: Tensor, dead: Tensor, floor: Tensor, optimizer: torch.optim.Optimizer) -> None:
+    """Raise the encoder bias of each dead latent to at least its `floor` (see SAETrainer.dead_bias_floor).
 
     A dead latent learns only from AuxK, and under sign descent every AuxK overshoot moves its bias a full step down;
-    it drifts far below the live ones (median -2.9 vs -1.9 on the quick world) and never wins a top-k slot again,
-    while true features stay unlearned. Lifted, AuxK brings them back: quick world dead 6.0% -> 0.4%, MCC 0.853 ->
-    0.860; base world dead 8.4% -> 3.4% (benchmarks/RESULTS.md). Sync-free (no boolean indexing), and the averaged
-    optimiser's `z` copy is lifted too so the interpolated weights do not pull the bias back down.
+    it drifts far below the live ones and never wins a top-k slot again, while true features stay unlearned. Lifted
+    so that it fires on a few rows of its own, it trains on them and comes back. Per latent, from its own
+    pre-activations: a floor shared by all (the live biases' 99th percentile, the previous rule) left 26% of TopK's
+    latents dead on the absorb world, where encoder norms differ; per latent, 2.2% (benchmarks/RESULTS.md, issue
+    16). Sync-free (no boolean indexing), and the averaged optimiser's `z` copy is lifted too so the interpolated
+    weights do not pull the bias back down.
     """
-    live = torch.where(dead, torch.nan, b_enc.float())
-    floor = torch.nan_to_num(torch.nanquantile(live, DEAD_BIAS_QUANTILE), nan=float("-inf")).to(b_enc.dtype)
     z = optimizer.state.get(b_enc, {}).get("z")
+    floor = floor.to(b_enc.dtype)
     for values in (b_enc, z) if z is not None else (b_enc,):
         values.copy_(torch.where(dead, torch.maximum(values, floor), values))
