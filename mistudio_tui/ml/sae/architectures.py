@@ -159,8 +159,8 @@ class TopKSAE(SparseAutoencoder):
     rare_as_dead = 0.25
     # Its average leans on the end of the run; dead latents are lifted to its end, each only as far as makes it fire
     # on a few rows (trainer.dead_bias_floor). Lifted to the live latents' 99th percentile instead, they fired
-    # spuriously in the saved weights, so that lift stopped at 90% of the run (absorb world, seed 0: dead 26% ->
-    # 1.9%, MCC 0.730 -> 0.804, EV 0.900 -> 0.910 with the per-latent lift to the end; benchmarks/RESULTS.md).
+    # spuriously in the saved weights, so that lift stopped at 90% of the run (absorb world, three seeds: dead 26% ->
+    # 2.4%, MCC 0.731 -> 0.797, EV 0.900 -> 0.909 with the per-latent lift to the end; benchmarks/RESULTS.md).
     signum = LATE_AVERAGE_SIGNUM
 
     @torch.no_grad()

@@ -94,7 +94,7 @@ def lift_dead_biases(b_enc: Tensor, dead: Tensor, floor: Tensor, optimizer: torc
     it drifts far below the live ones and never wins a top-k slot again, while true features stay unlearned. Lifted
     so that it fires on a few rows of its own, it trains on them and comes back. Per latent, from its own
     pre-activations: a floor shared by all (the live biases' 99th percentile, the previous rule) left 26% of TopK's
-    latents dead on the absorb world, where encoder norms differ; per latent, 2.2% (benchmarks/RESULTS.md, issue
+    latents dead on the absorb world, where encoder norms differ; per latent, 2.4% (benchmarks/RESULTS.md, issue
     16). Sync-free (no boolean indexing), and the averaged optimiser's `z` copy is lifted too so the interpolated
     weights do not pull the bias back down.
     """
